@@ -1,0 +1,25 @@
+# Two commands matter: `make demo` and `make test`. Both bootstrap .venv when it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.edgeship-installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[train,dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m edgeship demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m pytest tests/benchmarks --benchmark-enable -p no:randomly
+
+clean:
+	rm -rf runs .pytest_cache

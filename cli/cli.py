@@ -1,0 +1,214 @@
+"""The command line. Thin: it parses arguments and calls the functions Python users call.
+
+Imports are lazy so that `edgeship predict` on a Raspberry Pi never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgeship.runtime.errors import EdgeshipError, UsageError
+
+
+def _csv_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def cmd_train(args) -> int:
+    from edgeship.train import SplitConfig, TrainConfig, train
+
+    config = TrainConfig(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs,
+                         batch_size=args.batch_size, learning_rate=args.learning_rate, weights=args.weights,
+                         alpha=args.alpha, classes=args.classes, patience=args.patience,
+                         splits=SplitConfig(seed=args.seed))
+    result = train(args.data, args.out, config)
+    print(f"trained {config.backbone}: test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epoch(s)")
+    print(f"bundle: {result.layout.bundle}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from edgeship.export import export_run
+    from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
+
+    result = export_run(args.run, args.formats, calib_size=args.calib_size)
+    print(text_table(SUMMARY_HEADERS, summary_rows(result.report)))
+    print(f"report: {result.report_md}")
+    if result.failed:
+        print(f"edgeship: {len(result.failed)} format(s) failed: {', '.join(result.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_gate(args) -> int:
+    from edgeship.export.gate import GateThresholds, evaluate_gate
+    from edgeship.export.report import load_report
+
+    report, _ = load_report(args.report)
+    verdicts = evaluate_gate(report, GateThresholds(args.max_drop, args.min_agreement))
+    for verdict in verdicts:
+        print(verdict.line())
+    failed = [v.artifact for v in verdicts if not v.passed]
+    print(f"gate {'FAILED: ' + ', '.join(failed) if failed else 'passed'} ({len(verdicts) - len(failed)}/{len(verdicts)} artifacts pass)")
+    return 1 if failed else 0
+
+
+def _run_with_report(target: Path):
+    """The run layout when TARGET is a run (or its bundle/report) that has a report, else None."""
+    from edgeship.runtime.layout import RunLayout
+
+    try:
+        layout = RunLayout.find(target)
+    except UsageError:
+        return None
+    return layout if layout.report_json.is_file() else None
+
+
+def cmd_bench(args) -> int:
+    from edgeship.bench import bench_files, bench_run
+    from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
+
+    results, exit_code = [], 0
+    for target in map(Path, args.models):
+        layout = _run_with_report(target)
+        if layout is not None:
+            report, md_path = bench_run(layout.root, args.runs, args.warmup, args.min_seconds, args.threads)
+            print(text_table(SUMMARY_HEADERS, summary_rows(report)))
+            print(f"report: {md_path}")
+            results.append(report)
+            continue
+        rows = bench_files([target], args.runs, args.warmup, args.min_seconds, args.threads)
+        table = [[r["name"], r["status"], *(f"{r['latency_ms'][k]:.3f}" if "latency_ms" in r else "–"
+                                            for k in ("p50", "p90", "p99")),
+                  f"{r['throughput_ips']:.1f}" if r.get("throughput_ips") else "–", r.get("error", "")] for r in rows]
+        print(text_table(("model", "status", "p50 ms", "p90 ms", "p99 ms", "images/s", "error"), table))
+        results.extend(rows)
+        exit_code = max(exit_code, int(any(r["status"] != "ok" for r in rows)))
+    if args.json:
+        from edgeship.runtime.fileio import atomic_write_json
+
+        atomic_write_json(args.json, results)
+    return exit_code
+
+
+def cmd_predict(args) -> int:
+    from edgeship.predict import run_predict
+
+    return run_predict(args.model, args.images, top_k=args.top_k, as_json=args.json, backend=args.backend,
+                       threads=args.threads, artifact=args.artifact)
+
+
+def cmd_demo(args) -> int:
+    from edgeship.demo import run_demo
+
+    return run_demo(args.out, epochs=args.epochs, data=args.data, bench_runs=args.runs)
+
+
+def cmd_formats(args) -> int:
+    from edgeship.export.formats import FORMATS
+    from edgeship.export.report import text_table
+    from edgeship.runtime.backends import BACKENDS
+
+    rows = [[f.name, f.filename, f.precision, "yes" if f.needs_calibration else "no", f.backend,
+             BACKENDS[f.backend].probe() or "not installed", f.description] for f in FORMATS.values()]
+    print(text_table(("format", "file", "precision", "calibration", "backend", "runs here with", "description"), rows))
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from edgeship.export.report import text_table
+    from edgeship.train.backbones import BACKBONES
+
+    rows = [[b.name, b.default_size, b.weights_source, b.description] for b in BACKBONES.values()]
+    print(text_table(("backbone", "default size", "pretrained weights", "description"), rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeship", description="Ship image classifiers to edge devices.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a classifier on a folder of class sub-folders")
+    p.add_argument("data", help="folder with one sub-folder of images per class")
+    p.add_argument("--out", required=True, help="run directory to write (bundle/, training/)")
+    p.add_argument("--backbone", default="small_cnn", help="see `edgeship backbones` (default small_cnn)")
+    p.add_argument("--image-size", type=_positive_int, help="square input size in px (default: the backbone's)")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--weights", default="none", help="none, imagenet (needs internet) or a local weights file")
+    p.add_argument("--alpha", type=float, help="width multiplier for MobileNet backbones")
+    p.add_argument("--classes", type=_csv_list, help="comma-separated class folders to use, in label order")
+    p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=0, help="seed for splits and weight init")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="convert a trained run to edge formats and check parity")
+    p.add_argument("run", help="run directory (or its bundle/)")
+    p.add_argument("--formats", type=_csv_list, default=None, help="comma-separated, or all (see `edgeship formats`)")
+    p.add_argument("--calib-size", type=_positive_int, default=300, help="calibration images for int8")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("gate", help="exit 1 when an artifact loses too much accuracy against Keras")
+    p.add_argument("report", help="report.json or its run directory")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="PP", help="allowed accuracy drop in percentage points")
+    p.add_argument("--min-agreement", type=float, default=0.98, metavar="FRAC", help="minimum top-1 agreement with Keras")
+    p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("bench", help="time artifacts: p50/p90/p99 latency, throughput, load time")
+    p.add_argument("models", nargs="+", help="run directories (results go into their report) or model files")
+    p.add_argument("--runs", type=_positive_int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--min-seconds", type=float, default=0.0)
+    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("predict", help="classify images with a bundle or a lone .tflite/.onnx (no TensorFlow)")
+    p.add_argument("model", help="bundle directory, .tflite or .onnx")
+    p.add_argument("images", nargs="+", help="image files, folders or globs")
+    p.add_argument("--top-k", type=_positive_int, default=1)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--backend", default="auto", help="auto, tflite or onnxruntime")
+    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--artifact", help="which artifact of a bundle (default: the first this machine can run)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--data", help="dataset folder (default: OUT/data, written from scikit-learn's digits)")
+    p.add_argument("--epochs", type=_positive_int, default=15)
+    p.add_argument("--runs", type=_positive_int, default=200, help="timed runs per artifact")
+    p.set_defaults(func=cmd_demo)
+
+    sub.add_parser("formats", help="list export formats").set_defaults(func=cmd_formats)
+    sub.add_parser("backbones", help="list backbones").set_defaults(func=cmd_backbones)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgeshipError as exc:
+        print(f"edgeship: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgeship: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["main", "build_parser", "UsageError"]

@@ -1,0 +1,59 @@
+"""`edgeship demo`: the whole pipeline on the embedded digits dataset, ending with a summary table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def _step(number: int, text: str) -> None:
+    print(f"\n[{number}/6] {text}", flush=True)
+
+
+def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path | None = None,
+             bench_runs: int = 200) -> int:
+    from edgeship.bench import bench_run
+    from edgeship.export import export_run
+    from edgeship.export.gate import GateThresholds, evaluate_gate
+    from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
+    from edgeship.runtime.classifier import Classifier
+    from edgeship.train import SplitConfig, TrainConfig, train, write_digits_dataset
+    from edgeship.train.splits import SplitManifest
+
+    started = time.time()
+    out = Path(out)
+    data = Path(data) if data else out / "data"
+
+    _step(1, f"dataset: scikit-learn's handwritten digits as PNG class folders in {data}")
+    write_digits_dataset(data, size=32)
+
+    _step(2, "train: small CNN, 32 px, best checkpoint by validation accuracy")
+    result = train(data, out, TrainConfig(backbone="small_cnn", image_size=32, epochs=epochs, batch_size=32,
+                                          splits=SplitConfig(seed=0)))
+    print(f"Keras test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epochs")
+
+    _step(3, "export: TFLite float32 / dynamic / float16 / int8 and ONNX, then parity on the test split")
+    exported = export_run(out)
+
+    _step(4, "gate: max drop 1.0 pp, min agreement 0.98")
+    verdicts = evaluate_gate(exported.report, GateThresholds(max_drop_pp=1.0, min_agreement=0.98))
+    for verdict in verdicts:
+        print(verdict.line())
+
+    _step(5, f"bench: batch 1, {bench_runs} timed runs per artifact")
+    report, report_md = bench_run(out, runs=bench_runs, warmup=20)
+
+    _step(6, "predict: the int8 TFLite model on three test images, no TensorFlow needed")
+    manifest = SplitManifest.read(result.layout.bundle / "splits.csv")
+    classifier = Classifier.load(result.layout.bundle, artifact="tflite_int8")
+    for row in manifest.select("test")[:3]:
+        top = classifier.predict(row.path, top_k=1)[0]
+        print(f"{row.path.name}: {top.label} ({top.score:.3f}), true label {row.label}")
+
+    print()
+    print(text_table(SUMMARY_HEADERS, summary_rows(report)))
+    print(f"\nKeras reference accuracy {report['reference']['accuracy']:.2%} on {report['reference']['n_test']} "
+          f"test images; demo took {time.time() - started:.0f} s")
+    print(f"report: {report_md.resolve()}")
+    print(f"bundle: {result.layout.bundle.resolve()}")
+    return 0 if all(v.passed for v in verdicts) and not exported.failed else 1

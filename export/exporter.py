@@ -1,0 +1,146 @@
+"""`export_run()`: convert the bundle's Keras model to every requested format, embed metadata, then
+measure each artifact's parity with Keras on the test split and write the report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgeship.runtime.classifier import Classifier
+from edgeship.runtime.environment import fingerprint, library_versions
+from edgeship.runtime.errors import DatasetError, ModelLoadError
+from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
+from edgeship.runtime.layout import RunLayout
+from edgeship.runtime.progress import progress
+from edgeship.runtime.spec import Bundle, ModelInfo
+from edgeship.train.loader import load_pixels
+from edgeship.train.splits import SplitManifest
+from edgeship.train.tfenv import captured_output, import_keras
+
+from .embed import EMBEDDERS
+from .formats import ExportFormat, resolve_formats
+from .parity import accuracy, compare_predictions
+from .report import write_report
+
+DEFAULT_CALIB_SIZE = 300
+
+
+@dataclass
+class ConversionJob:
+    model: object
+    info: ModelInfo
+    calibration: np.ndarray | None
+
+
+@dataclass
+class ExportResult:
+    report: dict
+    report_md: Path
+    failed: list[str]
+
+
+def load_keras_model(path: Path):
+    _, keras = import_keras()
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such Keras model; run `edgeship train` first")
+    try:
+        with captured_output():
+            return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # zip, h5 and deserialization errors all mean "not a usable .keras file"
+        raise ModelLoadError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from exc
+
+
+def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> dict:
+    record = {"name": fmt.name, "format": Path(fmt.filename).suffix.lstrip("."), "precision": fmt.precision,
+              "file": fmt.filename, "backend": fmt.backend}
+    started = time.perf_counter()
+    output = None
+    try:
+        with captured_output() as output:
+            data = fmt.convert(job)
+        metadata = {**bundle.info.to_dict(), "format": fmt.name, "precision": fmt.precision,
+                    "provenance": {"model_sha256": bundle.provenance.get("model_sha256"),
+                                   "split_sha256": bundle.provenance.get("split", {}).get("sha256"),
+                                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   "versions": library_versions()}}
+        data = EMBEDDERS[fmt.backend](data, metadata)
+    except Exception as exc:  # one failing format must not stop the others
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        tail = output.tail() if output is not None and output.text else ""
+        record.update(status="failed", error=detail + (f" [{tail}]" if tail else ""))
+        return record
+    atomic_write_bytes(directory / fmt.filename, data)
+    record.update(status="ok", size_bytes=len(data), sha256=sha256_bytes(data),
+                  convert_seconds=round(time.perf_counter() - started, 2))
+    return record
+
+
+def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progress: bool) -> np.ndarray:
+    paths, _ = manifest.paths_and_indices("calib", bundle.info.labels)
+    if not paths:
+        raise DatasetError("the split manifest's calib split is empty; int8 formats need calibration images")
+    return load_pixels(paths[:size], bundle.info.input, "load calib images", show_progress)
+
+
+def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size: int = DEFAULT_CALIB_SIZE,
+               show_progress: bool = True) -> ExportResult:
+    """Export, check parity, write RUN/report.{json,md}. Failed formats are reported, not raised."""
+    chosen = resolve_formats(formats)
+    layout = RunLayout.find(run)
+    bundle = Bundle.load(layout.bundle)
+    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"))
+    manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
+    calibration = (_calibration(manifest, bundle, calib_size, show_progress)
+                   if any(f.needs_calibration for f in chosen) else None)
+    job = ConversionJob(model, bundle.info, calibration)
+    for fmt in progress(chosen, total=len(chosen), desc="export", enabled=show_progress):
+        bundle.upsert_artifact(_convert_one(fmt, job, bundle, layout.bundle))
+    order = {f.name: i for i, f in enumerate(chosen)}
+    bundle.artifacts.sort(key=lambda r: order.get(r["name"], len(order)))
+    bundle.save(layout.bundle)
+
+    report = evaluate_run(layout, bundle, model, manifest, show_progress)
+    report_md = write_report(report, layout.report_json)
+    failed = [a["name"] for a in report["artifacts"] if a.get("status") != "ok"]
+    return ExportResult(report, report_md, failed)
+
+
+def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> dict:
+    """Parity of every exported artifact with Keras on the test split."""
+    paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
+    if not len(paths):
+        raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
+    pixels = load_pixels(paths, bundle.info.input, "load test images", show_progress)
+    reference = model.predict(pixels.astype(np.float32), batch_size=64, verbose=0)
+    artifacts = []
+    for record in progress(bundle.artifacts, total=len(bundle.artifacts), desc="parity", enabled=show_progress):
+        row = {k: record[k] for k in ("name", "format", "precision", "status", "error", "size_bytes", "sha256",
+                                      "convert_seconds") if k in record}
+        row["path"] = f"{layout.bundle.name}/{record['file']}"
+        if record.get("status") == "ok":
+            try:
+                classifier = Classifier.load(layout.bundle, artifact=record["name"])
+                row.update(compare_predictions(reference, classifier.predict_proba(pixels), labels))
+                row["runtime"] = classifier.session.implementation
+            except Exception as exc:  # an artifact that converts but will not run is a failed artifact
+                row.update(status="failed", error=f"runs badly: {str(exc).splitlines()[0][:300]}")
+        artifacts.append(row)
+    curves = layout.training / "curves.png"
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bundle": layout.bundle.name,
+        "split_manifest": f"{layout.bundle.name}/{bundle.split_manifest}",
+        "split_sha256": bundle.provenance.get("split", {}).get("sha256"),
+        "labels": list(bundle.info.labels),
+        "reference": {"format": "keras", "path": f"{layout.bundle.name}/{bundle.keras_model}",
+                      "accuracy": accuracy(reference, labels), "n_test": int(len(labels))},
+        "dataset": bundle.provenance.get("dataset", {}),
+        "training_curves": f"{curves.parent.name}/{curves.name}" if curves.is_file() else None,
+        "artifacts": artifacts,
+        "environment": fingerprint(),
+    }

@@ -1,0 +1,52 @@
+"""The export-format registry: one row per format. CLI choices, docs and tests read this table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from edgeship.runtime.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    filename: str
+    precision: str
+    backend: str  # runtime backend that runs it
+    needs_calibration: bool
+    description: str
+    converter: str  # "module:function" in edgeship.export, imported only when used
+
+    def convert(self, job) -> bytes:
+        module_name, function = self.converter.split(":")
+        module = __import__(f"edgeship.export.{module_name}", fromlist=[function])
+        return getattr(module, function)(job)
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("tflite", "model_float32.tflite", "float32", "tflite", False,
+                     "TFLite, float32 weights and activations", "tflite_convert:float32"),
+        ExportFormat("tflite_dynamic", "model_dynamic.tflite", "dynamic-int8", "tflite", False,
+                     "TFLite dynamic-range: int8 weights, float activations", "tflite_convert:dynamic_range"),
+        ExportFormat("tflite_fp16", "model_float16.tflite", "float16", "tflite", False,
+                     "TFLite, float16 weights (float32 IO)", "tflite_convert:float16"),
+        ExportFormat("tflite_int8", "model_int8.tflite", "int8", "tflite", True,
+                     "TFLite full integer, uint8 IO, calibrated on the calib split", "tflite_convert:full_int8"),
+        ExportFormat("onnx", "model_float32.onnx", "float32", "onnxruntime", False,
+                     "ONNX float32 (tf2onnx)", "onnx_convert:float32"),
+    )
+}
+DEFAULT_FORMATS = tuple(FORMATS)
+
+
+def resolve_formats(names) -> list[ExportFormat]:
+    """Validate format names (or 'all'); unknown names list the valid ones."""
+    if not names or list(names) == ["all"]:
+        return list(FORMATS.values())
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown format(s) {', '.join(unknown)}; valid: {', '.join(FORMATS)}, all")
+    return [FORMATS[n] for n in dict.fromkeys(names)]

@@ -1,0 +1,161 @@
+"""report.json (for machines) and report.md + PNG (for people). No TensorFlow needed to read or write."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from edgeship.runtime.errors import UsageError
+from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgeship.runtime.layout import RunLayout
+
+REPORT_SCHEMA = "edgeship.report/1"
+PLOT_FILE = "report_accuracy.png"
+
+
+def load_report(path: str | Path) -> tuple[dict, Path]:
+    """Read report.json from a path to it or to its run directory. Returns (report, report path)."""
+    path = Path(path)
+    if path.is_dir():
+        path = RunLayout.find(path).report_json if not (path / "report.json").is_file() else path / "report.json"
+    if not path.is_file():
+        raise UsageError(f"{path}: no such report; run `edgeship export RUN` to create it")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable JSON report ({exc})") from exc
+    if not isinstance(report, dict) or "artifacts" not in report:
+        raise UsageError(f"{path}: not an edgeship report (no 'artifacts' key)")
+    return report, path
+
+
+def _fmt(value, spec: str, scale: float = 1.0, missing: str = "–") -> str:
+    return missing if value is None else format(float(value) * scale, spec)
+
+
+def _size(num_bytes) -> str:
+    if num_bytes is None:
+        return "–"
+    return f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1 << 20 else f"{num_bytes / (1 << 20):.2f} MiB"
+
+
+SUMMARY_HEADERS = ("artifact", "format", "precision", "size", "accuracy", "Δ pp", "agreement", "p50 ms")
+
+
+def summary_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for a in report["artifacts"]:
+        if a.get("status", "ok") != "ok":
+            rows.append([a.get("name", "?"), a.get("format", "?"), a.get("precision", "?"), "–", "FAILED",
+                         "–", "–", "–"])
+            continue
+        latency = a.get("latency_ms") or {}
+        rows.append([a["name"], a["format"], a["precision"], _size(a.get("size_bytes")),
+                     _fmt(a.get("accuracy"), ".2%"), _fmt(a.get("accuracy_delta_pp"), "+.2f"),
+                     _fmt(a.get("agreement"), ".2%"), _fmt(latency.get("p50"), ".3f")])
+    return rows
+
+
+def markdown_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(headers, rows) -> str:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(headers), line("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def _plot(report: dict, png_path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [a for a in report["artifacts"] if a.get("status", "ok") == "ok" and a.get("accuracy") is not None]
+    if not ok:
+        return None
+    fig, axis = plt.subplots(figsize=(6.5, 4))
+    timed = [a for a in ok if (a.get("latency_ms") or {}).get("p50") is not None]
+    if timed:
+        biggest = max(a["size_bytes"] for a in timed) or 1
+        for a in timed:
+            axis.scatter(a["latency_ms"]["p50"], a["accuracy"] * 100, s=40 + 400 * a["size_bytes"] / biggest, alpha=0.6)
+            axis.annotate(a["name"], (a["latency_ms"]["p50"], a["accuracy"] * 100), fontsize=8,
+                          xytext=(4, 4), textcoords="offset points")
+        axis.set_xlabel("p50 latency, batch 1 (ms)")
+        axis.set_title("accuracy vs latency (marker area ~ file size)")
+    else:
+        axis.bar([a["name"] for a in ok], [a["accuracy"] * 100 for a in ok])
+        axis.tick_params(axis="x", rotation=30)
+        axis.set_title("test accuracy per artifact")
+    reference = report.get("reference", {}).get("accuracy")
+    if reference is not None:
+        axis.axhline(reference * 100, color="gray", linestyle="--", linewidth=1, label="Keras")
+        axis.legend(loc="lower right")
+    axis.set_ylabel("test accuracy (%)")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(png_path, buffer.getvalue())
+
+
+def render_markdown(report: dict, plot_name: str | None) -> str:
+    ref = report.get("reference", {})
+    data = report.get("dataset", {})
+    parts = [
+        "# edgeship report",
+        "",
+        f"Keras reference accuracy **{_fmt(ref.get('accuracy'), '.2%')}** on **{ref.get('n_test', '?')}** test images "
+        f"(split manifest `{report.get('split_manifest', '?')}`, sha256 `{str(report.get('split_sha256', ''))[:12]}`).",
+        f"Dataset: {data.get('n_images', '?')} images in {data.get('n_classes', '?')} classes; "
+        f"**{data.get('n_skipped', 0)} skipped** as unreadable.",
+        "",
+        "## Artifacts",
+        "",
+        markdown_table(SUMMARY_HEADERS, summary_rows(report)),
+        "",
+    ]
+    timed = [a for a in report["artifacts"] if a.get("latency_ms")]
+    if timed:
+        rows = [[a["name"], _fmt(a["latency_ms"].get("p50"), ".3f"), _fmt(a["latency_ms"].get("p90"), ".3f"),
+                 _fmt(a["latency_ms"].get("p99"), ".3f"), _fmt(a.get("throughput_ips"), ".1f"),
+                 _fmt(a.get("load_ms"), ".1f"), _fmt(a.get("max_abs_prob_diff"), ".4f")] for a in timed]
+        bench = report.get("bench", {})
+        parts += ["## Latency (batch 1)", "",
+                  f"{bench.get('runs', '?')} timed runs after {bench.get('warmup', '?')} warm-up runs, "
+                  f"threads: {bench.get('threads') or 'backend default'}.", "",
+                  markdown_table(("artifact", "p50 ms", "p90 ms", "p99 ms", "images/s", "load ms", "max |Δp|"), rows), ""]
+    failed = [a for a in report["artifacts"] if a.get("status", "ok") != "ok"]
+    if failed:
+        parts += ["## Failed exports", ""] + [f"- `{a['name']}`: {a.get('error', '?')}" for a in failed] + [""]
+    if plot_name:
+        parts += [f"![accuracy per artifact]({plot_name})", ""]
+    if report.get("training_curves"):
+        parts += ["## Training", "", f"![training curves]({report['training_curves']})", ""]
+    skipped = data.get("skipped") or []
+    if skipped:
+        parts += ["## Skipped images", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped] + [""]
+    env = report.get("environment", {})
+    if env:
+        libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
+        parts += ["## Environment", "", f"{env.get('cpu', '?')} · {env.get('cores', '?')} cores · "
+                  f"{' '.join(env.get('cpu_flags', []))} · {env.get('os', '?')}", "", libs, ""]
+    return "\n".join(parts)
+
+
+def write_report(report: dict, report_json: str | Path) -> Path:
+    """Write report.json, the plot and report.md beside it, each atomically."""
+    report_json = Path(report_json)
+    report.setdefault("schema", REPORT_SCHEMA)
+    atomic_write_json(report_json, report)
+    plot = _plot(report, report_json.parent / PLOT_FILE)
+    md_path = report_json.with_suffix(".md")
+    atomic_write_text(md_path, render_markdown(report, plot.name if plot else None))
+    return md_path

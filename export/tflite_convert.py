@@ -1,0 +1,48 @@
+"""Keras -> TFLite converters, one per precision. Each takes a ConversionJob and returns bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeship.train.tfenv import import_keras
+
+
+def _converter(job):
+    tf, _ = import_keras()
+    return tf, tf.lite.TFLiteConverter.from_keras_model(job.model)
+
+
+def float32(job) -> bytes:
+    _, converter = _converter(job)
+    return converter.convert()
+
+
+def dynamic_range(job) -> bytes:
+    tf, converter = _converter(job)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def float16(job) -> bytes:
+    tf, converter = _converter(job)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def full_int8(job) -> bytes:
+    """Full-integer model with uint8 IO: with the Rescaling layer in front, input scale is 1.0 and
+    zero-point 0, so raw camera pixels feed it directly."""
+    tf, converter = _converter(job)
+    calibration = np.asarray(job.calibration, dtype=np.float32)
+
+    def representative_dataset():
+        for image in calibration:
+            yield [image[None]]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    return converter.convert()

@@ -1,0 +1,213 @@
+"""Interpreter backends, one registry row each. A session takes NHWC pixels (0-255) and returns float
+outputs; it quantizes inputs and dequantizes outputs with the model's own scale and zero-point."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ModelLoadError, UsageError
+from .spec import EMBEDDED_KEY
+from .tflite_metadata import read_tflite_metadata
+
+# First importable wins: ai-edge-litert is the maintained successor of tflite-runtime.
+TFLITE_INTERPRETERS = (
+    ("ai_edge_litert.interpreter", "ai_edge_litert"),
+    ("tflite_runtime.interpreter", "tflite_runtime"),
+    ("tensorflow.lite", "tensorflow.lite"),
+)
+ONNX_PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def _quantize(batch: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    if batch.dtype == dtype and scale == 1.0 and zero_point == 0:
+        return batch
+    info = np.iinfo(dtype)
+    values = np.round(batch.astype(np.float32) / scale + zero_point)
+    return np.clip(values, info.min, info.max).astype(dtype)
+
+
+def _parse_embedded(raw: bytes | str | None, source: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{source}: embedded edgeship metadata is not valid JSON ({exc})") from exc
+
+
+class TFLiteSession:
+    """One TFLite interpreter. Not thread-safe: use one session per thread."""
+
+    backend = "tflite"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        self.path = Path(path)
+        data = _read_model_bytes(self.path)
+        self.embedded = _parse_embedded(read_tflite_metadata(data, str(path)).get(EMBEDDED_KEY), str(path))
+        interpreter_cls, self.implementation = _tflite_interpreter()
+        try:
+            kwargs = {"model_content": data}
+            if threads:
+                kwargs["num_threads"] = int(threads)
+            self._interpreter = interpreter_cls(**kwargs)
+            self._interpreter.allocate_tensors()
+        except Exception as exc:  # interpreters raise ValueError/RuntimeError with C++ messages
+            raise ModelLoadError(f"{path}: TFLite interpreter cannot load it ({exc})") from exc
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self.input_dtype = np.dtype(inp["dtype"])
+        self.input_shape = tuple(int(d) for d in inp["shape"])
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_scale, self._out_zero = out["quantization"]
+        self._in_quantized = self.input_dtype.kind in "iu" and self._in_scale > 0
+        self._out_quantized = np.dtype(out["dtype"]).kind in "iu" and self._out_scale > 0
+        self._batch = self.input_shape[0]
+
+    @property
+    def quantization(self) -> dict[str, Any]:
+        return {"input_scale": float(self._in_scale), "input_zero_point": int(self._in_zero),
+                "output_scale": float(self._out_scale), "output_zero_point": int(self._out_zero)}
+
+    def _resize(self, batch_size: int) -> None:
+        self._interpreter.resize_tensor_input(self._in_index, [batch_size, *self.input_shape[1:]])
+        self._interpreter.allocate_tensors()
+        self._batch = batch_size
+
+    def prepare(self, batch: np.ndarray) -> np.ndarray:
+        if self._in_quantized:
+            return _quantize(batch, self.input_dtype, float(self._in_scale), int(self._in_zero))
+        return batch.astype(self.input_dtype, copy=False)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        tensor = self.prepare(batch)
+        if tensor.shape[0] != self._batch:
+            self._resize(tensor.shape[0])
+        self._interpreter.set_tensor(self._in_index, tensor)
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._out_index)
+        if self._out_quantized:
+            return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
+        return out.astype(np.float32, copy=False)
+
+
+class OnnxSession:
+    """One ONNX Runtime session; ONNX Runtime sessions may be shared between threads."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
+        self.path = Path(path)
+        ort = _import_or_explain("onnxruntime", "onnxruntime")
+        _read_model_bytes(self.path)  # same missing/empty-file errors as TFLite
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        available = ort.get_available_providers()
+        chosen = providers or [p for p in ONNX_PROVIDER_PREFERENCE if p in available]
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
+        self.implementation = f"onnxruntime {ort.__version__} ({self._session.get_providers()[0]})"
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.embedded = _parse_embedded(meta.get(EMBEDDED_KEY), str(path))
+        inp = self._session.get_inputs()[0]
+        self._in_name = inp.name
+        self._out_name = self._session.get_outputs()[0].name
+        self.input_dtype = np.dtype({"tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+                                     "tensor(float16)": np.float16}.get(inp.type, np.float32))
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
+
+    @property
+    def quantization(self) -> dict[str, Any]:
+        return {}
+
+    def prepare(self, batch: np.ndarray) -> np.ndarray:
+        return batch.astype(self.input_dtype, copy=False)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = self._session.run([self._out_name], {self._in_name: self.prepare(batch)})[0]
+        return out.astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    suffixes: tuple[str, ...]
+    open: Callable[..., Any]
+    probe: Callable[[], str | None]  # the implementation that would be used, or None
+
+
+def _tflite_interpreter():
+    for module_name, label in TFLITE_INTERPRETERS:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # tflite_runtime raises SystemError with NumPy 2, not only ImportError
+            continue
+        return module.Interpreter, label
+    raise ModelLoadError(
+        "no TFLite interpreter installed; pip install ai-edge-litert (or edgeship[runtime])"
+    )
+
+
+def _probe_tflite() -> str | None:
+    try:
+        return _tflite_interpreter()[1]
+    except ModelLoadError:
+        return None
+
+
+def _probe_onnx() -> str | None:
+    try:
+        return f"onnxruntime {importlib.import_module('onnxruntime').__version__}"
+    except Exception:
+        return None
+
+
+def _import_or_explain(module: str, package: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelLoadError(f"{module} is not installed; pip install {package}") from exc
+
+
+def _read_model_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path}: no such model file") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read model file ({exc})") from exc
+    if not data:
+        raise ModelLoadError(f"{path}: zero-byte model file")
+    return data
+
+
+BACKENDS: dict[str, Backend] = {
+    "tflite": Backend("tflite", (".tflite",), TFLiteSession, _probe_tflite),
+    "onnxruntime": Backend("onnxruntime", (".onnx",), OnnxSession, _probe_onnx),
+}
+
+
+def backend_for(path: Path, name: str = "auto") -> Backend:
+    """Pick the backend by name, or by file suffix when name is 'auto'."""
+    if name != "auto":
+        try:
+            return BACKENDS[name]
+        except KeyError as exc:
+            raise UsageError(f"unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}") from exc
+    suffix = Path(path).suffix.lower()
+    for backend in BACKENDS.values():
+        if suffix in backend.suffixes:
+            return backend
+    known = ", ".join(s for b in BACKENDS.values() for s in b.suffixes)
+    raise ModelLoadError(f"{path}: unknown model file type {suffix!r}; expected one of {known}")

@@ -1,0 +1,125 @@
+"""`Classifier`: load any edgeship artifact (or a bundle directory) and classify images with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .backends import BACKENDS, backend_for
+from .errors import ModelLoadError
+from .preprocess import ImageInput, prepare_batch
+from .spec import MANIFEST_NAME, Bundle, ModelInfo
+
+UNKNOWN_LABEL = "unknown"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "index": self.index, "score": round(self.score, 6)}
+
+
+def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> dict:
+    if name:
+        return bundle.artifact(name)
+    for record in bundle.artifacts:
+        if record.get("status", "ok") != "ok":
+            continue
+        backend = backend_for(directory / record["file"])
+        if backend.probe():
+            return record
+    raise ModelLoadError(
+        f"{directory}: bundle has no runtime artifact this machine can run; run `edgeship export` on it first"
+    )
+
+
+class Classifier:
+    """An image classifier backed by one interpreter session.
+
+    Sessions are not shared safely between threads by every backend (TFLite interpreters are not):
+    use one Classifier per thread.
+    """
+
+    def __init__(self, session, info: ModelInfo, path: Path, artifact: str | None = None):
+        self.session = session
+        self.info = info
+        self.path = path
+        self.artifact = artifact
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "auto", threads: int | None = None,
+             artifact: str | None = None) -> "Classifier":
+        """Load a bundle directory (choosing `artifact` or the first runnable one) or a lone file."""
+        path = Path(path)
+        if path.is_dir():
+            bundle = Bundle.load(path)
+            record = _pick_artifact(bundle, path, artifact)
+            file = path / record["file"]
+            session = backend_for(file, backend).open(file, threads=threads)
+            return cls(session, bundle.info, file, record.get("name"))
+        if not path.exists():
+            raise ModelLoadError(f"{path}: no such model file or bundle directory")
+        session = backend_for(path, backend).open(path, threads=threads)
+        if session.embedded is None:
+            sibling = path.parent / MANIFEST_NAME
+            if sibling.is_file():
+                return cls(session, Bundle.load(path.parent).info, path)
+            raise ModelLoadError(
+                f"{path}: no edgeship metadata embedded in this file; load its bundle directory instead"
+            )
+        return cls(session, ModelInfo.from_dict(session.embedded, str(path)), path, session.embedded.get("format"))
+
+    def predict_proba(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities for an NHWC batch of prepared pixels, shape (N, len(labels))."""
+        if batch.ndim != 4 or batch.shape[1:] != (self.info.input.height, self.info.input.width, 3):
+            raise ValueError(
+                f"expected a batch of shape (N, {self.info.input.height}, {self.info.input.width}, 3), "
+                f"got {batch.shape}"
+            )
+        if len(batch) <= batch_size:
+            outputs = self.session.run(batch)
+        else:
+            outputs = np.concatenate([self.session.run(batch[i : i + batch_size])
+                                      for i in range(0, len(batch), batch_size)])
+        if self.info.task == "binary":
+            positive = outputs.reshape(-1, 1)
+            return np.concatenate([1.0 - positive, positive], axis=1)
+        return outputs
+
+    def prepare(self, images: Sequence[ImageInput]) -> np.ndarray:
+        return prepare_batch(images, self.info.input)
+
+    def _top_k(self, probs: np.ndarray, k: int) -> list[Prediction]:
+        order = np.argsort(-probs, kind="stable")[: max(1, k)]
+        top = [Prediction(self.labels[i], int(i), float(probs[i])) for i in order]
+        threshold = self.info.unknown_threshold
+        if threshold is not None and top[0].score < threshold:
+            top[0] = Prediction(UNKNOWN_LABEL, -1, top[0].score)
+        return top
+
+    def predict(self, images, top_k: int = 1):
+        """Top-k predictions. One image in gives a list of Prediction; a list (or 4-D array) gives a list
+        of such lists, in the same order."""
+        single = not (isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4))
+        items = [images] if single else list(images)
+        probs = self.predict_proba(self.prepare(items))
+        results = [self._top_k(row, top_k) for row in probs]
+        return results[0] if single else results
+
+    def describe(self) -> str:
+        return f"{self.path.name} [{self.session.implementation}]"
+
+
+def available_backends() -> dict[str, str | None]:
+    return {name: backend.probe() for name, backend in BACKENDS.items()}

@@ -1,0 +1,55 @@
+"""Environment fingerprint: library versions and the CPU features that decide inference speed.
+
+Read from package metadata and /proc, never by importing the libraries (TensorFlow would cost seconds
+and hundreds of MB, and the fingerprint also runs on edge boards).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+PACKAGES = ("edgeship", "tensorflow", "tensorflow-cpu", "keras", "numpy", "onnx", "onnxruntime", "tf2onnx",
+            "ai-edge-litert", "tflite-runtime", "pillow")
+CPU_FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd",
+                         "asimddp", "sve")
+
+
+def library_versions(packages=PACKAGES) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "hardware", "cpu model") and value.strip():
+                    model = value.strip()
+                elif key in ("flags", "features"):
+                    flags.update(value.split())
+    except OSError:
+        pass
+    return model, sorted(flags.intersection(CPU_FLAGS_OF_INTEREST))
+
+
+def fingerprint() -> dict:
+    model, flags = _cpuinfo()
+    return {
+        "machine": platform.machine(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "cpu_flags": flags,
+        "os": f"{platform.system()} {platform.release()}",
+        "hostname": platform.node(),
+        "libraries": library_versions(),
+    }

@@ -1,0 +1,144 @@
+"""The model-bundle contract: `edgeship.json` and the input spec embedded in every artifact.
+
+A bundle is a directory holding `edgeship.json` plus the artifacts it lists. The same input spec and
+labels are embedded in each `.tflite` / `.onnx`, so a lone file copied to a device is self-describing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+from .fileio import atomic_write_json
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "edgeship.json"
+EMBEDDED_KEY = "edgeship"  # TFLite metadata name and ONNX metadata_props key
+TASKS = ("multiclass", "binary")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the artifact expects and how the runtime must prepare pixels for it.
+
+    Normalization lives inside the model graph, so every artifact takes RGB pixels in 0-255.
+    """
+
+    height: int
+    width: int
+    channels: int = 3
+    color: str = "RGB"
+    value_range: tuple[float, float] = (0.0, 255.0)
+    resize: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["value_range"] = list(self.value_range)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if "value_range" in known:
+            known["value_range"] = tuple(float(v) for v in known["value_range"])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Labels, task and input spec: the part every artifact carries inside itself."""
+
+    labels: tuple[str, ...]
+    input: InputSpec
+    task: str = "multiclass"
+    unknown_threshold: float | None = None
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ModelLoadError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if len(self.labels) < 2:
+            raise ModelLoadError("a classifier needs at least two labels")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "labels": list(self.labels),
+            "task": self.task,
+            "input": self.input.to_dict(),
+            "unknown_threshold": self.unknown_threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model") -> "ModelInfo":
+        try:
+            return cls(
+                labels=tuple(str(label) for label in data["labels"]),
+                input=InputSpec.from_dict(data["input"]),
+                task=data.get("task", "multiclass"),
+                unknown_threshold=data.get("unknown_threshold"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{source}: malformed edgeship metadata ({exc})") from exc
+
+
+@dataclass
+class Bundle:
+    """`edgeship.json`: model info, provenance and the list of exported artifacts."""
+
+    info: ModelInfo
+    provenance: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    keras_model: str | None = "model.keras"
+    split_manifest: str | None = "splits.csv"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.info.to_dict()
+        data.update(
+            keras_model=self.keras_model,
+            split_manifest=self.split_manifest,
+            provenance=self.provenance,
+            artifacts=self.artifacts,
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = MANIFEST_NAME) -> "Bundle":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ModelLoadError(
+                f"{source}: schema_version {version!r} is not supported (this edgeship reads {SCHEMA_VERSION})"
+            )
+        return cls(
+            info=ModelInfo.from_dict(data, source),
+            provenance=dict(data.get("provenance") or {}),
+            artifacts=list(data.get("artifacts") or []),
+            keras_model=data.get("keras_model"),
+            split_manifest=data.get("split_manifest"),
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        return atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict())
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Bundle":
+        path = Path(directory) / MANIFEST_NAME
+        if not path.is_file():
+            raise ModelLoadError(f"{directory}: no {MANIFEST_NAME} here; is this an edgeship bundle directory?")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"{path}: cannot read bundle manifest ({exc})") from exc
+        return cls.from_dict(data, str(path))
+
+    def artifact(self, name: str) -> dict[str, Any]:
+        for record in self.artifacts:
+            if record.get("name") == name:
+                return record
+        names = ", ".join(r.get("name", "?") for r in self.artifacts) or "none"
+        raise ModelLoadError(f"bundle has no artifact named {name!r} (it has: {names})")
+
+    def upsert_artifact(self, record: dict[str, Any]) -> None:
+        self.artifacts = [r for r in self.artifacts if r.get("name") != record["name"]] + [record]

@@ -1,0 +1,103 @@
+"""Scan a folder of class sub-folders; skip and count images that cannot be decoded."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from edgeship.runtime.errors import DatasetError, ImageError
+from edgeship.runtime.preprocess import IMAGE_SUFFIXES, load_image
+from edgeship.runtime.progress import progress
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class ScannedDataset:
+    root: Path
+    classes: tuple[str, ...]
+    samples: list[Sample]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in self.classes}
+        for sample in self.samples:
+            counts[sample.label] += 1
+        return counts
+
+    def summary(self, max_listed: int = 50) -> dict:
+        return {
+            "root": str(self.root),
+            "n_images": len(self.samples),
+            "n_classes": len(self.classes),
+            "per_class": self.counts(),
+            "n_skipped": len(self.skipped),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped[:max_listed]],
+        }
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _check(path: Path) -> str | None:
+    """None when the image decodes, else the reason it does not."""
+    try:
+        load_image(path)
+    except ImageError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def _class_folders(root: Path, classes: Sequence[str] | None) -> list[Path]:
+    found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    if classes:
+        missing = [name for name in classes if name not in found]
+        if missing:
+            raise DatasetError(f"{root}: no class folder for {', '.join(missing)} (found: {', '.join(found) or 'none'})")
+        return [found[name] for name in classes]
+    return list(found.values())
+
+
+def scan_folder(root: str | Path, classes: Sequence[str] | None = None, workers: int = 4,
+                show_progress: bool = True) -> ScannedDataset:
+    """Find every image under ROOT/<class>/, decode each once to prove it is readable.
+
+    `classes` picks and orders a subset; by default classes are the sub-folders in sorted order.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such data directory")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: is a file; expected a folder with one sub-folder of images per class")
+    folders = _class_folders(root, classes)
+    candidates = [(p, folder.name) for folder in folders for p in sorted(folder.rglob("*")) if _is_image_file(p)]
+    if not candidates:
+        loose = [p for p in root.iterdir() if _is_image_file(p)]
+        hint = " (images lie directly in it: put them in one sub-folder per class)" if loose else ""
+        raise DatasetError(f"{root}: no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) in class sub-folders{hint}")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(progress(pool.map(_check, [p for p, _ in candidates]), total=len(candidates),
+                                desc="scan images", enabled=show_progress))
+    samples = [Sample(p, label) for (p, label), reason in zip(candidates, reasons) if reason is None]
+    skipped = [SkippedFile(str(p), reason) for (p, _), reason in zip(candidates, reasons) if reason is not None]
+    names = tuple(folder.name for folder in folders)
+    dataset = ScannedDataset(root, names, samples, skipped)
+    empty = [name for name, count in dataset.counts().items() if count == 0]
+    if empty:
+        raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no readable image")
+    if len(names) < 2:
+        raise DatasetError(f"{root}: found {len(names)} class folder(s); a classifier needs at least two")
+    return dataset

@@ -1,0 +1,60 @@
+"""Feed Keras with images prepared by the runtime's own preprocessing function (parity by construction)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgeship.runtime.preprocess import prepare_image
+from edgeship.runtime.progress import progress
+from edgeship.runtime.spec import InputSpec
+
+from .tfenv import import_keras
+
+IN_MEMORY_LIMIT_BYTES = 2 << 30
+
+
+def load_pixels(paths: Sequence[Path], spec: InputSpec, desc: str = "load images",
+                show_progress: bool = True) -> np.ndarray:
+    """NHWC uint8 batch of every path, via runtime.prepare_image."""
+    batch = np.empty((len(paths), spec.height, spec.width, 3), dtype=np.uint8)
+    for i, path in enumerate(progress(paths, total=len(paths), desc=desc, enabled=show_progress)):
+        batch[i] = prepare_image(path, spec)
+    return batch
+
+
+def make_sequence(paths: Sequence[Path], labels: np.ndarray, spec: InputSpec, batch_size: int,
+                  shuffle: bool, seed: int = 0, desc: str = "load images", show_progress: bool = True):
+    """A keras PyDataset; small sets are decoded once into memory, large ones are read per batch."""
+    _, keras = import_keras()
+
+    class ImageSequence(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.paths = list(paths)
+            self.labels = np.asarray(labels)
+            self.rng = np.random.default_rng(seed)
+            self.order = np.arange(len(self.paths))
+            fits = len(self.paths) * spec.height * spec.width * 3 <= IN_MEMORY_LIMIT_BYTES
+            self.pixels = load_pixels(self.paths, spec, desc, show_progress) if fits else None
+            self.on_epoch_end()
+
+        def __len__(self):
+            return math.ceil(len(self.paths) / batch_size)
+
+        def __getitem__(self, index):
+            rows = self.order[index * batch_size : (index + 1) * batch_size]
+            if self.pixels is not None:
+                x = self.pixels[rows]
+            else:
+                x = np.stack([prepare_image(self.paths[i], spec) for i in rows])
+            return x.astype(np.float32), self.labels[rows]
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return ImageSequence()

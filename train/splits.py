@@ -1,0 +1,138 @@
+"""The split manifest: train / val / calib / test, disjoint, stratified, reproducible from a seed.
+
+calib is carved from the training pool (never from test), so int8 calibration never sees an image the
+parity report is measured on. The manifest is a CSV `path,label,split` with paths relative to the CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeship.runtime.errors import DatasetError
+from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
+
+from .dataset import ScannedDataset
+
+SPLITS = ("train", "val", "calib", "test")
+HEADER = ["path", "label", "split"]
+MIN_PER_CLASS = 4
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val: float = 0.1
+    test: float = 0.2
+    calib: float = 0.1  # fraction of the training pool
+    calib_max: int = 300  # across all classes
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (0 < self.test < 1 and 0 <= self.val < 1 and self.val + self.test < 1 and 0 <= self.calib < 1):
+            raise DatasetError(f"split fractions do not fit: val={self.val}, test={self.test}, calib={self.calib}")
+
+
+@dataclass(frozen=True)
+class SplitRow:
+    path: Path
+    label: str
+    split: str
+
+
+@dataclass
+class SplitManifest:
+    rows: list[SplitRow]
+
+    def select(self, split: str) -> list[SplitRow]:
+        return [row for row in self.rows if row.split == split]
+
+    def paths_and_indices(self, split: str, labels: tuple[str, ...]) -> tuple[list[Path], np.ndarray]:
+        index = {label: i for i, label in enumerate(labels)}
+        rows = self.select(split)
+        unknown = sorted({row.label for row in rows} - set(index))
+        if unknown:
+            raise DatasetError(f"split manifest has labels the model does not know: {', '.join(unknown)}")
+        return [row.path for row in rows], np.array([index[row.label] for row in rows], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        return {split: len(self.select(split)) for split in SPLITS}
+
+    def to_csv_bytes(self, base: Path) -> bytes:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(HEADER)
+        for row in self.rows:
+            writer.writerow([_portable_path(row.path, base), row.label, row.split])
+        return buffer.getvalue().encode("utf-8")
+
+    def write(self, csv_path: str | Path) -> str:
+        """Write atomically; return the sha256 of the bytes written (the bundle records it)."""
+        csv_path = Path(csv_path)
+        data = self.to_csv_bytes(csv_path.parent.resolve())
+        atomic_write_bytes(csv_path, data)
+        return sha256_bytes(data)
+
+    @classmethod
+    def read(cls, csv_path: str | Path) -> "SplitManifest":
+        csv_path = Path(csv_path)
+        try:
+            text = csv_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DatasetError(f"{csv_path}: cannot read split manifest ({exc.strerror or exc})") from exc
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header != HEADER:
+            raise DatasetError(f"{csv_path}: split manifest header must be {','.join(HEADER)}, got {header}")
+        rows = []
+        for line_no, record in enumerate(reader, start=2):
+            if len(record) != 3 or record[2] not in SPLITS:
+                raise DatasetError(f"{csv_path}:{line_no}: expected path,label,split with split in {SPLITS}")
+            path = Path(record[0])
+            rows.append(SplitRow(path if path.is_absolute() else (csv_path.parent / path).resolve(), record[1], record[2]))
+        return cls(rows)
+
+
+def _portable_path(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), base)).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(path).resolve().as_posix()
+
+
+def _class_rng(seed: int, label: str) -> np.random.Generator:
+    # Per-class stream: adding images to one class does not reshuffle the others.
+    return np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+
+
+def make_splits(dataset: ScannedDataset, config: SplitConfig = SplitConfig()) -> SplitManifest:
+    by_class: dict[str, list[Path]] = {name: [] for name in dataset.classes}
+    for sample in dataset.samples:
+        by_class[sample.label].append(sample.path)
+    calib_per_class = int(np.ceil(config.calib_max / len(by_class)))
+    rows: list[SplitRow] = []
+    for label, paths in by_class.items():
+        if len(paths) < MIN_PER_CLASS:
+            raise DatasetError(
+                f"class {label!r} has {len(paths)} readable image(s); at least {MIN_PER_CLASS} are needed "
+                f"to give train, val, calib and test one each"
+            )
+        ordered = sorted(paths, key=str)
+        order = [ordered[i] for i in _class_rng(config.seed, label).permutation(len(ordered))]
+        n = len(order)
+        n_test = max(1, round(n * config.test))
+        n_val = max(1, round(n * config.val)) if config.val > 0 else 0
+        pool = n - n_test - n_val
+        n_calib = min(max(1, round(pool * config.calib)) if config.calib > 0 else 0, calib_per_class, pool - 1)
+        counts = (("test", n_test), ("val", n_val), ("calib", n_calib), ("train", pool - n_calib))
+        start = 0
+        for split, count in counts:
+            rows.extend(SplitRow(p, label, split) for p in order[start : start + count])
+            start += count
+    rows.sort(key=lambda r: (SPLITS.index(r.split), r.label, str(r.path)))
+    return SplitManifest(rows)
