@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from edgeship.train.tfenv import import_keras
@@ -45,4 +47,6 @@ def full_int8(job) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
-    return converter.convert()
+    with warnings.catch_warnings():  # TF warns about input statistics it does not need here
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return converter.convert()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,29 @@ def _check(path: Path) -> str | None:
     return None
 
 
+CLASS_LIST_FILE = "classes.txt"
+
+
+def natural_key(name: str):
+    """'class2' sorts before 'class10'."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name) if part]
+
+
+def read_class_list(root: Path) -> list[str] | None:
+    """ROOT/classes.txt, one class per line, fixes label order (and picks a subset) when present."""
+    path = root / CLASS_LIST_FILE
+    if not path.is_file():
+        return None
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{path}: lists a class twice")
+    return names
+
+
 def _class_folders(root: Path, classes: Sequence[str] | None) -> list[Path]:
-    found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    found = {p.name: p for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name))
+             if p.is_dir() and not p.name.startswith(".")}
+    classes = classes or read_class_list(root)
     if classes:
         missing = [name for name in classes if name not in found]
         if missing:
@@ -75,7 +97,7 @@ def scan_folder(root: str | Path, classes: Sequence[str] | None = None, workers:
                 show_progress: bool = True) -> ScannedDataset:
     """Find every image under ROOT/<class>/, decode each once to prove it is readable.
 
-    `classes` picks and orders a subset; by default classes are the sub-folders in sorted order.
+    `classes` picks and orders a subset; else ROOT/classes.txt does; else the sub-folders in natural order.
     """
     root = Path(root)
     if not root.exists():

@@ -48,5 +48,6 @@ def write_digits_dataset(root: str | Path, size: int = 32, per_class: int | None
         image = Image.fromarray(gray).resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
         atomic_write_bytes(root / name / f"{index:04d}.png", _encode_png(image))
         written[name] += 1
+    atomic_write_text(root / "classes.txt", "\n".join(written) + "\n")  # label order zero..nine
     atomic_write_text(marker, wanted + "\n")
     return root

@@ -1,0 +1,71 @@
+"""Shared fixtures: a reduced digits dataset and one trained + exported run for the whole session.
+
+Tiny on purpose (4 classes x 40 images, 32 px, small CNN, a few epochs) so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("EDGESHIP_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_CLASSES = 4
+SMALL_PER_CLASS = 40
+
+
+def run_cli(*args, env=None, check=False, timeout=600) -> subprocess.CompletedProcess:
+    """Run `python -m edgeship ARGS` in a fresh interpreter, as a user would."""
+    merged = {**os.environ, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "edgeship", *map(str, args)], capture_output=True, text=True,
+                            env=merged, timeout=timeout, cwd=REPO)
+    if check and result.returncode != 0:
+        raise AssertionError(f"edgeship {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def small_digits(tmp_path_factory) -> Path:
+    from edgeship.train import write_digits_dataset
+
+    return write_digits_dataset(tmp_path_factory.mktemp("digits") / "data", size=32, per_class=SMALL_PER_CLASS,
+                                classes=SMALL_CLASSES)
+
+
+@pytest.fixture(scope="session")
+def trained_run(small_digits, tmp_path_factory) -> Path:
+    from edgeship.train import SplitConfig, TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(small_digits, out, TrainConfig(backbone="small_cnn", image_size=32, epochs=6, batch_size=16,
+                                         splits=SplitConfig(seed=0), show_progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported_run(trained_run) -> Path:
+    from edgeship.export import export_run
+
+    export_run(trained_run, show_progress=False)
+    return trained_run
+
+
+@pytest.fixture()
+def run_copy(exported_run, tmp_path) -> Path:
+    """A private copy of the exported run for tests that modify it."""
+    target = tmp_path / "run"
+    shutil.copytree(exported_run, target)
+    return target
+
+
+@pytest.fixture()
+def cli():
+    """`cli(*args)` runs the edgeship command line in a subprocess."""
+    return run_cli

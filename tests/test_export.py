@@ -1,0 +1,110 @@
+"""Export: every registry format converts, carries its metadata, and its parity figures are right."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from edgeship.export.formats import FORMATS, resolve_formats
+from edgeship.runtime import Bundle, Classifier
+from edgeship.runtime.errors import UsageError
+from edgeship.runtime.preprocess import prepare_batch
+from edgeship.train.splits import SplitManifest
+
+REPORT_ARTIFACT_KEYS = {"name", "format", "precision", "path", "size_bytes", "accuracy", "accuracy_delta_pp",
+                        "agreement", "max_abs_prob_diff", "mean_abs_prob_diff"}
+
+
+def _report(run):
+    return json.loads((run / "report.json").read_text())
+
+
+def test_every_registry_format_exports_with_sha_and_size(exported_run):
+    bundle = Bundle.load(exported_run / "bundle")
+    assert [a["name"] for a in bundle.artifacts] == list(FORMATS)
+    for record in bundle.artifacts:
+        assert record["status"] == "ok", record
+        data = (exported_run / "bundle" / record["file"]).read_bytes()
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert record["size_bytes"] == len(data)
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_lone_artifact_carries_labels_and_input_spec(exported_run, tmp_path, name):
+    bundle = Bundle.load(exported_run / "bundle")
+    lone = tmp_path / FORMATS[name].filename  # copied away from its bundle: only embedded metadata remains
+    lone.write_bytes((exported_run / "bundle" / FORMATS[name].filename).read_bytes())
+    classifier = Classifier.load(lone)
+    assert classifier.labels == bundle.info.labels
+    assert classifier.info.input == bundle.info.input
+    assert classifier.artifact == name
+
+
+def test_report_has_the_documented_keys_and_relative_paths(exported_run):
+    report = _report(exported_run)
+    assert report["reference"]["n_test"] > 0 and 0 <= report["reference"]["accuracy"] <= 1
+    assert (exported_run / report["split_manifest"]).is_file()
+    for artifact in report["artifacts"]:
+        assert REPORT_ARTIFACT_KEYS <= artifact.keys()
+        assert (exported_run / artifact["path"]).is_file()
+    assert report["environment"]["cores"] >= 1
+    markdown = (exported_run / "report.md").read_text()
+    assert "| tflite_int8 | tflite | int8 |" in markdown
+    assert (exported_run / "report_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_parity_figures_match_an_independent_loop(exported_run):
+    """Recompute each artifact's figures image by image through the public API and compare."""
+    from edgeship.export.exporter import load_keras_model
+
+    report = _report(exported_run)
+    bundle = Bundle.load(exported_run / "bundle")
+    manifest = SplitManifest.read(exported_run / "bundle" / "splits.csv")
+    test_rows = manifest.select("test")
+    labels = np.array([bundle.info.labels.index(r.label) for r in test_rows])
+    model = load_keras_model(exported_run / "bundle" / "model.keras")
+    keras_probs = np.concatenate([
+        model(prepare_batch([r.path], bundle.info.input).astype(np.float32), training=False).numpy()
+        for r in test_rows])
+    assert report["reference"]["accuracy"] == pytest.approx(np.mean(keras_probs.argmax(1) == labels))
+    assert report["reference"]["n_test"] == len(test_rows)
+    for artifact in report["artifacts"]:
+        classifier = Classifier.load(exported_run / "bundle", artifact=artifact["name"])
+        top = [classifier.predict(r.path, top_k=len(bundle.info.labels)) for r in test_rows]
+        probs = np.zeros_like(keras_probs)
+        for i, predictions in enumerate(top):
+            for p in predictions:
+                probs[i, p.index] = p.score
+        accuracy = np.mean([t[0].index for t in top] == labels)
+        assert artifact["accuracy"] == pytest.approx(accuracy)
+        assert artifact["accuracy_delta_pp"] == pytest.approx(100 * (accuracy - report["reference"]["accuracy"]))
+        assert artifact["agreement"] == pytest.approx(np.mean(probs.argmax(1) == keras_probs.argmax(1)))
+        assert artifact["max_abs_prob_diff"] == pytest.approx(np.abs(probs - keras_probs).max(), abs=1e-5)
+
+
+def test_int8_artifact_takes_raw_uint8_pixels(exported_run):
+    classifier = Classifier.load(exported_run / "bundle", artifact="tflite_int8")
+    assert classifier.session.input_dtype == np.uint8
+    quant = classifier.session.quantization
+    assert quant["input_scale"] == pytest.approx(1.0, abs=1e-3) and quant["input_zero_point"] == 0
+
+
+def test_unknown_format_lists_valid_ones():
+    with pytest.raises(UsageError, match="valid: tflite, tflite_dynamic"):
+        resolve_formats(["tflite", "coreml"])
+    assert [f.name for f in resolve_formats(["onnx", "onnx"])] == ["onnx"]
+
+
+def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
+    from edgeship.export import exporter, tflite_convert
+
+    def broken(job):
+        raise RuntimeError("simulated converter crash")
+
+    monkeypatch.setattr(tflite_convert, "float16", broken)
+    result = exporter.export_run(run_copy, ["tflite_fp16", "onnx"], show_progress=False)
+    assert result.failed == ["tflite_fp16"]
+    rows = {a["name"]: a for a in result.report["artifacts"]}
+    assert rows["tflite_fp16"]["status"] == "failed" and "simulated converter crash" in rows["tflite_fp16"]["error"]
+    assert rows["onnx"]["status"] == "ok" and rows["onnx"]["agreement"] > 0.9

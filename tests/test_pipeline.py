@@ -1,0 +1,62 @@
+"""End to end through the command line, as a user runs it: train -> export -> gate -> bench -> predict.
+And the full demo, whose figures are the vertical slice's acceptance numbers."""
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_cli_pipeline_on_a_reduced_dataset(small_digits, tmp_path, cli):
+    run = tmp_path / "run"
+    trained = cli("train", small_digits, "--out", run, "--image-size", "32", "--epochs", "3", "--batch-size", "16")
+    assert trained.returncode == 0, trained.stderr
+    assert "test accuracy" in trained.stdout and (run / "bundle" / "model.keras").is_file()
+
+    exported = cli("export", run, "--formats", "tflite,tflite_int8,onnx")
+    assert exported.returncode == 0, exported.stderr
+    report = json.loads((run / "report.json").read_text())
+    assert [a["name"] for a in report["artifacts"]] == ["tflite", "tflite_int8", "onnx"]
+    assert f"report: {run / 'report.md'}" in exported.stdout
+
+    assert cli("gate", run, "--max-drop", "-1").returncode == 1
+    assert cli("gate", run, "--max-drop", "100", "--min-agreement", "0").returncode == 0
+
+    benched = cli("bench", run, "--runs", "10", "--warmup", "1")
+    assert benched.returncode == 0, benched.stderr
+    assert all(a["latency_ms"]["p50"] > 0 for a in json.loads((run / "report.json").read_text())["artifacts"])
+
+    image = next((small_digits / "two").glob("*.png"))
+    predicted = cli("predict", run / "bundle" / "model_int8.tflite", image, "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout.splitlines()[0])["predictions"][0]["label"] in report["labels"]
+
+
+@pytest.mark.slow
+def test_training_errors_are_one_line_without_traceback(tmp_path, cli):
+    missing = cli("train", tmp_path / "nope", "--out", tmp_path / "run")
+    assert missing.returncode == 2 and missing.stderr.strip() == f"edgeship: error: {tmp_path / 'nope'}: no such data directory"
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    from PIL import Image
+
+    for i in range(5):
+        Image.new("RGB", (8, 8), (i, i, i)).save(tmp_path / "one" / "cats" / f"{i}.png")
+    single = cli("train", tmp_path / "one", "--out", tmp_path / "run")
+    assert single.returncode == 2 and "at least two" in single.stderr and "Traceback" not in single.stderr
+    unknown = cli("train", tmp_path / "one", "--out", tmp_path / "run", "--backbone", "vgg99")
+    assert unknown.returncode == 2
+
+
+@pytest.mark.slow
+def test_demo_meets_the_acceptance_figures(tmp_path):
+    """Full embedded dataset: Keras >= 95 %, TFLite int8 within 1.0 pp and >= 98 % agreement."""
+    from edgeship.demo import run_demo
+
+    assert run_demo(tmp_path / "demo", bench_runs=20) == 0
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["reference"]["n_test"] >= 300 and report["dataset"]["n_images"] == 1797
+    assert report["reference"]["accuracy"] >= 0.95
+    int8 = next(a for a in report["artifacts"] if a["name"] == "tflite_int8")
+    assert int8["accuracy_delta_pp"] >= -1.0 and int8["agreement"] >= 0.98
+    assert all(a["status"] == "ok" and a["latency_ms"]["p50"] > 0 for a in report["artifacts"])
+    assert (tmp_path / "demo" / "bundle" / "edgeship.json").is_file()

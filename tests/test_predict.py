@@ -1,0 +1,72 @@
+"""`edgeship predict`: same top-1 as Keras, no TensorFlow in the process, clear failures."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeship.runtime.preprocess import prepare_image
+from edgeship.runtime.spec import Bundle
+from edgeship.train.splits import SplitManifest
+
+PROBE = """
+import sys
+from edgeship.cli import main
+code = main(sys.argv[1:])
+print("TENSORFLOW_LOADED=" + str(any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules)))
+print("KERAS_LOADED=" + str("keras" in sys.modules))
+sys.exit(code)
+"""
+
+
+def _predict_in_subprocess(*args):
+    return subprocess.run([sys.executable, "-c", PROBE, "predict", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def keras_top1(exported_run):
+    """Keras' own top-1 label for the first few test images."""
+    from edgeship.export.exporter import load_keras_model
+
+    bundle = Bundle.load(exported_run / "bundle")
+    rows = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[:4]
+    model = load_keras_model(exported_run / "bundle" / "model.keras")
+    pixels = np.stack([prepare_image(r.path, bundle.info.input) for r in rows]).astype(np.float32)
+    return {str(r.path): bundle.info.labels[i] for r, i in zip(rows, model.predict(pixels, verbose=0).argmax(1))}
+
+
+@pytest.mark.parametrize("artifact", ["model_float32.tflite", "model_int8.tflite", "model_float32.onnx"])
+def test_predict_matches_keras_without_importing_tensorflow(exported_run, keras_top1, artifact):
+    result = _predict_in_subprocess(exported_run / "bundle" / artifact, *keras_top1, "--json", "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {line["path"]: line["predictions"][0]["label"] for line in lines} == keras_top1
+    assert all(len(line["predictions"]) == 2 for line in lines)
+    assert "TENSORFLOW_LOADED=False" in result.stdout and "KERAS_LOADED=False" in result.stdout
+
+
+def test_predict_on_bundle_dir_prints_label_and_score(exported_run, keras_top1, cli):
+    path, label = next(iter(keras_top1.items()))
+    result = cli("predict", exported_run / "bundle", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{path}: {label} (")
+    assert "images/s" in result.stderr
+
+
+def test_bad_images_are_listed_and_exit_1(exported_run, keras_top1, tmp_path, cli):
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("not an image")
+    result = cli("predict", exported_run / "bundle" / "model_int8.tflite", bad, next(iter(keras_top1)))
+    assert result.returncode == 1
+    assert "1 image(s)" in result.stderr and "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_model_is_one_line_exit_2(tmp_path, cli):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"\x00" * 64)
+    result = cli("predict", model, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "model.tflite" in result.stderr

@@ -1,0 +1,88 @@
+"""Training: bundle contents, preprocessing parity with the runtime, backbones, offline weights."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from edgeship.runtime.errors import BackboneError
+from edgeship.runtime.preprocess import prepare_image
+from edgeship.runtime.spec import Bundle
+from edgeship.train.loader import make_sequence
+from edgeship.train.splits import SplitManifest
+
+
+def test_train_writes_bundle_log_curves_and_manifest(trained_run, small_digits):
+    bundle = Bundle.load(trained_run / "bundle")
+    assert bundle.info.labels == ("zero", "one", "two", "three")
+    assert (trained_run / "bundle" / "model.keras").is_file()
+    assert (trained_run / "bundle" / "labels.txt").read_text().split() == list(bundle.info.labels)
+    with open(trained_run / "training" / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    assert len(history) == bundle.provenance["training"]["epochs_run"] and "val_accuracy" in history[0]
+    assert (trained_run / "training" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    split = bundle.provenance["split"]
+    manifest = SplitManifest.read(trained_run / "bundle" / bundle.split_manifest)
+    assert manifest.counts() == split["counts"] and sum(split["counts"].values()) == 4 * 40
+    assert bundle.provenance["dataset"]["n_images"] == 160
+    assert json.loads((trained_run / "bundle" / "edgeship.json").read_text())["schema_version"] == 1
+
+
+def test_best_checkpoint_is_what_the_bundle_holds(trained_run):
+    """The bundle's model scores the best validation accuracy seen in the log, not the last epoch's."""
+    from edgeship.export.exporter import load_keras_model
+    from edgeship.train.loader import load_pixels
+
+    bundle = Bundle.load(trained_run / "bundle")
+    with open(trained_run / "training" / "history.csv") as handle:
+        best = max(float(row["val_accuracy"]) for row in csv.DictReader(handle))
+    paths, labels = SplitManifest.read(trained_run / "bundle" / "splits.csv").paths_and_indices("val", bundle.info.labels)
+    model = load_keras_model(trained_run / "bundle" / "model.keras")
+    probs = model.predict(load_pixels(paths, bundle.info.input, show_progress=False).astype(np.float32), verbose=0)
+    assert np.mean(probs.argmax(1) == labels) == pytest.approx(best, abs=1e-6)
+
+
+def test_training_tensors_equal_runtime_tensors(trained_run):
+    """Preprocessing parity: the loader feeding Keras and the device runtime make identical tensors."""
+    bundle = Bundle.load(trained_run / "bundle")
+    paths, labels = SplitManifest.read(trained_run / "bundle" / "splits.csv").paths_and_indices("train", bundle.info.labels)
+    sequence = make_sequence(paths[:8], labels[:8], bundle.info.input, batch_size=8, shuffle=False, show_progress=False)
+    x, y = sequence[0]
+    runtime = np.stack([prepare_image(p, bundle.info.input) for p in paths[:8]]).astype(np.float32)
+    np.testing.assert_array_equal(x, runtime)
+    np.testing.assert_array_equal(y, labels[:8])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone, options", [("mobilenet_v2", {"alpha": 0.35}), ("small_cnn", {})])
+def test_backbone_builds_and_trains_one_step(backbone, options):
+    from edgeship.train.backbones import build_classifier
+
+    model = build_classifier(backbone, 3, image_size=32, weights=None, **options)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(x, np.array([0, 1, 2, 0]))
+    assert model.output_shape == (None, 3)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_imagenet_weights_offline_fail_fast_with_a_clear_message():
+    from edgeship.train.backbones import build_classifier
+
+    try:
+        build_classifier("mobilenet_v2", 3, image_size=96, weights="imagenet", alpha=0.35)
+    except BackboneError as exc:
+        assert "cannot download ImageNet weights" in str(exc) and "--weights none" in str(exc)
+    else:
+        pytest.skip("ImageNet weights were available (network or cache): nothing to check offline")
+
+
+def test_unknown_backbone_and_missing_weights_file():
+    from edgeship.train.backbones import build_classifier
+
+    with pytest.raises(BackboneError, match="choose from mobilenet_v2, small_cnn"):
+        build_classifier("vgg99", 3)
+    with pytest.raises(BackboneError, match="weights file not found"):
+        build_classifier("mobilenet_v2", 3, image_size=32, weights="/nope/weights.h5", alpha=0.35)
