@@ -83,10 +83,10 @@ def _plot(report: dict, png_path: Path) -> Path | None:
     timed = [a for a in ok if (a.get("latency_ms") or {}).get("p50") is not None]
     if timed:
         biggest = max(a["size_bytes"] for a in timed) or 1
-        for a in timed:
+        for i, a in enumerate(timed):  # staggered labels: equal accuracies are common
             axis.scatter(a["latency_ms"]["p50"], a["accuracy"] * 100, s=40 + 400 * a["size_bytes"] / biggest, alpha=0.6)
             axis.annotate(a["name"], (a["latency_ms"]["p50"], a["accuracy"] * 100), fontsize=8,
-                          xytext=(4, 4), textcoords="offset points")
+                          xytext=(6, 6 + 11 * (i % 3)), textcoords="offset points")
         axis.set_xlabel("p50 latency, batch 1 (ms)")
         axis.set_title("accuracy vs latency (marker area ~ file size)")
     else:
