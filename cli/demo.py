@@ -46,7 +46,8 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     _step(6, "predict: the int8 TFLite model on three test images, no TensorFlow needed")
     manifest = SplitManifest.read(result.layout.bundle / "splits.csv")
     classifier = Classifier.load(result.layout.bundle, artifact="tflite_int8")
-    for row in manifest.select("test")[:3]:
+    test_rows = manifest.select("test")
+    for row in test_rows[:: max(1, len(test_rows) // 3)][:3]:  # three different classes
         top = classifier.predict(row.path, top_k=1)[0]
         print(f"{row.path.name}: {top.label} ({top.score:.3f}), true label {row.label}")
 

@@ -2,14 +2,19 @@
 And the full demo, whose figures are the vertical slice's acceptance numbers."""
 
 import json
+import shutil
 
 import pytest
 
 
 @pytest.mark.slow
 def test_cli_pipeline_on_a_reduced_dataset(small_digits, tmp_path, cli):
+    data = tmp_path / "data"
+    shutil.copytree(small_digits, data)
+    (data / "two" / "empty.png").write_bytes(b"")
+    (data / "three" / "notes.jpg").write_text("a text file named like an image")
     run = tmp_path / "run"
-    trained = cli("train", small_digits, "--out", run, "--image-size", "32", "--epochs", "3", "--batch-size", "16")
+    trained = cli("train", data, "--out", run, "--image-size", "32", "--epochs", "3", "--batch-size", "16")
     assert trained.returncode == 0, trained.stderr
     assert "test accuracy" in trained.stdout and (run / "bundle" / "model.keras").is_file()
 
@@ -18,6 +23,8 @@ def test_cli_pipeline_on_a_reduced_dataset(small_digits, tmp_path, cli):
     report = json.loads((run / "report.json").read_text())
     assert [a["name"] for a in report["artifacts"]] == ["tflite", "tflite_int8", "onnx"]
     assert f"report: {run / 'report.md'}" in exported.stdout
+    assert report["dataset"]["n_skipped"] == 2 and "**2 skipped**" in (run / "report.md").read_text()
+    assert {s["path"].rsplit("/", 1)[-1] for s in report["dataset"]["skipped"]} == {"empty.png", "notes.jpg"}
 
     assert cli("gate", run, "--max-drop", "-1").returncode == 1
     assert cli("gate", run, "--max-drop", "100", "--min-agreement", "0").returncode == 0
