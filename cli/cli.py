@@ -108,7 +108,8 @@ def cmd_predict(args) -> int:
     from edgeship.predict import run_predict
 
     return run_predict(args.model, args.images, top_k=args.top_k, as_json=args.json, backend=args.backend,
-                       threads=args.threads, artifact=args.artifact)
+                       threads=args.threads, artifact=args.artifact, provider=args.provider, video=args.video,
+                       every=args.every, max_frames=args.max_frames)
 
 
 def cmd_demo(args) -> int:
@@ -179,12 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify images with a bundle or a lone .tflite/.onnx (no TensorFlow)")
     p.add_argument("model", help="bundle directory, .tflite or .onnx")
-    p.add_argument("images", nargs="+", help="image files, folders or globs")
+    p.add_argument("images", nargs="*", help="image files, folders (searched recursively) or globs")
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--backend", default="auto", help="auto, tflite or onnxruntime")
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--artifact", help="which artifact of a bundle (default: the first this machine can run)")
+    p.add_argument("--provider", help="ONNX Runtime provider: cpu, cuda or tensorrt (default: best available)")
+    p.add_argument("--video", metavar="FILE_OR_CAMERA_INDEX", help="classify frames of a video (needs OpenCV)")
+    p.add_argument("--every", type=_positive_int, default=1, help="with --video: classify every Nth frame")
+    p.add_argument("--max-frames", type=_positive_int, help="with --video: stop after this many classified frames")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")

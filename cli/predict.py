@@ -30,11 +30,23 @@ def expand_inputs(items) -> list[Path]:
     return found
 
 
-def run_predict(model: str, images, top_k: int = 1, as_json: bool = False, backend: str = "auto",
-                threads: int | None = None, artifact: str | None = None, out=sys.stdout) -> int:
-    classifier = Classifier.load(model, backend=backend, threads=threads, artifact=artifact)
+def _emit(key: str, name, predictions, as_json: bool, out) -> None:
+    if as_json:
+        print(json.dumps({key: name, "predictions": [p.to_dict() for p in predictions]}, ensure_ascii=False), file=out)
+    else:
+        shown = ", ".join(f"{p.label} ({p.score:.3f})" for p in predictions)
+        print(f"{key} {name}: {shown}" if key == "frame" else f"{name}: {shown}", file=out)
+
+
+def run_predict(model: str, images=(), top_k: int = 1, as_json: bool = False, backend: str = "auto",
+                threads: int | None = None, artifact: str | None = None, provider: str | None = None,
+                video: str | None = None, every: int = 1, max_frames: int | None = None, out=sys.stdout) -> int:
+    if not images and video is None:
+        raise UsageError("give image files, folders or globs, or --video FILE_OR_CAMERA_INDEX")
+    classifier = Classifier.load(model, backend=backend, threads=threads, artifact=artifact, provider=provider)
     paths = expand_inputs(images)
     failures = []
+    done = 0
     started = time.perf_counter()
     for path in paths:
         try:
@@ -44,14 +56,15 @@ def run_predict(model: str, images, top_k: int = 1, as_json: bool = False, backe
             if as_json:
                 print(json.dumps({"path": str(path), "error": str(exc)}), file=out)
             continue
-        if as_json:
-            print(json.dumps({"path": str(path), "predictions": [p.to_dict() for p in predictions]},
-                             ensure_ascii=False), file=out)
-        else:
-            shown = ", ".join(f"{p.label} ({p.score:.3f})" for p in predictions)
-            print(f"{path}: {shown}", file=out)
+        done += 1
+        _emit("path", str(path), predictions, as_json, out)
+    if video is not None:
+        from edgeship.runtime.video import video_frames
+
+        for index, frame in video_frames(video, every=every, max_frames=max_frames):
+            _emit("frame", index, classifier.predict(frame, top_k=top_k), as_json, out)
+            done += 1
     elapsed = time.perf_counter() - started
-    done = len(paths) - len(failures)
     print(f"{done} image(s) in {elapsed:.2f} s ({done / elapsed if elapsed > 0 else 0:.1f} images/s) with "
           f"{classifier.describe()}; {len(failures)} failed", file=sys.stderr)
     for failure in failures:

@@ -4,6 +4,7 @@ outputs; it quantizes inputs and dequantizes outputs with the model's own scale 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ TFLITE_INTERPRETERS = (
     ("tflite_runtime.interpreter", "tflite_runtime"),
     ("tensorflow.lite", "tensorflow.lite"),
 )
-ONNX_PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
+ONNX_PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def _quantize(batch: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -42,90 +43,141 @@ def _parse_embedded(raw: bytes | str | None, source: str) -> dict[str, Any] | No
 
 
 class TFLiteSession:
-    """One TFLite interpreter. Not thread-safe: use one session per thread."""
+    """One TFLite interpreter. Interpreters are not thread-safe: `clone()` gives another one for another
+    thread from the same model bytes (Classifier does this for you)."""
 
     backend = "tflite"
+    thread_safe = False
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, data: bytes | None = None):
         self.path = Path(path)
-        data = _read_model_bytes(self.path)
-        self.embedded = _parse_embedded(read_tflite_metadata(data, str(path)).get(EMBEDDED_KEY), str(path))
+        self.threads = threads
+        self._data = data if data is not None else _read_model_bytes(self.path)
+        self.embedded = _parse_embedded(read_tflite_metadata(self._data, str(path)).get(EMBEDDED_KEY), str(path))
         interpreter_cls, self.implementation = _tflite_interpreter()
         try:
-            kwargs = {"model_content": data}
+            kwargs = {"model_content": self._data}
             if threads:
                 kwargs["num_threads"] = int(threads)
             self._interpreter = interpreter_cls(**kwargs)
             self._interpreter.allocate_tensors()
-        except Exception as exc:  # interpreters raise ValueError/RuntimeError with C++ messages
-            raise ModelLoadError(f"{path}: TFLite interpreter cannot load it ({exc})") from exc
-        inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
-        self._in_index, self._out_index = inp["index"], out["index"]
-        self.input_dtype = np.dtype(inp["dtype"])
-        self.input_shape = tuple(int(d) for d in inp["shape"])
-        self._in_scale, self._in_zero = inp["quantization"]
-        self._out_scale, self._out_zero = out["quantization"]
+            inp = self._interpreter.get_input_details()[0]
+            out = self._interpreter.get_output_details()[0]
+            self._in_index, self._out_index = inp["index"], out["index"]
+            self.input_dtype = np.dtype(inp["dtype"])
+            self.input_shape = tuple(int(d) for d in inp["shape"])
+            self._in_scale, self._in_zero = (float(v) for v in inp["quantization"])
+            self._out_scale, self._out_zero = (float(v) for v in out["quantization"])
+            out_dtype = np.dtype(out["dtype"])
+        except Exception as exc:  # interpreters raise ValueError/RuntimeError (and worse) on broken files
+            raise ModelLoadError(f"{path}: TFLite interpreter cannot load it ({_first_line(exc)})") from exc
+        if len(self.input_shape) != 4:
+            raise ModelLoadError(f"{path}: expected an NHWC image input, got shape {self.input_shape}")
         self._in_quantized = self.input_dtype.kind in "iu" and self._in_scale > 0
-        self._out_quantized = np.dtype(out["dtype"]).kind in "iu" and self._out_scale > 0
+        self._out_quantized = out_dtype.kind in "iu" and self._out_scale > 0
         self._batch = self.input_shape[0]
+        self._resizable = True
+
+    def clone(self) -> "TFLiteSession":
+        return TFLiteSession(self.path, self.threads, self._data)
 
     @property
     def quantization(self) -> dict[str, Any]:
-        return {"input_scale": float(self._in_scale), "input_zero_point": int(self._in_zero),
-                "output_scale": float(self._out_scale), "output_zero_point": int(self._out_zero)}
-
-    def _resize(self, batch_size: int) -> None:
-        self._interpreter.resize_tensor_input(self._in_index, [batch_size, *self.input_shape[1:]])
-        self._interpreter.allocate_tensors()
-        self._batch = batch_size
+        return {"input_scale": self._in_scale, "input_zero_point": int(self._in_zero),
+                "output_scale": self._out_scale, "output_zero_point": int(self._out_zero)}
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
         if self._in_quantized:
-            return _quantize(batch, self.input_dtype, float(self._in_scale), int(self._in_zero))
+            return _quantize(batch, self.input_dtype, self._in_scale, int(self._in_zero))
         return batch.astype(self.input_dtype, copy=False)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        tensor = self.prepare(batch)
-        if tensor.shape[0] != self._batch:
-            self._resize(tensor.shape[0])
+    def _resize(self, batch_size: int) -> bool:
+        try:
+            self._interpreter.resize_tensor_input(self._in_index, [batch_size, *self.input_shape[1:]])
+            self._interpreter.allocate_tensors()
+        except Exception:  # some models have a fixed batch: fall back to one image at a time
+            self._resizable = False
+            self._interpreter.resize_tensor_input(self._in_index, list(self.input_shape))
+            self._interpreter.allocate_tensors()
+            self._batch = self.input_shape[0]
+            return False
+        self._batch = batch_size
+        return True
+
+    def _invoke(self, tensor: np.ndarray) -> np.ndarray:
         self._interpreter.set_tensor(self._in_index, tensor)
         self._interpreter.invoke()
         out = self._interpreter.get_tensor(self._out_index)
         if self._out_quantized:
-            return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
-        return out.astype(np.float32, copy=False)
+            return (out.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
+        return out.astype(np.float32, copy=False)  # get_tensor already returns a copy
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        tensor = self.prepare(batch)
+        if tensor.shape[0] == self._batch:
+            return self._invoke(tensor)
+        if self._resizable and self._resize(tensor.shape[0]):
+            return self._invoke(tensor)
+        if self._batch != 1:
+            self._resize(1)
+        return np.concatenate([self._invoke(tensor[i : i + 1]) for i in range(tensor.shape[0])])
+
+
+ONNX_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                  "tensorrt": "TensorrtExecutionProvider"}
+
+
+def onnx_providers(requested: str | None = None) -> list[str]:
+    """The provider list for a session: the one asked for (with CPU as fallback), or the best available."""
+    ort = _import_or_explain("onnxruntime", "onnxruntime")
+    available = ort.get_available_providers()
+    if requested:
+        name = ONNX_PROVIDERS.get(requested.lower(), requested)
+        if name not in available:
+            short = ", ".join(k for k, v in ONNX_PROVIDERS.items() if v in available)
+            raise UsageError(f"ONNX Runtime provider {requested!r} is not available here (available: {short})")
+        return list(dict.fromkeys([name, "CPUExecutionProvider"]))
+    preference = list(ONNX_PROVIDER_PREFERENCE)
+    if importlib.util.find_spec("tensorrt") is None:  # the TensorRT provider is listed even without its libraries
+        preference.remove("TensorrtExecutionProvider")
+    return [p for p in preference if p in available]
 
 
 class OnnxSession:
-    """One ONNX Runtime session; ONNX Runtime sessions may be shared between threads."""
+    """One ONNX Runtime session; ONNX Runtime sessions may be run from several threads at once."""
 
     backend = "onnxruntime"
+    thread_safe = True
 
-    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, path: Path, threads: int | None = None, provider: str | None = None):
         self.path = Path(path)
         ort = _import_or_explain("onnxruntime", "onnxruntime")
-        _read_model_bytes(self.path)  # same missing/empty-file errors as TFLite
+        data = _read_model_bytes(self.path)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
-        available = ort.get_available_providers()
-        chosen = providers or [p for p in ONNX_PROVIDER_PREFERENCE if p in available]
+        providers = onnx_providers(provider)
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=chosen)
+            self._session = ort.InferenceSession(data, sess_options=options, providers=providers)
+            meta = self._session.get_modelmeta().custom_metadata_map
+            inp, out = self._session.get_inputs()[0], self._session.get_outputs()[0]
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
-        self.implementation = f"onnxruntime {ort.__version__} ({self._session.get_providers()[0]})"
-        meta = self._session.get_modelmeta().custom_metadata_map
+            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({_first_line(exc)})") from exc
+        self.provider = self._session.get_providers()[0]
+        self.implementation = f"onnxruntime {ort.__version__} ({self.provider})"
         self.embedded = _parse_embedded(meta.get(EMBEDDED_KEY), str(path))
-        inp = self._session.get_inputs()[0]
-        self._in_name = inp.name
-        self._out_name = self._session.get_outputs()[0].name
+        self._in_name, self._out_name = inp.name, out.name
         self.input_dtype = np.dtype({"tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
                                      "tensor(float16)": np.float16}.get(inp.type, np.float32))
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
+        if len(self.input_shape) != 4:
+            raise ModelLoadError(f"{path}: expected an NHWC image input, got shape {inp.shape}")
+        self._fixed_batch = self.input_shape[0] if self.input_shape[0] > 0 else None
+
+    def clone(self) -> "OnnxSession":
+        return self
 
     @property
     def quantization(self) -> dict[str, Any]:
@@ -135,8 +187,16 @@ class OnnxSession:
         return batch.astype(self.input_dtype, copy=False)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self._session.run([self._out_name], {self._in_name: self.prepare(batch)})[0]
+        tensor = self.prepare(batch)
+        if self._fixed_batch is not None and tensor.shape[0] != self._fixed_batch:
+            return np.concatenate([self.run(tensor[i : i + 1]) for i in range(tensor.shape[0])])
+        out = self._session.run([self._out_name], {self._in_name: tensor})[0]
         return out.astype(np.float32, copy=False)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -9,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .backends import BACKENDS, backend_for
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UsageError
 from .preprocess import ImageInput, prepare_batch
 from .spec import MANIFEST_NAME, Bundle, ModelInfo
 
@@ -40,18 +41,40 @@ def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> dict:
     )
 
 
-class Classifier:
-    """An image classifier backed by one interpreter session.
+def _open(file: Path, backend: str, threads: int | None, provider: str | None):
+    chosen = backend_for(file, backend)
+    if provider is not None:
+        if chosen.name != "onnxruntime":
+            raise UsageError(f"--provider applies to ONNX models only, not {file.name}")
+        return chosen.open(file, threads=threads, provider=provider)
+    return chosen.open(file, threads=threads)
 
-    Sessions are not shared safely between threads by every backend (TFLite interpreters are not):
-    use one Classifier per thread.
+
+class Classifier:
+    """An image classifier backed by one interpreter session per thread where the backend needs it.
+
+    TFLite interpreters must not be invoked from two threads at once, so a Classifier used from several
+    threads gives each thread its own interpreter (built from the same model bytes); ONNX Runtime
+    sessions are thread-safe and shared.
     """
 
     def __init__(self, session, info: ModelInfo, path: Path, artifact: str | None = None):
-        self.session = session
+        self._primary = session
+        self._owner = threading.get_ident()
+        self._local = threading.local()
         self.info = info
         self.path = path
         self.artifact = artifact
+
+    @property
+    def session(self):
+        """This thread's session."""
+        if self._primary.thread_safe or threading.get_ident() == self._owner:
+            return self._primary
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._primary.clone()
+        return session
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -59,18 +82,20 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", threads: int | None = None,
-             artifact: str | None = None) -> "Classifier":
-        """Load a bundle directory (choosing `artifact` or the first runnable one) or a lone file."""
+             artifact: str | None = None, provider: str | None = None) -> "Classifier":
+        """Load a bundle directory (choosing `artifact` or the first runnable one) or a lone file.
+
+        `provider` picks an ONNX Runtime execution provider (cpu, cuda, tensorrt); default: the best available.
+        """
         path = Path(path)
         if path.is_dir():
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)
             file = path / record["file"]
-            session = backend_for(file, backend).open(file, threads=threads)
-            return cls(session, bundle.info, file, record.get("name"))
+            return cls(_open(file, backend, threads, provider), bundle.info, file, record.get("name"))
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or bundle directory")
-        session = backend_for(path, backend).open(path, threads=threads)
+        session = _open(path, backend, threads, provider)
         if session.embedded is None:
             sibling = path.parent / MANIFEST_NAME
             if sibling.is_file():

@@ -70,3 +70,31 @@ def test_corrupt_model_is_one_line_exit_2(tmp_path, cli):
     result = cli("predict", model, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "model.tflite" in result.stderr
+
+
+def test_predict_video_classifies_every_nth_frame(exported_run, keras_top1, tmp_path, cli):
+    cv2 = pytest.importorskip("cv2")
+    from edgeship.runtime import Classifier
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32))
+    for path in list(keras_top1) * 2:  # 8 frames: the four test digits twice
+        writer.write(cv2.imread(path))
+    writer.release()
+    capture, frames = cv2.VideoCapture(str(video)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[..., ::-1])
+    assert len(frames) == 8
+    model = exported_run / "bundle" / "model_float32.onnx"
+    expected = [p[0].label for p in Classifier.load(model).predict(frames[::2])]
+
+    result = cli("predict", model, "--video", video, "--every", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["frame"] for line in lines] == [0, 2, 4, 6]
+    assert [line["predictions"][0]["label"] for line in lines] == expected
+    assert cli("predict", model, "--video", tmp_path / "missing.avi").returncode == 2
+    assert cli("predict", model).returncode == 2  # neither images nor --video
