@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m pytest tests/benchmarks --benchmark-enable -p no:randomly
+	EDGESHIP_BENCH=1 $(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-columns=median,iqr,ops -s
 
 clean:
 	rm -rf runs .pytest_cache

@@ -17,6 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("EDGESHIP_PROGRESS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
+# Benchmarks build MobileNetV2 at 224 px and time it: `make bench` runs them, `make test` does not.
+collect_ignore_glob = [] if os.environ.get("EDGESHIP_BENCH") == "1" else ["benchmarks/*"]
 SMALL_CLASSES = 4
 SMALL_PER_CLASS = 40
 

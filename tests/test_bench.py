@@ -51,3 +51,14 @@ def test_bench_a_lone_model_file(exported_run, cli):
     result = cli("bench", exported_run / "bundle" / "model_int8.tflite", "--runs", "10", "--warmup", "1")
     assert result.returncode == 0, result.stderr
     assert "model_int8.tflite  ok" in result.stdout
+
+
+def test_cold_start_probe_runs_in_a_fresh_runtime_only_process(exported_run):
+    from edgeship.bench.coldstart import measure_cold_start
+
+    figures = measure_cold_start(exported_run / "bundle" / "model_int8.tflite")
+    assert figures["tensorflow_imported"] is False  # this test process has TensorFlow; the probe must not
+    parts = figures["import_s"] + figures["load_s"] + figures["first_inference_s"]
+    assert figures["cold_start_s"] == pytest.approx(parts, rel=1e-6)
+    assert figures["process_wall_s"] > figures["cold_start_s"]
+    assert 0 < figures["peak_rss_mb"]

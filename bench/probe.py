@@ -1,0 +1,56 @@
+"""Cold start and peak memory of one artifact, measured in a fresh process.
+
+`python probe.py MODEL [--import-tensorflow]` (run as a file, so no package __init__ runs first) imports the runtime, loads MODEL, runs one
+prediction and prints JSON: seconds for each step and the process's peak RSS. The parent (coldstart.py)
+also times the whole process, interpreter start-up included.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM where /proc exists: ru_maxrss of an exec'ed child on Linux starts at its parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    with_tensorflow = "--import-tensorflow" in args
+    model = [a for a in args if not a.startswith("--")][0]
+    started = time.perf_counter()
+    if with_tensorflow:
+        import tensorflow  # noqa: F401 - the comparison: a process that carries TensorFlow
+    from edgeship.runtime import Classifier
+
+    imported = time.perf_counter()
+    classifier = Classifier.load(model)
+    loaded = time.perf_counter()
+    spec = classifier.info.input
+    import numpy as np
+
+    classifier.predict(np.zeros((spec.height, spec.width, 3), np.uint8))
+    first = time.perf_counter()
+    print(json.dumps({
+        "import_s": imported - started, "load_s": loaded - imported, "first_inference_s": first - loaded,
+        "cold_start_s": first - started, "peak_rss_mb": _peak_rss_mb(), "runtime": classifier.session.implementation,
+        "tensorflow_imported": "tensorflow" in sys.modules,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
