@@ -98,3 +98,15 @@ def test_predict_video_classifies_every_nth_frame(exported_run, keras_top1, tmp_
     assert [line["predictions"][0]["label"] for line in lines] == expected
     assert cli("predict", model, "--video", tmp_path / "missing.avi").returncode == 2
     assert cli("predict", model).returncode == 2  # neither images nor --video
+
+
+def test_predict_expands_folders_and_globs(exported_run, small_digits, cli):
+    folder = small_digits / "one"
+    expected = sorted(str(p) for p in folder.glob("*.png")) + sorted(str(p) for p in (small_digits / "two").glob("*.png"))
+    result = cli("predict", exported_run / "bundle" / "model_float32.tflite", folder, str(small_digits / "two" / "*.png"),
+                 "--json", "--threads", "1", "--backend", "tflite")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == expected
+    assert f"{len(expected)} image(s)" in result.stderr
+    assert cli("predict", exported_run / "bundle" / "model_float32.tflite", str(small_digits / "*.nope")).returncode == 2
+    assert cli("predict", exported_run / "bundle" / "model_float32.tflite", folder, "--backend", "coreml").returncode == 2

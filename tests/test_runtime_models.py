@@ -154,3 +154,23 @@ def test_onnx_on_cuda_matches_cpu(exported_run):
     assert "CUDAExecutionProvider" in gpu.describe()
     pixels = _pixels(8, 5, size=32)
     np.testing.assert_allclose(gpu.predict_proba(pixels), cpu.predict_proba(pixels), atol=1e-4)
+
+
+def test_valid_model_with_missing_or_wrong_metadata_is_a_model_load_error(multiclass_model, tmp_path):
+    from edgeship.export.embed import embed_tflite
+    from edgeship.runtime import ModelLoadError
+
+    plain = _tflite(multiclass_model)
+    cases = {
+        "no_metadata.tflite": (plain, "no edgeship metadata embedded"),
+        "no_labels.tflite": (embed_tflite(plain, {"input": {"height": SIZE, "width": SIZE}}), "malformed edgeship metadata"),
+        "one_label.tflite": (embed_tflite(plain, {"labels": ["a"], "input": {"height": SIZE, "width": SIZE}}),
+                             "at least two labels"),
+        "bad_task.tflite": (embed_tflite(plain, {"labels": ["a", "b"], "task": "regression",
+                                                 "input": {"height": SIZE, "width": SIZE}}), "unknown task"),
+    }
+    for name, (data, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ModelLoadError, match=message):
+            Classifier.load(path)
