@@ -1,6 +1,18 @@
-"""edgeship.bench: latency, throughput and load time of exported artifacts."""
+"""edgeship.bench: latency, throughput, memory and size of exported artifacts, here or on SSH targets.
 
-from .harness import bench_artifact, summarize, time_calls
-from .runner import bench_files, bench_run
+Attributes load lazily so the benchmark agent (which ships to edge boards) imports only what it uses.
+"""
 
-__all__ = ["bench_artifact", "summarize", "time_calls", "bench_run", "bench_files"]
+_EXPORTS = {
+    "bench_artifact": "harness", "summarize": "harness", "time_calls": "harness",
+    "bench_run": "runner", "bench_files": "runner", "measure_cold_start": "coldstart",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(name)

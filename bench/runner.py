@@ -1,52 +1,176 @@
-"""Benchmark a run's artifacts into its report, or lone model files into a table."""
+"""`run_bench()`: the matrix for every model, here and on SSH targets in parallel, then accuracy beside
+speed, the Pareto front, the baseline comparison, and bench.{json,csv,md,png}."""
 
 from __future__ import annotations
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
 from edgeship.export.report import load_report, write_report
 from edgeship.runtime.environment import fingerprint
-from edgeship.runtime.errors import EdgeshipError
-from edgeship.runtime.progress import progress
+from edgeship.runtime.errors import EdgeshipError, UsageError
+from edgeship.runtime.layout import RunLayout
+from edgeship.runtime.spec import MANIFEST_NAME
 
-from .harness import bench_artifact
+from . import results
+from .agent import run_cases
+from .matrix import artifacts_of, build_cases
+from .remote import SSHOptions, SSHTarget, bench_on_target
 
-BENCH_FIELDS = ("latency_ms", "throughput_ips", "load_ms", "first_inference_ms", "runs", "batch", "threads",
-                "runtime")
+REPORT_FIELDS = ("latency_ms", "throughput_ips", "load_ms", "first_inference_ms", "runs", "batch", "threads",
+                 "runtime", "peak_rss_mb")
+
+
+@dataclass
+class BenchSettings:
+    runs: int = 100
+    warmup: int = 10
+    min_seconds: float = 0.0
+    threads: Sequence[int | None] = (None,)
+    batches: Sequence[int] = (1,)
+    backend: str = "all"
+    show_progress: bool = True
+
+
+@dataclass
+class BenchOutcome:
+    result: dict
+    markdown: Path | None
+    regressions: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[str]:
+        return [f"{t['target']}: {t['error']}" for t in self.result["targets"] if t["status"] != "ok"] + [
+            f"{r['target']} {r['id']}: {r.get('error')}" for r in self.result["rows"] if r["status"] == "failed"]
+
+
+@dataclass
+class _Model:
+    label: str
+    bundle_dir: Path | None
+    file: Path | None
+    report: dict | None
+    report_path: Path | None
+
+
+def _resolve(target: str | Path) -> _Model:
+    path = Path(target)
+    if path.is_file() and path.name != "report.json":
+        return _Model(path.name, None, path, None, None)
+    try:
+        layout = RunLayout.find(path)
+    except UsageError:
+        if path.is_dir() and (path / MANIFEST_NAME).is_file():
+            return _Model(path.name, path, None, None, None)
+        raise UsageError(f"{target}: not a model file, bundle directory or run directory") from None
+    report, report_path = (load_report(layout.report_json) if layout.report_json.is_file() else (None, None))
+    return _Model(layout.root.name, layout.bundle, None, report, report_path)
+
+
+def _cases_for(models: list[_Model], settings: BenchSettings, remote: bool) -> list[dict]:
+    cases = []
+    for model in models:
+        artifacts = artifacts_of(model.file or model.bundle_dir)
+        for case in build_cases(artifacts, settings.threads, settings.batches, settings.backend, settings.warmup,
+                                settings.runs, settings.min_seconds, remote=remote):
+            case["model"] = model.label
+            case["id"] = f"{model.label}/{case['id']}" if len(models) > 1 else case["id"]
+            cases.append(case)
+    return cases
+
+
+def _progress(total: int, enabled: bool):
+    from edgeship.runtime.progress import progress
+
+    bar = progress(range(total), total=total, desc="bench", enabled=enabled)
+    return bar if hasattr(bar, "update") else None
+
+
+def _update_reports(models: list[_Model], rows: list[dict], settings: BenchSettings) -> None:
+    """Keep each run's report.json carrying batch-1 latency per artifact (local, first thread setting)."""
+    for model in models:
+        if model.report is None:
+            continue
+        chosen = {r["name"]: r for r in rows if r["target"] == "local" and r.get("model") == model.label
+                  and r["batch"] == 1 and r["threads"] == settings.threads[0] and r["status"] == "ok"
+                  and r.get("provider") in (None, "cpu") and r["backend"] != "keras"}
+        for artifact in model.report["artifacts"]:
+            if artifact["name"] in chosen:
+                artifact.update({k: chosen[artifact["name"]].get(k) for k in REPORT_FIELDS})
+        model.report["bench"] = {"runs": settings.runs, "warmup": settings.warmup, "min_seconds": settings.min_seconds,
+                                 "threads": settings.threads[0], "batch": 1}
+        model.report["environment"] = fingerprint()
+        write_report(model.report, model.report_path)
+
+
+def run_bench(models: Sequence[str | Path], settings: BenchSettings = BenchSettings(),
+              targets: Sequence[str] = (), ssh: SSHOptions = SSHOptions(), compare: str | Path | None = None,
+              max_slowdown: float = 0.10, out_dir: str | Path | None = None, local: bool = True) -> BenchOutcome:
+    resolved = [_resolve(m) for m in models]
+    parsed_targets = [SSHTarget.parse(t) for t in targets]
+    baseline = results.load_baseline(compare) if compare else None
+    local_cases = _cases_for(resolved, settings, remote=False) if local else []
+    remote_cases = _cases_for(resolved, settings, remote=True) if parsed_targets else []
+    bar = _progress(len(local_cases), settings.show_progress)
+    target_records, rows, interrupted = [], [], False
+
+    with ThreadPoolExecutor(max_workers=max(1, len(parsed_targets))) as pool:
+        futures = {t.label: pool.submit(bench_on_target, t, ssh, remote_cases) for t in parsed_targets}
+        if local_cases:
+            local_rows, interrupted = run_cases(local_cases, on_row=(lambda _row: bar.update(1)) if bar else None)
+            rows += [{**r, "target": "local"} for r in local_rows]
+            target_records.append({"target": "local", "status": "ok", "environment": fingerprint(),
+                                   "interrupted": interrupted})
+        if bar is not None:
+            bar.close()
+        for label, future in futures.items():
+            try:
+                answer = future.result()
+            except EdgeshipError as exc:
+                target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
+                print(f"edgeship: bench on {label} failed: {str(exc).removeprefix(label + ': ')}", file=sys.stderr)
+                continue
+            rows += [{**r, "target": label} for r in answer["rows"]]
+            target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),
+                                   "interrupted": answer.get("interrupted", False)})
+
+    for model in resolved:
+        results.attach_accuracy([r for r in rows if r.get("model") == model.label], model.report)
+    results.mark_pareto(rows)
+    regressions = results.compare_to_baseline(rows, baseline, max_slowdown) if baseline else []
+    result = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "settings": {"runs": settings.runs, "warmup": settings.warmup, "min_seconds": settings.min_seconds,
+                           "threads": list(settings.threads), "batches": list(settings.batches),
+                           "backend": settings.backend, "max_slowdown": max_slowdown if baseline else None,
+                           "baseline": str(compare) if compare else None},
+              "models": [m.label for m in resolved], "targets": target_records, "rows": rows,
+              "interrupted": interrupted}
+    if out_dir is None and len(resolved) == 1 and resolved[0].report_path is not None:
+        out_dir = resolved[0].report_path.parent
+    markdown = results.write_outputs(result, out_dir) if out_dir is not None else None
+    _update_reports(resolved, rows, settings)
+    return BenchOutcome(result, markdown, regressions, interrupted)
 
 
 def bench_run(run: str | Path, runs: int = 100, warmup: int = 10, min_seconds: float = 0.0,
               threads: int | None = None, show_progress: bool = True) -> tuple[dict, Path]:
-    """Time every artifact listed in RUN/report.json and write the figures back into the report."""
-    report, report_path = load_report(run)
-    base = report_path.parent
-    artifacts = report["artifacts"]
-    for record in progress(artifacts, total=len(artifacts), desc="bench", enabled=show_progress):
-        if record.get("status", "ok") != "ok":
-            continue
-        try:
-            result = bench_artifact(base / record["path"], warmup=warmup, runs=runs, min_seconds=min_seconds,
-                                    threads=threads)
-        except EdgeshipError as exc:
-            record["bench_error"] = str(exc)
-            continue
-        record.pop("bench_error", None)
-        record.update({k: result[k] for k in BENCH_FIELDS})
-    report["bench"] = {"runs": runs, "warmup": warmup, "min_seconds": min_seconds, "threads": threads, "batch": 1}
-    report["environment"] = fingerprint()
-    return report, write_report(report, report_path)
+    """Bench a run's artifacts at batch 1 and write the figures into its report (and bench.* beside it)."""
+    layout = RunLayout.find(run)
+    if not layout.report_json.is_file():
+        raise UsageError(f"{layout.report_json}: no report; run `edgeship export {layout.root}` first")
+    run_bench([layout.root], BenchSettings(runs=runs, warmup=warmup, min_seconds=min_seconds, threads=(threads,),
+                                           show_progress=show_progress))
+    report, _ = load_report(layout.report_json)
+    return report, layout.report_md
 
 
 def bench_files(paths: Sequence[str | Path], runs: int = 100, warmup: int = 10, min_seconds: float = 0.0,
                 threads: int | None = None, show_progress: bool = True) -> list[dict]:
-    rows = []
-    for path in progress(list(paths), total=len(paths), desc="bench", enabled=show_progress):
-        row = {"name": Path(path).name, "path": str(path), "size_bytes": Path(path).stat().st_size if Path(path).is_file() else None}
-        try:
-            row.update(bench_artifact(path, warmup=warmup, runs=runs, min_seconds=min_seconds, threads=threads))
-            row["status"] = "ok"
-        except EdgeshipError as exc:
-            row.update(status="failed", error=str(exc))
-        rows.append(row)
-    return rows
+    outcome = run_bench(paths, BenchSettings(runs=runs, warmup=warmup, min_seconds=min_seconds, threads=(threads,),
+                                             show_progress=show_progress))
+    return outcome.result["rows"]

@@ -66,42 +66,45 @@ def cmd_gate(args) -> int:
     return 1 if failed else 0
 
 
-def _run_with_report(target: Path):
-    """The run layout when TARGET is a run (or its bundle/report) that has a report, else None."""
-    from edgeship.runtime.layout import RunLayout
-
+def _int_list(text: str) -> list[int]:
     try:
-        layout = RunLayout.find(target)
-    except UsageError:
-        return None
-    return layout if layout.report_json.is_file() else None
+        values = [int(v) for v in _csv_list(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def cmd_bench(args) -> int:
-    from edgeship.bench import bench_files, bench_run
-    from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
+    from edgeship.bench import results
+    from edgeship.bench.remote import SSHOptions
+    from edgeship.bench.runner import BenchSettings, run_bench
+    from edgeship.export.report import text_table
 
-    results, exit_code = [], 0
-    for target in map(Path, args.models):
-        layout = _run_with_report(target)
-        if layout is not None:
-            report, md_path = bench_run(layout.root, args.runs, args.warmup, args.min_seconds, args.threads)
-            print(text_table(SUMMARY_HEADERS, summary_rows(report)))
-            print(f"report: {md_path}")
-            results.append(report)
-            continue
-        rows = bench_files([target], args.runs, args.warmup, args.min_seconds, args.threads)
-        table = [[r["name"], r["status"], *(f"{r['latency_ms'][k]:.3f}" if "latency_ms" in r else "–"
-                                            for k in ("p50", "p90", "p99")),
-                  f"{r['throughput_ips']:.1f}" if r.get("throughput_ips") else "–", r.get("error", "")] for r in rows]
-        print(text_table(("model", "status", "p50 ms", "p90 ms", "p99 ms", "images/s", "error"), table))
-        results.extend(rows)
-        exit_code = max(exit_code, int(any(r["status"] != "ok" for r in rows)))
+    settings = BenchSettings(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
+                             threads=args.threads or (None,), batches=args.batch or (1,), backend=args.backend)
+    ssh = SSHOptions(accept_new_host_key=args.accept_new_host_key, known_hosts=args.known_hosts,
+                     identity=args.identity, remote_python=args.remote_python)
+    outcome = run_bench(args.models, settings, targets=args.target or (), ssh=ssh, compare=args.compare,
+                        max_slowdown=results.parse_slowdown(args.max_slowdown), out_dir=args.out,
+                        local=not args.no_local)
+    print(text_table(results.TABLE_HEADERS, results.table_rows(outcome.result["rows"])))
+    if outcome.markdown:
+        print(f"bench: {outcome.markdown}")
     if args.json:
         from edgeship.runtime.fileio import atomic_write_json
 
-        atomic_write_json(args.json, results)
-    return exit_code
+        atomic_write_json(args.json, outcome.result)
+    for row in outcome.regressions:
+        print(f"REGRESSION {row['target']} {row['id']}: {row['baseline_ratio']:.2f}x the baseline's median",
+              file=sys.stderr)
+    for failure in outcome.failed:
+        print(f"failed: {failure}", file=sys.stderr)
+    if outcome.interrupted:
+        print("edgeship: interrupted; the rows measured so far were written", file=sys.stderr)
+        return 130
+    return 1 if outcome.regressions or outcome.failed else 0
 
 
 def cmd_predict(args) -> int:
@@ -169,13 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.98, metavar="FRAC", help="minimum top-1 agreement with Keras")
     p.set_defaults(func=cmd_gate)
 
-    p = sub.add_parser("bench", help="time artifacts: p50/p90/p99 latency, throughput, load time")
-    p.add_argument("models", nargs="+", help="run directories (results go into their report) or model files")
-    p.add_argument("--runs", type=_positive_int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--min-seconds", type=float, default=0.0)
-    p.add_argument("--threads", type=_positive_int, default=None)
-    p.add_argument("--json", help="also write the results to this JSON file")
+    p = sub.add_parser("bench", help="latency, throughput and memory per artifact, here and on SSH targets")
+    p.add_argument("models", nargs="+", help="run directories, bundle directories or model files")
+    p.add_argument("--runs", type=_positive_int, default=100, help="timed runs per row (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--min-seconds", type=float, default=0.0, help="keep timing until this many seconds passed too")
+    p.add_argument("--threads", type=_int_list, help="comma-separated thread counts, e.g. 1,2,4 (default: backend's)")
+    p.add_argument("--batch", type=_int_list, help="comma-separated batch sizes (default 1)")
+    p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt] or keras")
+    p.add_argument("--target", action="append", metavar="ssh://user@host[:port]", help="also bench there (repeatable)")
+    p.add_argument("--no-local", action="store_true", help="bench only on the --target machines")
+    p.add_argument("--accept-new-host-key", action="store_true", help="trust a target's host key on first contact")
+    p.add_argument("--known-hosts", help="known_hosts file for targets (default: ssh's own)")
+    p.add_argument("--identity", help="private key for targets (default: ssh's own)")
+    p.add_argument("--remote-python", help="Python on the targets that has edgeship[runtime]'s packages")
+    p.add_argument("--compare", metavar="BASELINE.json", help="bench.json of an earlier run: exit 1 on a slowdown")
+    p.add_argument("--max-slowdown", default="10%", help="allowed slowdown against --compare (default 10%%)")
+    p.add_argument("--out", help="write bench.json/.csv/.md/.png here (default: the run directory, if one)")
+    p.add_argument("--json", help="also write the full result to this JSON file")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("predict", help="classify images with a bundle or a lone .tflite/.onnx (no TensorFlow)")

@@ -26,8 +26,6 @@ ONNX_PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider"
 
 
 def _quantize(batch: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
-    if batch.dtype == dtype and scale == 1.0 and zero_point == 0:
-        return batch
     info = np.iinfo(dtype)
     values = np.round(batch.astype(np.float32) / scale + zero_point)
     return np.clip(values, info.min, info.max).astype(dtype)
@@ -75,6 +73,11 @@ class TFLiteSession:
             raise ModelLoadError(f"{path}: expected an NHWC image input, got shape {self.input_shape}")
         self._in_quantized = self.input_dtype.kind in "iu" and self._in_scale > 0
         self._out_quantized = out_dtype.kind in "iu" and self._out_scale > 0
+        # Pixels are uint8: quantizing them is a 256-entry table, often the identity (scale 1, zero-point 0).
+        self._pixel_table = (_quantize(np.arange(256, dtype=np.uint8), self.input_dtype, self._in_scale, int(self._in_zero))
+                             if self._in_quantized else None)
+        self._pixels_pass_through = (self._pixel_table is not None and self.input_dtype == np.uint8
+                                     and np.array_equal(self._pixel_table, np.arange(256)))
         self._batch = self.input_shape[0]
         self._resizable = True
 
@@ -87,9 +90,11 @@ class TFLiteSession:
                 "output_scale": self._out_scale, "output_zero_point": int(self._out_zero)}
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_quantized:
-            return _quantize(batch, self.input_dtype, self._in_scale, int(self._in_zero))
-        return batch.astype(self.input_dtype, copy=False)
+        if not self._in_quantized:
+            return batch.astype(self.input_dtype, copy=False)
+        if batch.dtype == np.uint8:
+            return batch if self._pixels_pass_through else self._pixel_table[batch]
+        return _quantize(batch, self.input_dtype, self._in_scale, int(self._in_zero))
 
     def _resize(self, batch_size: int) -> bool:
         try:
@@ -113,7 +118,11 @@ class TFLiteSession:
         return out.astype(np.float32, copy=False)  # get_tensor already returns a copy
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        tensor = self.prepare(batch)
+        """Float outputs for a batch of 0-255 pixels."""
+        return self.run_prepared(self.prepare(batch))
+
+    def run_prepared(self, tensor: np.ndarray) -> np.ndarray:
+        """Float outputs for a batch already in the model's input dtype (see prepare)."""
         if tensor.shape[0] == self._batch:
             return self._invoke(tensor)
         if self._resizable and self._resize(tensor.shape[0]):
@@ -187,9 +196,13 @@ class OnnxSession:
         return batch.astype(self.input_dtype, copy=False)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        tensor = self.prepare(batch)
+        """Float outputs for a batch of 0-255 pixels."""
+        return self.run_prepared(self.prepare(batch))
+
+    def run_prepared(self, tensor: np.ndarray) -> np.ndarray:
+        """Float outputs for a batch already in the model's input dtype (see prepare)."""
         if self._fixed_batch is not None and tensor.shape[0] != self._fixed_batch:
-            return np.concatenate([self.run(tensor[i : i + 1]) for i in range(tensor.shape[0])])
+            return np.concatenate([self.run_prepared(tensor[i : i + 1]) for i in range(tensor.shape[0])])
         out = self._session.run([self._out_name], {self._in_name: tensor})[0]
         return out.astype(np.float32, copy=False)
 

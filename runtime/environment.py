@@ -42,9 +42,26 @@ def _cpuinfo() -> tuple[str, list[str]]:
     return model, sorted(flags.intersection(CPU_FLAGS_OF_INTEREST))
 
 
+def _gpu() -> str | None:
+    """'NAME (driver VERSION)' of each NVIDIA GPU, from nvidia-smi when it is installed."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    gpus = [line.split(", ") for line in done.stdout.strip().splitlines() if ", " in line]
+    return "; ".join(f"{name} (driver {driver})" for name, driver in gpus) or None
+
+
 def fingerprint() -> dict:
     model, flags = _cpuinfo()
     return {
+        "gpu": _gpu(),
         "machine": platform.machine(),
         "cpu": model,
         "cores": os.cpu_count(),

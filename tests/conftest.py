@@ -16,6 +16,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("EDGESHIP_PROGRESS", "0")
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[1]
 # Benchmarks build MobileNetV2 at 224 px and time it: `make bench` runs them, `make test` does not.
 collect_ignore_glob = [] if os.environ.get("EDGESHIP_BENCH") == "1" else ["benchmarks/*"]
@@ -71,3 +73,21 @@ def run_copy(exported_run, tmp_path) -> Path:
 def cli():
     """`cli(*args)` runs the edgeship command line in a subprocess."""
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory):
+    """A real sshd on 127.0.0.1 (see tests/sshd.py); skipped with the reason when none can be had."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edgeship_test_sshd", Path(__file__).with_name("sshd.py"))
+    sshd_module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = sshd_module  # dataclasses look their module up there
+    spec.loader.exec_module(sshd_module)
+    binary, reason = sshd_module.find_or_install_sshd()
+    if binary is None:
+        pytest.skip(reason)
+    server = sshd_module.start_sshd(binary, tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)

@@ -44,13 +44,58 @@ def test_bench_cli_writes_latency_into_the_report(run_copy, cli, tmp_path):
         assert artifact["runs"] == 20 and artifact["load_ms"] > 0
         assert artifact["throughput_ips"] == pytest.approx(1000 / latency["mean"])
     assert "## Latency (batch 1)" in (run_copy / "report.md").read_text()
-    assert json.loads((tmp_path / "bench.json").read_text())[0]["bench"]["runs"] == 20
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["settings"]["runs"] == 20 and bench == json.loads((run_copy / "bench.json").read_text())
+    rows = {(r["name"], r["backend"], r.get("provider")): r for r in bench["rows"]}
+    assert rows[("keras", "keras", None)]["status"] == "ok"  # the TensorFlow reference row
+    assert rows[("onnx", "onnxruntime", "cuda")]["status"] in ("ok", "unavailable")
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    for (name, backend, provider), row in rows.items():
+        if row["status"] == "ok" and name in by_name:
+            assert row["accuracy"] == by_name[name]["accuracy"]  # accuracy beside speed
+    assert any(r.get("pareto") for r in bench["rows"])
+    csv_lines = (run_copy / "bench.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("target,id,name") and len(csv_lines) == len(bench["rows"]) + 1
+    assert (run_copy / "bench_pareto.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_bench_a_lone_model_file(exported_run, cli):
-    result = cli("bench", exported_run / "bundle" / "model_int8.tflite", "--runs", "10", "--warmup", "1")
+def test_bench_matrix_threads_and_batches(exported_run, cli, tmp_path):
+    out = tmp_path / "m.json"
+    result = cli("bench", exported_run / "bundle" / "model_int8.tflite", "--threads", "1,2", "--batch", "1,4",
+                 "--runs", "5", "--warmup", "1", "--json", out)
     assert result.returncode == 0, result.stderr
-    assert "model_int8.tflite  ok" in result.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((r["threads"], r["batch"]) for r in rows) == [(1, 1), (1, 4), (2, 1), (2, 4)]
+    for row in rows:
+        assert row["throughput_ips"] == pytest.approx(1000 * row["batch"] / row["latency_ms"]["mean"])
+        assert row["peak_rss_mb"] > 0 and row["first_inference_ms"] > 0
+
+
+def test_a_model_that_fails_to_load_is_a_failed_row(exported_run, cli, tmp_path):
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"TFL3" * 10)
+    out = tmp_path / "b.json"
+    result = cli("bench", broken, exported_run / "bundle" / "model_int8.tflite", "--runs", "3", "--warmup", "0",
+                 "--json", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    status = {r["name"]: r["status"] for r in json.loads(out.read_text())["rows"]}
+    assert status == {"broken.tflite": "failed", "model_int8.tflite": "ok"}
+
+
+def test_compare_passes_unchanged_and_fails_a_halved_baseline(exported_run, cli, tmp_path):
+    model = exported_run / "bundle" / "model_int8.tflite"
+    base = tmp_path / "base.json"
+    assert cli("bench", model, "--runs", "200", "--warmup", "20", "--json", base).returncode == 0
+    same = cli("bench", model, "--runs", "200", "--warmup", "20", "--compare", base, "--max-slowdown", "50%")
+    assert same.returncode == 0, same.stdout + same.stderr
+    halved = json.loads(base.read_text())
+    for row in halved["rows"]:
+        row["latency_ms"] = {k: v / 2 for k, v in row["latency_ms"].items()}
+    fast = tmp_path / "halved.json"
+    fast.write_text(json.dumps(halved))
+    slower = cli("bench", model, "--runs", "200", "--warmup", "20", "--compare", fast, "--max-slowdown", "50%")
+    assert slower.returncode == 1
+    assert "REGRESSION local model_int8.tflite|tflite" in slower.stderr and "REGRESSION" in slower.stdout
 
 
 def test_cold_start_probe_runs_in_a_fresh_runtime_only_process(exported_run):
@@ -62,3 +107,63 @@ def test_cold_start_probe_runs_in_a_fresh_runtime_only_process(exported_run):
     assert figures["cold_start_s"] == pytest.approx(parts, rel=1e-6)
     assert figures["process_wall_s"] > figures["cold_start_s"]
     assert 0 < figures["peak_rss_mb"]
+
+
+def _row(target, id_, p50, accuracy=None, p25=None, p75=None, batch=1):
+    return {"target": target, "id": id_, "name": id_, "batch": batch, "status": "ok", "accuracy": accuracy,
+            "latency_ms": {"p50": p50, "p25": p25 or p50 * 0.95, "p75": p75 or p50 * 1.05}}
+
+
+def test_pareto_front_by_hand():
+    from edgeship.bench.results import mark_pareto
+
+    rows = [_row("local", "fast_bad", 1.0, 0.90), _row("local", "slow_good", 5.0, 0.99),
+            _row("local", "dominated", 6.0, 0.95), _row("local", "tie_slower", 5.5, 0.99),
+            _row("pi", "only_on_pi", 50.0, 0.80)]
+    mark_pareto(rows)
+    assert {r["id"]: r["pareto"] for r in rows} == {"fast_bad": True, "slow_good": True, "dominated": False,
+                                                    "tie_slower": False, "only_on_pi": True}
+
+
+def test_compare_needs_both_threshold_and_noise():
+    from edgeship.bench.results import compare_to_baseline, parse_slowdown
+
+    baseline = {"rows": [_row("local", "a", 1.0, p75=1.05), _row("local", "b", 1.0, p75=1.5), _row("local", "c", 1.0)]}
+    rows = [_row("local", "a", 1.2, p25=1.1),   # 20 % slower, outside the noise: regression
+            _row("local", "b", 1.2, p25=1.1),   # 20 % slower but inside the baseline's spread: noise
+            _row("local", "c", 1.05, p25=1.0)]  # 5 %: under the threshold
+    regressions = compare_to_baseline(rows, baseline, parse_slowdown("10%"))
+    assert [r["id"] for r in regressions] == ["a"]
+    assert rows[0]["baseline_ratio"] == pytest.approx(1.2)
+    assert parse_slowdown("0.25") == 0.25
+
+
+def test_ctrl_c_keeps_the_rows_already_measured(exported_run):
+    from edgeship.bench.agent import run_cases
+    from edgeship.bench.matrix import artifacts_of, build_cases
+
+    cases = build_cases(artifacts_of(exported_run / "bundle"), backend="tflite", runs=3, warmup=0)
+    seen = []
+
+    def interrupt_after_two(row):
+        seen.append(row)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    rows, interrupted = run_cases(cases, on_row=interrupt_after_two)
+    assert interrupted and len(rows) == 2 and len(cases) == 4
+    assert all(r["status"] == "ok" and r["latency_ms"]["p50"] > 0 for r in rows)
+
+
+def test_pytest_plugin_fixtures_run_a_users_latency_test(exported_run, pytester):
+    pytester.makepyfile('''
+        def test_latency(benchmark, edgeship_classifier, edgeship_input):
+            probs = benchmark(edgeship_classifier.predict_proba, edgeship_input)
+            assert probs.shape == (1, 4) and edgeship_input.shape == (1, 32, 32, 3)
+    ''')
+    models = [exported_run / "bundle" / "model_int8.tflite", exported_run / "bundle" / "model_float32.onnx"]
+    result = pytester.runpytest_subprocess(*[f"--edgeship-model={m}" for m in models], "-p", "no:cacheprovider",
+                                           "--benchmark-disable")
+    result.assert_outcomes(passed=2)
+    without = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--benchmark-disable")
+    without.assert_outcomes(skipped=1)

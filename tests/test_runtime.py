@@ -105,3 +105,16 @@ def test_runtime_package_imports_nothing_heavy():
             for name in names:
                 assert not name.startswith(("tensorflow", "keras", "edgeship.train", "edgeship.export",
                                             "edgeship.bench")), f"{source.name} imports {name}"
+
+
+def test_pixel_table_equals_arithmetic_quantization(exported_run):
+    """The uint8 fast path gives exactly what scale/zero-point arithmetic gives, for every pixel value."""
+    classifier = Classifier.load(exported_run / "bundle", artifact="tflite_int8")
+    session = classifier.session
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    q = session.quantization
+    expected = _quantize(pixels.astype(np.float32), session.input_dtype, q["input_scale"], q["input_zero_point"])
+    np.testing.assert_array_equal(session.prepare(pixels), expected)
+    for scale, zero in ((1.0, -128), (0.5, 3), (1.7, -100)):
+        table = _quantize(np.arange(256, dtype=np.uint8), np.dtype(np.int8), scale, zero)
+        np.testing.assert_array_equal(table[pixels], _quantize(pixels, np.dtype(np.int8), scale, zero))

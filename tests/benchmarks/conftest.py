@@ -34,6 +34,17 @@ def mobilenet_artifacts(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(params=BENCH_FORMATS)
+def edgeship_model(request, mobilenet_artifacts):
+    """Overrides the edgeship pytest plugin's fixture: our benchmarks run every format."""
+    return mobilenet_artifacts[request.param]
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def edgeship_threads(request):
+    return request.param
+
+
 def report_line(capsys, text: str) -> None:
     with capsys.disabled():
         print(f"\n  {text}")

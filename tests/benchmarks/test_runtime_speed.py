@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from edgeship.bench.coldstart import measure_cold_start
-from edgeship.bench.harness import time_calls
+from edgeship.bench.harness import steady_state_times, time_calls
 from edgeship.runtime import Classifier
 
-from .conftest import BENCH_FORMATS, report_line
+from .conftest import report_line
 
 
 def _input(classifier):
@@ -16,21 +16,23 @@ def _input(classifier):
     return np.random.default_rng(0).integers(0, 256, (1, spec.height, spec.width, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("name", BENCH_FORMATS)
-def test_latency(benchmark, mobilenet_artifacts, name, threads):
-    classifier = Classifier.load(mobilenet_artifacts[name], threads=threads)
-    x = _input(classifier)
-    benchmark.group = f"MobileNetV2 224px batch 1, {threads} thread(s)"
-    benchmark.extra_info.update(format=name, threads=threads)
-    benchmark.pedantic(classifier.predict_proba, args=(x,), rounds=60, warmup_rounds=10)
+def test_latency(benchmark, edgeship_classifier, edgeship_input, edgeship_threads):
+    """Uses the fixtures of edgeship's own pytest plugin, as a user's latency test would."""
+    benchmark.group = f"MobileNetV2 224px batch 1, {edgeship_threads} thread(s)"
+    benchmark.extra_info.update(format=edgeship_classifier.artifact, threads=edgeship_threads)
+    benchmark.pedantic(edgeship_classifier.predict_proba, args=(edgeship_input,), rounds=60, warmup_rounds=10)
 
 
+@pytest.mark.parametrize("measured", ["edgeship bench", "Classifier.predict_proba"])
 @pytest.mark.parametrize("name", ["tflite", "tflite_int8"])
-def test_classifier_overhead_over_bare_invoke(benchmark, mobilenet_artifacts, name, capsys):
-    """Same interpreter, same input: Classifier.predict_proba (what `edgeship bench` times) vs
-    set_tensor + invoke + get_tensor. Interleaved blocks so drift hits both alike."""
-    classifier = Classifier.load(mobilenet_artifacts[name], threads=2)
+def test_overhead_over_bare_invoke(benchmark, mobilenet_artifacts, name, measured, capsys):
+    """Against a bare set_tensor/invoke/get_tensor loop on the same interpreter and input, in 40
+    interleaved blocks of 10 calls so machine noise hits both alike:
+    - what `edgeship bench` times (harness.steady_state_times), goal <= 1.03 (issue 6);
+    - Classifier.predict_proba on prepared pixels, which also converts them to the input dtype, goal <= 1.05 (issue 5)."""
+    # One interpreter thread: with two threads on a 2-core machine any other process makes latency bimodal,
+    # and the medians then swing by 10 %; the harness's own overhead does not depend on the thread count.
+    classifier = Classifier.load(mobilenet_artifacts[name], threads=1)
     x = _input(classifier)
     session = classifier.session
     interpreter, tensor = session._interpreter, session.prepare(x)
@@ -41,14 +43,24 @@ def test_classifier_overhead_over_bare_invoke(benchmark, mobilenet_artifacts, na
         return interpreter.get_tensor(session._out_index)
 
     ours, theirs = [], []
-    for _ in range(5):
-        ours.append(time_calls(lambda: classifier.predict_proba(x), warmup=5, runs=40))
-        theirs.append(time_calls(bare, warmup=5, runs=40))
+
+    def measure_ours():
+        if measured == "edgeship bench":
+            return steady_state_times(classifier, x, warmup=2, runs=10)
+        return time_calls(lambda: classifier.predict_proba(x), warmup=2, runs=10)
+
+    for block in range(40):  # alternate which side goes first: no order bias
+        if block % 2:
+            theirs.append(time_calls(bare, warmup=2, runs=10))
+            ours.append(measure_ours())
+        else:
+            ours.append(measure_ours())
+            theirs.append(time_calls(bare, warmup=2, runs=10))
     ratio = float(np.median(np.concatenate(ours)) / np.median(np.concatenate(theirs)))
     benchmark.extra_info.update(ratio_vs_bare_invoke=ratio)
     benchmark.group = "overhead"
     benchmark.pedantic(classifier.predict_proba, args=(x,), rounds=20, warmup_rounds=2)
-    report_line(capsys, f"{name}: Classifier.predict_proba / bare invoke median = {ratio:.3f}")
+    report_line(capsys, f"{name}: {measured} / bare invoke median = {ratio:.3f}")
 
 
 def test_cold_start_and_peak_rss(benchmark, mobilenet_artifacts, capsys):
@@ -67,3 +79,4 @@ def test_cold_start_and_peak_rss(benchmark, mobilenet_artifacts, capsys):
     report_line(capsys, f"cold start with TensorFlow imported: {best_tf['cold_start_s']:.3f} s "
                         f"(process {best_tf['process_wall_s']:.2f} s), peak RSS {best_tf['peak_rss_mb']:.0f} MB; "
                         f"RSS ratio {rss_ratio:.2f}")
+

@@ -1,0 +1,125 @@
+"""The benchmark agent: runs benchmark cases, each in a fresh child process, and prints JSON.
+
+It imports only `edgeship.runtime` and `edgeship.bench.harness`, so it runs unchanged on an edge board
+that has nothing but the runtime (remote.py ships exactly those files and sets PYTHONPATH to them). A fresh process per case gives
+each artifact its own peak-RSS figure, and a crashing interpreter becomes a failed row, not a lost run.
+
+    python agent.py one CASE_JSON      # one case in this process
+    python agent.py many CASES_FILE    # each case in a child process; prints {"environment", "rows"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgeship.bench.harness import bench_artifact, summarize, time_calls
+from edgeship.runtime.environment import fingerprint
+from edgeship.runtime.errors import EdgeshipError, UsageError
+
+CASE_KEYS = ("id", "model", "name", "path", "backend", "provider", "threads", "batch", "format", "precision",
+             "size_bytes")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak RSS (VmHWM; ru_maxrss of an exec'ed child starts at its parent's peak)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    except ImportError:
+        return None
+
+
+def _bench_keras(case: dict) -> dict:
+    """The reference: the Keras model called eagerly, as in training code (TensorFlow needed, local only)."""
+    import numpy as np
+
+    from edgeship.train.tfenv import import_keras
+
+    _, keras = import_keras()
+    started = time.perf_counter()
+    model = keras.models.load_model(case["path"], safe_mode=True, compile=False)
+    load_ms = (time.perf_counter() - started) * 1000
+    _, height, width, channels = model.input_shape
+    x = np.random.default_rng(0).integers(0, 256, (case["batch"], height, width, channels)).astype(np.float32)
+    started = time.perf_counter()
+    model(x, training=False)
+    first_ms = (time.perf_counter() - started) * 1000
+    result = summarize(time_calls(lambda: model(x, training=False), case["warmup"], case["runs"],
+                                  case["min_seconds"]), case["batch"])
+    result.update(load_ms=load_ms, first_inference_ms=first_ms, runtime=f"keras {keras.__version__}")
+    return result
+
+
+def run_one(case: dict) -> dict:
+    row = {k: case.get(k) for k in CASE_KEYS}
+    try:
+        if case["backend"] == "keras":
+            result = _bench_keras(case)
+        else:
+            result = bench_artifact(case["path"], warmup=case["warmup"], runs=case["runs"],
+                                    min_seconds=case["min_seconds"], threads=case["threads"], batch=case["batch"],
+                                    provider=case.get("provider"), backend=case["backend"])
+        row.update(result, status="ok")
+    except UsageError as exc:  # e.g. the CUDA provider is not present here
+        row.update(status="unavailable", error=str(exc))
+    except EdgeshipError as exc:
+        row.update(status="failed", error=str(exc))
+    row["peak_rss_mb"] = peak_rss_mb()
+    return row
+
+
+def run_cases(cases: list[dict], timeout: float = 900, on_row=None, python: str = sys.executable) -> tuple[list[dict], bool]:
+    """Each case in its own child process. Returns (rows, interrupted); Ctrl-C keeps finished rows."""
+    rows, env = [], {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        for case in cases:
+            try:
+                done = subprocess.run([python, str(Path(__file__).resolve()), "one", json.dumps(case)],
+                                      capture_output=True, text=True, timeout=timeout, env=env)
+                lines = done.stdout.strip().splitlines()
+                if done.returncode == 0 and lines:
+                    row = json.loads(lines[-1])
+                else:
+                    tail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+                    row = {**{k: case.get(k) for k in CASE_KEYS}, "status": "failed",
+                           "error": f"benchmark process died (exit {done.returncode}): {tail[:300]}"}
+            except subprocess.TimeoutExpired:
+                row = {**{k: case.get(k) for k in CASE_KEYS}, "status": "failed", "error": f"timed out after {timeout:.0f} s"}
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    except KeyboardInterrupt:
+        return rows, True
+    return rows, False
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] not in ("one", "many"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    if args[0] == "one":
+        print(json.dumps(run_one(json.loads(args[1]))))
+        return 0
+    cases = json.loads(Path(args[1]).read_text())
+    rows, interrupted = run_cases(cases)
+    print(json.dumps({"environment": fingerprint(), "rows": rows, "interrupted": interrupted}))
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

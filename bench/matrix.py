@@ -1,0 +1,78 @@
+"""The benchmark matrix: artifacts x backends x threads x batch sizes, as plain JSON-able cases."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.runtime.backends import backend_for
+from edgeship.runtime.errors import UsageError
+from edgeship.runtime.spec import MANIFEST_NAME, Bundle
+
+# Backend choices per artifact family: (backend, ONNX provider). GPU rows are reported "unavailable"
+# on machines without one instead of silently vanishing.
+FAMILY_BACKENDS = {
+    "tflite": (("tflite", None),),
+    "onnxruntime": (("onnxruntime", "cpu"), ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt")),
+}
+GPU_PROVIDERS = ("cuda", "tensorrt")
+BACKEND_CHOICES = ("tflite", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt",
+                   "keras", "all")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    path: Path
+    format: str
+    precision: str | None = None
+    size_bytes: int | None = None
+
+
+def artifacts_of(target: Path, bundle_records: list[dict] | None = None) -> list[Artifact]:
+    """A model file, or every ok artifact of a bundle directory (plus its Keras model as the reference)."""
+    target = Path(target)
+    if target.is_file():
+        family = backend_for(target).name
+        return [Artifact(target.name, target, family, None, target.stat().st_size)]
+    if not (target / MANIFEST_NAME).is_file():
+        raise UsageError(f"{target}: not a model file or an edgeship bundle/run directory")
+    bundle = Bundle.load(target)
+    found = [Artifact(r["name"], target / r["file"], r.get("backend") or backend_for(target / r["file"]).name,
+                      r.get("precision"), r.get("size_bytes"))
+             for r in (bundle_records or bundle.artifacts) if r.get("status", "ok") == "ok"]
+    if bundle.keras_model and (target / bundle.keras_model).is_file():
+        path = target / bundle.keras_model
+        found.append(Artifact("keras", path, "keras", "float32", path.stat().st_size))
+    return found
+
+
+def _wanted(backend: str, provider: str | None, selected: str) -> bool:
+    label = backend if provider is None else f"{backend}-{provider}"
+    return selected == "all" or selected in (backend, label)
+
+
+def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backend: str = "all", warmup: int = 10,
+                runs: int = 100, min_seconds: float = 0.0, remote: bool = False) -> list[dict]:
+    if backend not in BACKEND_CHOICES:
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    cases = []
+    for artifact in artifacts:
+        if artifact.format == "keras":
+            if remote or backend not in ("all", "keras"):
+                continue  # the TensorFlow reference runs only here, never on a board
+            options = (("keras", None),)
+        else:
+            options = FAMILY_BACKENDS[artifact.format]
+        for (name, provider), n_threads, batch in itertools.product(options, threads, batches):
+            if not _wanted(name, provider, backend) or (provider in GPU_PROVIDERS and n_threads != threads[0]):
+                continue  # CPU thread counts do not apply to GPU providers: one row per batch size
+            label = name if provider is None else f"{name}-{provider}"
+            cases.append({
+                "id": f"{artifact.name}|{label}|t{n_threads or 'default'}|b{batch}",
+                "name": artifact.name, "path": str(artifact.path), "backend": name, "provider": provider,
+                "threads": n_threads, "batch": batch, "warmup": warmup, "runs": runs, "min_seconds": min_seconds,
+                "format": artifact.format, "precision": artifact.precision, "size_bytes": artifact.size_bytes,
+            })
+    return cases

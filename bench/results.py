@@ -1,0 +1,187 @@
+"""Bench results: accuracy beside speed, the Pareto front, the regression comparison, and the files
+people and machines read (bench.json, bench.csv, bench.md, bench_pareto.png)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from edgeship.export.report import markdown_table
+from edgeship.runtime.errors import UsageError
+from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+BENCH_SCHEMA = "edgeship.bench/1"
+
+
+def attach_accuracy(rows: list[dict], report: dict | None) -> None:
+    """Copy each artifact's parity figures from a parity report onto its rows."""
+    if not report:
+        return
+    by_name = {a["name"]: a for a in report.get("artifacts", [])}
+    reference = report.get("reference", {})
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        if row["name"] == "keras" and reference.get("accuracy") is not None:
+            row.update(accuracy=reference["accuracy"], accuracy_delta_pp=0.0)
+        elif row["name"] in by_name and by_name[row["name"]].get("accuracy") is not None:
+            source = by_name[row["name"]]
+            row.update(accuracy=source["accuracy"], accuracy_delta_pp=source.get("accuracy_delta_pp"))
+
+
+def mark_pareto(rows: list[dict]) -> None:
+    """Pareto-optimal = no other row of the same target and batch is at least as fast and as accurate,
+    and strictly better in one of the two."""
+    timed = [r for r in rows if r.get("status") == "ok" and r.get("accuracy") is not None]
+    for row in timed:
+        peers = [p for p in timed if p is not row and p["target"] == row["target"] and p["batch"] == row["batch"]]
+        p50, acc = row["latency_ms"]["p50"], row["accuracy"]
+        row["pareto"] = not any(
+            p["latency_ms"]["p50"] <= p50 and p["accuracy"] >= acc and (p["latency_ms"]["p50"] < p50 or p["accuracy"] > acc)
+            for p in peers)
+
+
+def compare_to_baseline(rows: list[dict], baseline: dict, max_slowdown: float) -> list[dict]:
+    """A row regresses when its median is slower than the baseline's by more than `max_slowdown` *and*
+    the two timing distributions' middle halves do not overlap (its p25 above the baseline's p75), so
+    run-to-run noise alone never fails the gate. Returns the regressed rows."""
+    base_rows = {(r.get("target"), r.get("id")): r for r in baseline.get("rows", []) if r.get("status") == "ok"}
+    regressions = []
+    for row in rows:
+        base = base_rows.get((row.get("target"), row.get("id")))
+        if base is None or row.get("status") != "ok":
+            continue
+        ratio = row["latency_ms"]["p50"] / base["latency_ms"]["p50"]
+        beyond_noise = row["latency_ms"]["p25"] > base["latency_ms"].get("p75", base["latency_ms"]["p50"])
+        row["baseline_ratio"] = ratio
+        row["regression"] = ratio > 1.0 + max_slowdown and beyond_noise
+        if row["regression"]:
+            regressions.append(row)
+    return regressions
+
+
+def load_baseline(path: str | Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read baseline bench JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise UsageError(f"{path}: not an edgeship bench result (no 'rows' list)")
+    return data
+
+
+def parse_slowdown(text: str) -> float:
+    """'10%' or '0.1' -> 0.1"""
+    try:
+        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError as exc:
+        raise UsageError(f"--max-slowdown must look like 10% or 0.1, got {text!r}") from exc
+    if value < 0:
+        raise UsageError(f"--max-slowdown must not be negative, got {text!r}")
+    return value
+
+
+def _cell(value, spec):
+    return "–" if value is None else format(value, spec)
+
+
+TABLE_HEADERS = ("target", "artifact", "backend", "threads", "batch", "status", "p50 ms", "p90 ms", "p99 ms",
+                 "images/s", "peak RSS MB", "accuracy", "Δ pp", "Pareto", "vs baseline")
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        lat = r.get("latency_ms") or {}
+        backend = r["backend"] + (f"-{r['provider']}" if r.get("provider") else "")
+        ratio = r.get("baseline_ratio")
+        out.append([r["target"], r["name"], backend, r.get("threads") or "default", r.get("batch"),
+                    r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')[:40]}",
+                    _cell(lat.get("p50"), ".3f"), _cell(lat.get("p90"), ".3f"), _cell(lat.get("p99"), ".3f"),
+                    _cell(r.get("throughput_ips"), ".1f"), _cell(r.get("peak_rss_mb"), ".0f"),
+                    _cell(r.get("accuracy"), ".2%"), _cell(r.get("accuracy_delta_pp"), "+.2f"),
+                    "★" if r.get("pareto") else "",
+                    "" if ratio is None else f"{ratio:.2f}×" + (" REGRESSION" if r.get("regression") else "")])
+    return out
+
+
+def _plot(rows: list[dict], png: Path) -> Path | None:
+    points = [r for r in rows if r.get("status") == "ok" and r.get("accuracy") is not None]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    biggest = max((r.get("size_bytes") or 1) for r in points)
+    for i, r in enumerate(points):
+        x, y = r["latency_ms"]["p50"], r["accuracy"] * 100
+        axis.scatter(x, y, s=40 + 500 * (r.get("size_bytes") or 0) / biggest, alpha=0.55,
+                     edgecolors="black" if r.get("pareto") else "none")
+        label = f"{r['name']} [{r['backend']}, t{r.get('threads') or 'd'}, b{r['batch']}]" + (
+            f" @{r['target']}" if r["target"] != "local" else "")
+        axis.annotate(label, (x, y), fontsize=7, xytext=(6, 6 + 10 * (i % 3)), textcoords="offset points")
+    front = sorted((r for r in points if r.get("pareto")), key=lambda r: r["latency_ms"]["p50"])
+    if len(front) > 1:
+        axis.plot([r["latency_ms"]["p50"] for r in front], [r["accuracy"] * 100 for r in front], "k--", lw=1,
+                  label="Pareto front")
+        axis.legend(loc="lower right")
+    axis.set_xscale("log")
+    axis.set_xlabel("p50 latency (ms, log scale)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title("accuracy vs latency (marker area ~ file size, outlined = Pareto-optimal)")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(png, buffer.getvalue())
+
+
+CSV_FIELDS = ("target", "id", "name", "format", "precision", "backend", "provider", "threads", "batch", "status",
+              "error", "p50", "p90", "p95", "p99", "mean", "std", "cv", "throughput_ips", "load_ms",
+              "first_inference_ms", "peak_rss_mb", "size_bytes", "accuracy", "accuracy_delta_pp", "pareto",
+              "baseline_ratio", "regression")
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, **(r.get("latency_ms") or {})})
+    return buffer.getvalue()
+
+
+def render_markdown(result: dict, plot_name: str | None) -> str:
+    parts = ["# edgeship bench", ""]
+    settings = result["settings"]
+    parts.append(f"{settings['runs']} timed runs (at least {settings['min_seconds']} s) after {settings['warmup']} "
+                 f"warm-up runs per row; each row in its own process. ★ = Pareto-optimal (accuracy vs p50).")
+    parts += ["", markdown_table(TABLE_HEADERS, table_rows(result["rows"])), ""]
+    if plot_name:
+        parts += [f"![accuracy vs latency]({plot_name})", ""]
+    for target in result["targets"]:
+        env = target.get("environment") or {}
+        line = f"- **{target['target']}**: " + (
+            f"{env.get('cpu', '?')}, {env.get('cores', '?')} cores, {' '.join(env.get('cpu_flags', []))}, "
+            f"{env.get('os', '?')}" + (f", GPU {env['gpu']}" if env.get("gpu") else "")
+            if target["status"] == "ok" else f"{target['status']}: {target.get('error')}")
+        parts.append(line)
+    return "\n".join(parts) + "\n"
+
+
+def write_outputs(result: dict, out_dir: str | Path) -> Path:
+    """bench.json, bench.csv, bench.md (+ bench_pareto.png) in OUT_DIR; returns the Markdown path."""
+    out_dir = Path(out_dir)
+    result.setdefault("schema", BENCH_SCHEMA)
+    atomic_write_json(out_dir / "bench.json", result)
+    atomic_write_text(out_dir / "bench.csv", to_csv(result["rows"]))
+    plot = _plot(result["rows"], out_dir / "bench_pareto.png")
+    md = out_dir / "bench.md"
+    atomic_write_text(md, render_markdown(result, plot.name if plot else None))
+    return md
