@@ -45,11 +45,19 @@ def peak_rss_mb() -> float | None:
 
 def _bench_keras(case: dict) -> dict:
     """The reference: the Keras model called eagerly, as in training code (TensorFlow needed, local only)."""
-    import numpy as np
-
     from edgeship.train.tfenv import import_keras
 
-    _, keras = import_keras()
+    tf, keras = import_keras()
+    device = "/GPU:0" if case.get("provider") == "gpu" else "/CPU:0"
+    if device == "/GPU:0" and not tf.config.list_physical_devices("GPU"):
+        raise UsageError("TensorFlow sees no GPU here (the tensorflow-cpu build, or no CUDA device)")
+    with tf.device(device):
+        return _time_keras(keras, case)
+
+
+def _time_keras(keras, case: dict) -> dict:
+    import numpy as np
+
     started = time.perf_counter()
     model = keras.models.load_model(case["path"], safe_mode=True, compile=False)
     load_ms = (time.perf_counter() - started) * 1000

@@ -16,9 +16,9 @@ FAMILY_BACKENDS = {
     "tflite": (("tflite", None),),
     "onnxruntime": (("onnxruntime", "cpu"), ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt")),
 }
-GPU_PROVIDERS = ("cuda", "tensorrt")
+GPU_PROVIDERS = ("cuda", "tensorrt", "gpu")
 BACKEND_CHOICES = ("tflite", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt",
-                   "keras", "all")
+                   "keras", "keras-gpu", "all")
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
     cases = []
     for artifact in artifacts:
         if artifact.format == "keras":
-            if remote or backend not in ("all", "keras"):
+            if remote or backend not in ("all", "keras", "keras-gpu"):
                 continue  # the TensorFlow reference runs only here, never on a board
-            options = (("keras", None),)
+            options = (("keras", None), ("keras", "gpu"))
         else:
             options = FAMILY_BACKENDS[artifact.format]
         for (name, provider), n_threads, batch in itertools.product(options, threads, batches):

@@ -131,6 +131,10 @@ def run_bench(models: Sequence[str | Path], settings: BenchSettings = BenchSetti
         for label, future in futures.items():
             try:
                 answer = future.result()
+            except KeyboardInterrupt:  # keep what is measured; the remote agents end with their ssh sessions
+                interrupted = True
+                target_records.append({"target": label, "status": "failed", "error": "interrupted"})
+                continue
             except EdgeshipError as exc:
                 target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
                 print(f"edgeship: bench on {label} failed: {str(exc).removeprefix(label + ': ')}", file=sys.stderr)

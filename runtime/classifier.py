@@ -58,8 +58,13 @@ class Classifier:
     sessions are thread-safe and shared.
     """
 
-    def __init__(self, session, info: ModelInfo, path: Path, artifact: str | None = None):
+    def __init__(self, session, info: ModelInfo, path: Path, artifact: str | None = None,
+                 precision: str | None = None):
         self._primary = session
+        # Dynamic-range models pick activation scales per batch, so their outputs would depend on which
+        # images share a batch: run them one image at a time to keep results batch-independent.
+        self.precision = precision
+        self.max_batch = 1 if str(precision or "").startswith("dynamic") else None
         self._owner = threading.get_ident()
         self._local = threading.local()
         self.info = info
@@ -92,18 +97,22 @@ class Classifier:
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)
             file = path / record["file"]
-            return cls(_open(file, backend, threads, provider), bundle.info, file, record.get("name"))
+            return cls(_open(file, backend, threads, provider), bundle.info, file, record.get("name"),
+                       record.get("precision"))
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or bundle directory")
         session = _open(path, backend, threads, provider)
         if session.embedded is None:
             sibling = path.parent / MANIFEST_NAME
             if sibling.is_file():
-                return cls(session, Bundle.load(path.parent).info, path)
+                bundle = Bundle.load(path.parent)
+                record = next((r for r in bundle.artifacts if r.get("file") == path.name), {})
+                return cls(session, bundle.info, path, record.get("name"), record.get("precision"))
             raise ModelLoadError(
                 f"{path}: no edgeship metadata embedded in this file; load its bundle directory instead"
             )
-        return cls(session, ModelInfo.from_dict(session.embedded, str(path)), path, session.embedded.get("format"))
+        return cls(session, ModelInfo.from_dict(session.embedded, str(path)), path, session.embedded.get("format"),
+                   session.embedded.get("precision"))
 
     def predict_proba(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities for an NHWC batch of prepared pixels, shape (N, len(labels))."""
@@ -112,11 +121,12 @@ class Classifier:
                 f"expected a batch of shape (N, {self.info.input.height}, {self.info.input.width}, 3), "
                 f"got {batch.shape}"
             )
+        session = self.session
+        batch_size = min(batch_size, self.max_batch or batch_size)
         if len(batch) <= batch_size:
-            outputs = self.session.run(batch)
+            outputs = session.run(batch)
         else:
-            outputs = np.concatenate([self.session.run(batch[i : i + batch_size])
-                                      for i in range(0, len(batch), batch_size)])
+            outputs = np.concatenate([session.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
         if self.info.task == "binary":
             positive = outputs.reshape(-1, 1)
             return np.concatenate([1.0 - positive, positive], axis=1)

@@ -118,3 +118,12 @@ def test_pixel_table_equals_arithmetic_quantization(exported_run):
     for scale, zero in ((1.0, -128), (0.5, 3), (1.7, -100)):
         table = _quantize(np.arange(256, dtype=np.uint8), np.dtype(np.int8), scale, zero)
         np.testing.assert_array_equal(table[pixels], _quantize(pixels, np.dtype(np.int8), scale, zero))
+
+
+@pytest.mark.parametrize("artifact", ["tflite_dynamic", "onnx_dynamic", "onnx_int8", "tflite_int8", "onnx"])
+def test_batched_results_equal_one_by_one_for_every_format(exported_run, artifact):
+    """Dynamic-range models quantize activations per batch; the Classifier keeps results batch-independent."""
+    classifier = Classifier.load(exported_run / "bundle", artifact=artifact)
+    pixels = np.random.default_rng(7).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    looped = np.concatenate([classifier.predict_proba(pixels[i : i + 1]) for i in range(6)])
+    np.testing.assert_allclose(classifier.predict_proba(pixels), looped, atol=1e-6)

@@ -17,8 +17,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def import_keras():
-    """Return (tf, keras) with TensorFlow's logs turned down."""
-    import tensorflow as tf  # noqa: PLC0415 - deliberately lazy: predict must never pay for this
+    """Return (tf, keras) with TensorFlow's logs turned down (its C++ start-up lines included)."""
+    if "tensorflow" not in sys.modules:
+        with captured_output():
+            import tensorflow  # noqa: F401 - deliberately lazy: predict must never pay for this
+    import tensorflow as tf
     import keras
 
     tf.get_logger().setLevel("ERROR")

@@ -12,7 +12,7 @@ from edgeship.runtime import InputSpec, ModelInfo
 from edgeship.train.backbones import build_classifier
 from edgeship.train.tfenv import captured_output
 
-BENCH_FORMATS = ("tflite", "tflite_dynamic", "tflite_int8", "onnx")
+BENCH_FORMATS = ("tflite", "tflite_dynamic", "tflite_int8", "onnx", "onnx_int8", "onnx_dynamic")
 
 
 @pytest.fixture(scope="session")
