@@ -86,7 +86,8 @@ def run_one(case: dict) -> dict:
         row.update(status="unavailable", error=str(exc))
     except EdgeshipError as exc:
         row.update(status="failed", error=str(exc))
-    row["peak_rss_mb"] = peak_rss_mb()
+    if row["status"] == "ok":
+        row["peak_rss_mb"] = peak_rss_mb()
     return row
 
 

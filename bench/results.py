@@ -98,7 +98,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         backend = r["backend"] + (f"-{r['provider']}" if r.get("provider") else "")
         ratio = r.get("baseline_ratio")
         out.append([r["target"], r["name"], backend, r.get("threads") or "default", r.get("batch"),
-                    r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')[:40]}",
+                    r["status"] if r["status"] != "failed" else f"failed: {r.get('error', '')[:40]}",
                     _cell(lat.get("p50"), ".3f"), _cell(lat.get("p90"), ".3f"), _cell(lat.get("p99"), ".3f"),
                     _cell(r.get("throughput_ips"), ".1f"), _cell(r.get("peak_rss_mb"), ".0f"),
                     _cell(r.get("accuracy"), ".2%"), _cell(r.get("accuracy_delta_pp"), "+.2f"),
@@ -163,6 +163,10 @@ def render_markdown(result: dict, plot_name: str | None) -> str:
     parts.append(f"{settings['runs']} timed runs (at least {settings['min_seconds']} s) after {settings['warmup']} "
                  f"warm-up runs per row; each row in its own process. ★ = Pareto-optimal (accuracy vs p50).")
     parts += ["", markdown_table(TABLE_HEADERS, table_rows(result["rows"])), ""]
+    reasons = sorted({f"{r['backend']}{'-' + r['provider'] if r.get('provider') else ''} on {r['target']}: {r.get('error')}"
+                      for r in result["rows"] if r["status"] == "unavailable"})
+    if reasons:
+        parts += ["Not available:", ""] + [f"- {reason}" for reason in reasons] + [""]
     if plot_name:
         parts += [f"![accuracy vs latency]({plot_name})", ""]
     for target in result["targets"]:

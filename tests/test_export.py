@@ -108,3 +108,14 @@ def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
     rows = {a["name"]: a for a in result.report["artifacts"]}
     assert rows["tflite_fp16"]["status"] == "failed" and "simulated converter crash" in rows["tflite_fp16"]["error"]
     assert rows["onnx"]["status"] == "ok" and rows["onnx"]["agreement"] > 0.9
+
+
+def test_readme_format_table_matches_the_registry():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Export formats"):].split("\n\n")[0]
+    lines = [line for line in section.splitlines() if line.startswith("| `")]
+    rows = [[cell.strip() for cell in line.split("|")[1:5]] for line in lines]
+    assert [(name.strip("`"), file) for name, file, _, _ in rows] == [(f.name, f.filename) for f in FORMATS.values()]
+    assert [calib != "no" for _, _, _, calib in rows] == [f.needs_calibration for f in FORMATS.values()]
