@@ -18,29 +18,11 @@ import time
 from pathlib import Path
 
 from edgeship.bench.harness import bench_artifact, summarize, time_calls
-from edgeship.runtime.environment import fingerprint
+from edgeship.runtime.environment import fingerprint, peak_rss_mb
 from edgeship.runtime.errors import EdgeshipError, UsageError
 
 CASE_KEYS = ("id", "model", "name", "path", "backend", "provider", "threads", "batch", "format", "precision",
              "size_bytes")
-
-
-def peak_rss_mb() -> float | None:
-    """This process's peak RSS (VmHWM; ru_maxrss of an exec'ed child starts at its parent's peak)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-    except ImportError:
-        return None
 
 
 def _bench_keras(case: dict) -> dict:

@@ -8,9 +8,9 @@ import io
 import json
 from pathlib import Path
 
-from edgeship.export.report import markdown_table
+from edgeship.export.report import markdown_table, save_png
 from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
 BENCH_SCHEMA = "edgeship.bench/1"
 
@@ -136,10 +136,7 @@ def _plot(rows: list[dict], png: Path) -> Path | None:
     axis.set_title("accuracy vs latency (marker area ~ file size, outlined = Pareto-optimal)")
     axis.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(png, buffer.getvalue())
+    return save_png(fig, png)
 
 
 CSV_FIELDS = ("target", "id", "name", "format", "precision", "backend", "provider", "threads", "batch", "status",

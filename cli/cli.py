@@ -6,9 +6,7 @@ Imports are lazy so that `edgeship predict` on a Raspberry Pi never imports Tens
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from edgeship.runtime.errors import EdgeshipError, UsageError
 

@@ -70,6 +70,16 @@ def text_table(headers, rows) -> str:
     return "\n".join([line(headers), line("-" * w for w in widths), *(line(r) for r in rows)])
 
 
+def save_png(fig, png_path: Path) -> Path:
+    """Render a matplotlib figure to PNG bytes, close it, write atomically."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(png_path, buffer.getvalue())
+
+
 def _plot(report: dict, png_path: Path) -> Path | None:
     import matplotlib
 
@@ -100,10 +110,7 @@ def _plot(report: dict, png_path: Path) -> Path | None:
     axis.set_ylabel("test accuracy (%)")
     axis.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(png_path, buffer.getvalue())
+    return save_png(fig, png_path)
 
 
 def render_markdown(report: dict, plot_name: str | None) -> str:

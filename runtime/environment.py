@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from importlib import metadata
 
 PACKAGES = ("edgeship", "tensorflow", "tensorflow-cpu", "keras", "numpy", "onnx", "onnxruntime", "tf2onnx",
@@ -40,6 +41,24 @@ def _cpuinfo() -> tuple[str, list[str]]:
     except OSError:
         pass
     return model, sorted(flags.intersection(CPU_FLAGS_OF_INTEREST))
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak RSS in MB. VmHWM where /proc exists: ru_maxrss of an exec'ed child on Linux
+    starts at its parent's peak, which would credit a TensorFlow parent's memory to a runtime-only child."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def _gpu() -> str | None:

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from edgeship.runtime.fileio import atomic_write_text, sha256_file
 from edgeship.runtime.layout import RunLayout
