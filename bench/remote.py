@@ -61,7 +61,7 @@ class SSHOptions:
     accept_new_host_key: bool = False
     known_hosts: str | None = None
     identity: str | None = None
-    remote_python: str | None = None  # default: python3 on the target, installing the runtime if needed
+    remote_python: str | None = None  # default: python3; either way the runtime is installed if it lacks it
     connect_timeout: int = 10
     timeout: float = 1800
 
@@ -157,8 +157,7 @@ def _python(target: SSHTarget, options: SSHOptions, remote_dir: str) -> str:
         _ssh(target, options, [python, "-c", DEPENDENCY_CHECK], timeout=120)
         return python
     except RemoteError:
-        if options.remote_python:
-            raise RemoteError(f"{target.label}: {python} lacks the runtime (pip install 'edgeship[runtime]' there)") from None
+        pass  # this Python lacks the runtime's packages: give it a venv of its own in our temp dir
     venv = f"{remote_dir}/venv"
     _ssh(target, options, [python, "-m", "venv", venv], timeout=300)
     _ssh(target, options, [f"{venv}/bin/python", "-m", "pip", "install", "--quiet", *RUNTIME_REQUIREMENTS], timeout=1800)
