@@ -52,11 +52,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_gate(args) -> int:
-    from edgeship.export.gate import GateThresholds, evaluate_gate
+    from edgeship.export.gate import GateThresholds, evaluate_gate, load_gate_config, write_junit
     from edgeship.export.report import load_report
 
     report, _ = load_report(args.report)
-    verdicts = evaluate_gate(report, GateThresholds(args.max_drop, args.min_agreement))
+    settings = load_gate_config(args.config)
+    flags = {"max_drop_pp": args.max_drop, "min_agreement": args.min_agreement,
+             "max_class_drop_pp": args.max_class_drop, "max_prob_diff": args.max_prob_diff}
+    settings.update({k: v for k, v in flags.items() if v is not None})  # flags win over pyproject.toml
+    verdicts = evaluate_gate(report, GateThresholds(**settings))
+    if args.junit:
+        write_junit(verdicts, args.junit)
     for verdict in verdicts:
         print(verdict.line())
     failed = [v.artifact for v in verdicts if not v.passed]
@@ -166,8 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gate", help="exit 1 when an artifact loses too much accuracy against Keras")
     p.add_argument("report", help="report.json or its run directory")
-    p.add_argument("--max-drop", type=float, default=1.0, metavar="PP", help="allowed accuracy drop in percentage points")
-    p.add_argument("--min-agreement", type=float, default=0.98, metavar="FRAC", help="minimum top-1 agreement with Keras")
+    p.add_argument("--max-drop", type=float, metavar="PP", help="allowed accuracy drop in percentage points (default 1.0)")
+    p.add_argument("--min-agreement", type=float, metavar="FRAC", help="minimum top-1 agreement with Keras (default 0.98)")
+    p.add_argument("--max-class-drop", type=float, metavar="PP", help="allowed accuracy drop of any single class")
+    p.add_argument("--max-prob-diff", type=float, metavar="P", help="allowed max |p_keras - p_artifact|")
+    p.add_argument("--config", default="pyproject.toml",
+                   help="read defaults from [tool.edgeship.gate] of this file (default ./pyproject.toml)")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per artifact")
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("bench", help="latency, throughput and memory per artifact, here and on SSH targets")

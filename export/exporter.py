@@ -3,6 +3,7 @@ measure each artifact's parity with Keras on the test split and write the report
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from edgeship.train.loader import load_pixels
 from edgeship.train.splits import SplitManifest
 from edgeship.train.tfenv import captured_output, import_keras
 
+from .diagnosis import collapsed, diagnose
 from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions
@@ -110,6 +112,24 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     return ExportResult(report, report_md, failed)
 
 
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
+
+
+def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
+    """Measure parity again for the artifacts already in RUN's bundle (e.g. one replaced by hand)."""
+    layout = RunLayout.find(run)
+    bundle = Bundle.load(layout.bundle)
+    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"))
+    manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
+    report = evaluate_run(layout, bundle, model, manifest, show_progress)
+    report_md = write_report(report, layout.report_json)
+    return ExportResult(report, report_md, [a["name"] for a in report["artifacts"] if a.get("status") != "ok"])
+
+
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> dict:
     """Parity of every exported artifact with Keras on the test split."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
@@ -125,8 +145,13 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         if record.get("status") == "ok":
             try:
                 classifier = Classifier.load(layout.bundle, artifact=record["name"])
-                row.update(compare_predictions(reference, classifier.predict_proba(pixels), labels))
+                probs = classifier.predict_proba(pixels)
+                row.update(compare_predictions(reference, probs, labels, bundle.info.labels))
+                row["flipped"] = [{"path": _relative(paths[i], layout.root), "label": bundle.info.labels[labels[i]],
+                                   "predicted": bundle.info.labels[int(probs[i].argmax())]} for i in row["flipped"]]
                 row["runtime"] = classifier.session.implementation
+                if collapsed(row["accuracy"], accuracy(reference, labels), len(bundle.info.labels)):
+                    row["diagnosis"] = diagnose(classifier, pixels, reference, row["agreement"])
             except Exception as exc:  # an artifact that converts but will not run is a failed artifact
                 row.update(status="failed", error=f"runs badly: {str(exc).splitlines()[0][:300]}")
         artifacts.append(row)

@@ -1,23 +1,57 @@
-"""The release gate: thresholds over a parity report -> pass/fail per artifact -> exit code."""
+"""The release gate: thresholds over a parity report -> pass/fail per artifact -> exit code (and JUnit XML)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from xml.etree import ElementTree
 
 from edgeship.runtime.errors import UsageError
+from edgeship.runtime.fileio import atomic_write_bytes
+
+CONFIG_TABLE = ("tool", "edgeship", "gate")
+CONFIG_KEYS = {"max_drop": "max_drop_pp", "min_agreement": "min_agreement", "max_class_drop": "max_class_drop_pp",
+               "max_prob_diff": "max_prob_diff"}
 
 
 @dataclass(frozen=True)
 class GateThresholds:
     max_drop_pp: float = 1.0  # accuracy may fall at most this many percentage points below Keras
     min_agreement: float = 0.98  # fraction of test images with the same top-1 as Keras
+    max_class_drop_pp: float | None = None  # the same, for every class on its own
+    max_prob_diff: float | None = None  # largest |p_keras - p_artifact| over all images and classes
 
     def __post_init__(self):
         if not 0.0 <= self.min_agreement <= 1.0:
             raise UsageError(f"--min-agreement must be a fraction in [0, 1], got {self.min_agreement}")
-        if math.isnan(self.max_drop_pp):
-            raise UsageError("--max-drop must be a number of percentage points")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
+                raise UsageError(f"gate threshold {f.name} must be a number, got {value!r}")
+
+
+def load_gate_config(pyproject: str | Path = "pyproject.toml") -> dict:
+    """`[tool.edgeship.gate]` of a pyproject.toml as GateThresholds keyword arguments ({} when absent)."""
+    path = Path(pyproject)
+    if not path.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read gate settings ({exc})") from exc
+    for key in CONFIG_TABLE:
+        table = table.get(key, {}) if isinstance(table, dict) else {}
+    unknown = sorted(set(table) - set(CONFIG_KEYS))
+    if unknown:
+        raise UsageError(f"{path}: unknown [tool.edgeship.gate] key(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(CONFIG_KEYS)}")
+    return {CONFIG_KEYS[k]: v for k, v in table.items()}
 
 
 @dataclass
@@ -28,6 +62,25 @@ class GateVerdict:
 
     def line(self) -> str:
         return f"{'PASS' if self.passed else 'FAIL'} {self.artifact}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+
+
+def _reasons(record: dict, thresholds: GateThresholds) -> list[str]:
+    delta, agreement = float(record["accuracy_delta_pp"]), float(record["agreement"])
+    reasons = []
+    if delta < -thresholds.max_drop_pp:
+        reasons.append(f"accuracy dropped {-delta:.2f} pp (allowed {thresholds.max_drop_pp:g} pp)")
+    if agreement < thresholds.min_agreement:
+        reasons.append(f"top-1 agreement {agreement:.4f} < {thresholds.min_agreement:g}")
+    if thresholds.max_class_drop_pp is not None:
+        worst = [c for c in record.get("per_class") or [] if c["delta_pp"] < -thresholds.max_class_drop_pp]
+        if worst:
+            shown = ", ".join(f"{c['class']} {-c['delta_pp']:.1f} pp" for c in worst[:3])
+            reasons.append(f"class accuracy dropped: {shown} (allowed {thresholds.max_class_drop_pp:g} pp per class)")
+    if thresholds.max_prob_diff is not None and record.get("max_abs_prob_diff", 0.0) > thresholds.max_prob_diff:
+        reasons.append(f"max |Δp| {record['max_abs_prob_diff']:.4f} > {thresholds.max_prob_diff:g}")
+    if record.get("diagnosis"):
+        reasons.append("diagnosis: " + "; ".join(record["diagnosis"]))
+    return reasons
 
 
 def evaluate_gate(report: dict, thresholds: GateThresholds) -> list[GateVerdict]:
@@ -41,14 +94,26 @@ def evaluate_gate(report: dict, thresholds: GateThresholds) -> list[GateVerdict]
             verdicts.append(GateVerdict(name, False, [f"export failed: {record.get('error', 'unknown error')}"]))
             continue
         try:
-            delta, agreement = float(record["accuracy_delta_pp"]), float(record["agreement"])
+            reasons = _reasons(record, thresholds)
         except (KeyError, TypeError, ValueError):
             verdicts.append(GateVerdict(name, False, ["no parity figures in the report"]))
             continue
-        reasons = []
-        if delta < -thresholds.max_drop_pp:
-            reasons.append(f"accuracy dropped {-delta:.2f} pp (allowed {thresholds.max_drop_pp:g} pp)")
-        if agreement < thresholds.min_agreement:
-            reasons.append(f"top-1 agreement {agreement:.4f} < {thresholds.min_agreement:g}")
-        verdicts.append(GateVerdict(name, not reasons, reasons))
+        # A diagnosis only explains a failure; it does not fail an artifact that meets every threshold.
+        failing = [r for r in reasons if not r.startswith("diagnosis: ")]
+        verdicts.append(GateVerdict(name, not failing, reasons if failing else []))
     return verdicts
+
+
+def write_junit(verdicts: list[GateVerdict], path: str | Path, suite: str = "edgeship.gate") -> Path:
+    """One JUnit test case per artifact, so any CI shows failing artifacts as failing tests."""
+    failures = [v for v in verdicts if not v.passed]
+    root = ElementTree.Element("testsuites")
+    testsuite = ElementTree.SubElement(root, "testsuite", name=suite, tests=str(len(verdicts)),
+                                       failures=str(len(failures)), errors="0", skipped="0")
+    for verdict in verdicts:
+        case = ElementTree.SubElement(testsuite, "testcase", classname=suite, name=verdict.artifact)
+        if not verdict.passed:
+            failure = ElementTree.SubElement(case, "failure", message="; ".join(verdict.reasons)[:1000])
+            failure.text = "\n".join(verdict.reasons)
+    data = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+    return atomic_write_bytes(path, data)

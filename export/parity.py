@@ -1,26 +1,100 @@
-"""Parity: every artifact against the Keras model, on the test split the artifact never saw."""
+"""Parity: every artifact against the Keras model, on the test split the artifact never saw.
+
+Besides accuracy and agreement, two statistics make a gate honest on small test sets: a paired bootstrap
+confidence interval for the accuracy delta, and the exact McNemar test on the discordant images.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+BOOTSTRAP_SAMPLES = 2000
+CONFIDENCE = 0.95
+EPS = 1e-7
 
-def compare_predictions(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy, delta in percentage points, top-1 agreement and probability differences."""
+
+def paired_bootstrap_delta_ci(ref_correct: np.ndarray, cand_correct: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
+                              confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+    """CI of accuracy(candidate) - accuracy(reference) in percentage points, resampling images (pairs)."""
+    ref, cand = np.asarray(ref_correct, float), np.asarray(cand_correct, float)
+    if ref.size == 0:
+        return (0.0, 0.0)
+    index = np.random.default_rng(seed).integers(0, ref.size, (samples, ref.size))
+    deltas = (cand[index].mean(axis=1) - ref[index].mean(axis=1)) * 100.0
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(deltas, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def mcnemar_exact_p(ref_correct: np.ndarray, cand_correct: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value: binomial test of the discordant pairs against p = 0.5."""
+    ref, cand = np.asarray(ref_correct, bool), np.asarray(cand_correct, bool)
+    b = int(np.sum(ref & ~cand))  # Keras right, artifact wrong
+    c = int(np.sum(~ref & cand))  # Keras wrong, artifact right
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+def top_k_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 5) -> float:
+    """Fraction of images whose top-k *sets* of classes are the same for both models."""
+    ref = np.sort(np.argsort(-reference, axis=1, kind="stable")[:, :k], axis=1)
+    cand = np.sort(np.argsort(-candidate, axis=1, kind="stable")[:, :k], axis=1)
+    return float(np.mean(np.all(ref == cand, axis=1)))
+
+
+def mean_kl_divergence(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean over images of KL(reference || candidate), in nats."""
+    p = np.clip(reference.astype(np.float64), EPS, 1.0)
+    q = np.clip(candidate.astype(np.float64), EPS, 1.0)
+    p, q = p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
+
+
+def per_class_delta(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, names) -> list[dict]:
+    """Accuracy per true class for both models, worst delta first."""
+    rows = []
+    for index, name in enumerate(names):
+        mask = labels == index
+        if not mask.any():
+            continue
+        ref_acc = float(np.mean(reference[mask].argmax(1) == index))
+        acc = float(np.mean(candidate[mask].argmax(1) == index))
+        rows.append({"class": name, "n": int(mask.sum()), "keras_accuracy": ref_acc, "accuracy": acc,
+                     "delta_pp": (acc - ref_acc) * 100.0})
+    return sorted(rows, key=lambda r: (r["delta_pp"], r["class"]))
+
+
+def compare_predictions(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray,
+                        names=None) -> dict:
+    """Every parity figure of one artifact against the reference on the same images."""
     if reference.shape != candidate.shape:
         raise ValueError(f"prediction shapes differ: reference {reference.shape}, candidate {candidate.shape}")
     ref_top, cand_top = reference.argmax(axis=1), candidate.argmax(axis=1)
-    ref_acc = float(np.mean(ref_top == labels))
-    acc = float(np.mean(cand_top == labels))
+    ref_correct, cand_correct = ref_top == labels, cand_top == labels
+    ref_acc, acc = float(np.mean(ref_correct)), float(np.mean(cand_correct))
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
-    return {
+    low, high = paired_bootstrap_delta_ci(ref_correct, cand_correct)
+    figures = {
         "accuracy": acc,
         "accuracy_delta_pp": round((acc - ref_acc) * 100.0, 6),
+        "accuracy_delta_ci95_pp": [round(low, 6), round(high, 6)],
+        "mcnemar_p": mcnemar_exact_p(ref_correct, cand_correct),
         "agreement": float(np.mean(ref_top == cand_top)),
+        "top5_agreement": top_k_agreement(reference, candidate, 5) if reference.shape[1] >= 5 else None,
         "max_abs_prob_diff": float(diff.max()) if diff.size else 0.0,
         "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
+        "kl_divergence": mean_kl_divergence(reference, candidate),
         "n_disagree": int(np.sum(ref_top != cand_top)),
+        "flipped": [int(i) for i in np.flatnonzero(ref_correct & ~cand_correct)],
     }
+    if names is not None:
+        figures["per_class"] = per_class_delta(reference, candidate, labels, names)
+    return figures
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -113,6 +113,38 @@ def _plot(report: dict, png_path: Path) -> Path | None:
     return save_png(fig, png_path)
 
 
+MAX_FLIPPED_SHOWN = 12
+
+
+def _parity_details(report: dict) -> list[str]:
+    """Statistics per artifact, the worst classes, and the flipped images (Keras right, artifact wrong)."""
+    measured = [a for a in report["artifacts"] if a.get("status", "ok") == "ok" and "accuracy_delta_ci95_pp" in a]
+    if not measured:
+        return []
+    rows = [[a["name"], _fmt(a["accuracy_delta_pp"], "+.2f"),
+             f"[{a['accuracy_delta_ci95_pp'][0]:+.2f}, {a['accuracy_delta_ci95_pp'][1]:+.2f}]",
+             _fmt(a.get("mcnemar_p"), ".3g"), _fmt(a.get("top5_agreement"), ".2%"), _fmt(a.get("kl_divergence"), ".2e"),
+             ", ".join(f"{c['class']} {c['delta_pp']:+.1f}" for c in (a.get("per_class") or [])[:3]) or "–"]
+            for a in measured]
+    parts = ["## Parity statistics", "",
+             "Δ pp with its 95 % paired-bootstrap interval; McNemar: exact two-sided p-value of the images the two "
+             "models get differently right (small p = a real difference); top-5: same set of five classes; KL: mean "
+             "KL(Keras ‖ artifact) in nats; worst classes: per-class Δ pp.", "",
+             markdown_table(("artifact", "Δ pp", "95 % CI", "McNemar p", "top-5 agreement", "KL", "worst classes"), rows), ""]
+    for a in measured:
+        for finding in a.get("diagnosis") or []:
+            parts += [f"**{a['name']}** — {finding}", ""]
+    for a in measured:
+        flipped = a.get("flipped") or []
+        if flipped:
+            parts += [f"**{a['name']}**: {len(flipped)} image(s) Keras gets right and this artifact gets wrong"
+                      + (f" (first {MAX_FLIPPED_SHOWN})" if len(flipped) > MAX_FLIPPED_SHOWN else "") + ":", ""]
+            parts.append(" ".join(f'<img src="{f["path"]}" width="64" title="{f["label"]} → {f["predicted"]}">'
+                                  for f in flipped[:MAX_FLIPPED_SHOWN]))
+            parts.append("")
+    return parts
+
+
 def render_markdown(report: dict, plot_name: str | None) -> str:
     ref = report.get("reference", {})
     data = report.get("dataset", {})
@@ -129,6 +161,7 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
         markdown_table(SUMMARY_HEADERS, summary_rows(report)),
         "",
     ]
+    parts += _parity_details(report)
     timed = [a for a in report["artifacts"] if a.get("latency_ms")]
     if timed:
         rows = [[a["name"], _fmt(a["latency_ms"].get("p50"), ".3f"), _fmt(a["latency_ms"].get("p90"), ".3f"),

@@ -49,3 +49,62 @@ def test_gate_cli_exit_codes(exported_run, tmp_path, cli):
     garbage.write_text("{not json")
     assert cli("gate", garbage).returncode == 2
     assert cli("gate", report, "--min-agreement", "7").returncode == 2
+
+
+def test_artifact_expecting_unit_range_fails_with_a_diagnosis(run_copy, cli):
+    """A float TFLite exported from a model that wants [0, 1] pixels while the runtime feeds 0-255."""
+    from edgeship.export.embed import embed_tflite
+    from edgeship.export.exporter import load_keras_model, recheck_run
+    from edgeship.runtime import Bundle
+    from edgeship.train.tfenv import captured_output, import_keras
+
+    tf, keras = import_keras()
+    model = load_keras_model(run_copy / "bundle" / "model.keras")
+    inputs = keras.Input(model.input_shape[1:])
+    wants_unit_range = keras.Model(inputs, model(keras.layers.Rescaling(255.0)(inputs)))
+    with captured_output():
+        data = tf.lite.TFLiteConverter.from_keras_model(wants_unit_range).convert()
+    bundle = Bundle.load(run_copy / "bundle")
+    (run_copy / "bundle" / "model_float32.tflite").write_bytes(
+        embed_tflite(data, {**bundle.info.to_dict(), "format": "tflite", "precision": "float32"}))
+
+    report = recheck_run(run_copy, show_progress=False).report
+    broken = next(a for a in report["artifacts"] if a["name"] == "tflite")
+    assert broken["agreement"] < 0.6
+    assert any("[0, 1]" in finding for finding in broken["diagnosis"])
+    healthy = next(a for a in report["artifacts"] if a["name"] == "tflite_int8")
+    assert "diagnosis" not in healthy
+
+    junit = run_copy / "gate.xml"
+    result = cli("gate", run_copy, "--junit", junit, "--max-drop", "20", "--min-agreement", "0.7")
+    assert result.returncode == 1
+    assert "FAIL tflite:" in result.stdout and "inputs scaled to [0, 1]" in result.stdout
+    assert "PASS tflite_int8" in result.stdout
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    failed = [case.get("name") for case in suite.findall("testcase") if case.find("failure") is not None]
+    assert failed == ["tflite"] and suite.get("tests") == str(len(report["artifacts"]))
+    assert "## Parity statistics" in (run_copy / "report.md").read_text()
+
+
+def test_gate_reads_thresholds_from_pyproject_and_flags_win(exported_run, tmp_path, cli):
+    config = tmp_path / "pyproject.toml"
+    config.write_text("[tool.edgeship.gate]\nmax_drop = -1\nmin_agreement = 0.5\n")
+    from_config = cli("gate", exported_run, "--config", config)
+    assert from_config.returncode == 1 and "allowed -1 pp" in from_config.stdout
+    flag_wins = cli("gate", exported_run, "--config", config, "--max-drop", "100", "--min-agreement", "0")
+    assert flag_wins.returncode == 0, flag_wins.stdout
+    config.write_text("[tool.edgeship.gate]\nmax_dorp = 1\n")
+    typo = cli("gate", exported_run, "--config", config)
+    assert typo.returncode == 2 and "max_dorp" in typo.stderr
+
+
+def test_per_class_and_probability_thresholds():
+    report = {"artifacts": [{"name": "a", "status": "ok", "accuracy_delta_pp": 0.0, "agreement": 1.0,
+                             "max_abs_prob_diff": 0.3,
+                             "per_class": [{"class": "cat", "delta_pp": -4.0}, {"class": "dog", "delta_pp": 4.0}]}]}
+    loose = evaluate_gate(report, GateThresholds(1.0, 0.9))
+    strict = evaluate_gate(report, GateThresholds(1.0, 0.9, max_class_drop_pp=2.0, max_prob_diff=0.1))
+    assert loose[0].passed and not strict[0].passed
+    assert "cat 4.0 pp" in strict[0].reasons[0] and "max |Δp| 0.3000 > 0.1" in strict[0].reasons[1]

@@ -1,0 +1,52 @@
+"""Parity statistics against hand-computed small cases."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from edgeship.export.parity import (compare_predictions, mcnemar_exact_p, mean_kl_divergence,
+                                    paired_bootstrap_delta_ci, per_class_delta, top_k_agreement)
+
+
+def test_mcnemar_exact_by_hand():
+    # Keras right / artifact wrong on 1 image, the reverse on 5: b=1, c=5, n=6.
+    ref = np.array([1, 0, 0, 0, 0, 0, 1, 1], bool)
+    cand = np.array([0, 1, 1, 1, 1, 1, 1, 0], bool)
+    ref[7], cand[7] = False, False  # concordant pairs do not count
+    assert mcnemar_exact_p(ref, cand) == pytest.approx(2 * (math.comb(6, 0) + math.comb(6, 1)) / 2**6)  # 0.21875
+    assert mcnemar_exact_p(ref, ref) == 1.0
+    assert mcnemar_exact_p(np.ones(10, bool), np.zeros(10, bool)) == pytest.approx(2 / 2**10)
+
+
+def test_paired_bootstrap_matches_exact_enumeration():
+    """With 4 images every resample is one of 4^4 equally likely index tuples: enumerate them all."""
+    ref = np.array([1, 1, 0, 1], bool)
+    cand = np.array([1, 0, 0, 1], bool)
+    exact = sorted((cand[list(t)].mean() - ref[list(t)].mean()) * 100 for t in itertools.product(range(4), repeat=4))
+    low, high = paired_bootstrap_delta_ci(ref, cand, samples=50000, seed=1)
+    assert low == pytest.approx(np.percentile(exact, 2.5), abs=0.01)
+    assert high == pytest.approx(np.percentile(exact, 97.5), abs=0.01)
+    assert paired_bootstrap_delta_ci(ref, ref) == (0.0, 0.0)
+
+
+def test_top5_kl_and_per_class_by_hand():
+    ref = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05], [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
+    cand = np.array([[0.5, 0.2, 0.1, 0.05, 0.1, 0.05], [0.02, 0.9, 0.02, 0.02, 0.02, 0.02]])
+    # image 0: top-5 sets are equal ({0,1,2,3,4} vs {0,1,2,4,3}); image 1: ties make argsort stable -> sets equal too
+    assert top_k_agreement(ref, cand, 5) == 1.0
+    assert top_k_agreement(ref, cand, 1) == 0.5
+    expected_kl = np.mean([np.sum(p * np.log(p / q)) for p, q in zip(ref, cand)])
+    assert mean_kl_divergence(ref, cand) == pytest.approx(expected_kl, rel=1e-6)
+    rows = per_class_delta(ref, cand, np.array([0, 0]), ["a", "b", "c", "d", "e", "f"])
+    assert rows == [{"class": "a", "n": 2, "keras_accuracy": 1.0, "accuracy": 0.5, "delta_pp": -50.0}]
+
+
+def test_compare_predictions_lists_flipped_images():
+    ref = np.eye(3)[[0, 1, 2, 0]]
+    cand = np.eye(3)[[0, 2, 2, 1]]
+    figures = compare_predictions(ref, cand, np.array([0, 1, 2, 1]), ["x", "y", "z"])
+    assert figures["flipped"] == [1]  # image 3 is the reverse (Keras wrong, artifact right): not a flip
+    assert figures["accuracy_delta_pp"] == pytest.approx(0.0)
+    assert figures["top5_agreement"] is None  # fewer than five classes
