@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from edgeship.runtime.errors import EdgeshipError, UsageError
 
@@ -42,7 +43,7 @@ def cmd_export(args) -> int:
     from edgeship.export import export_run
     from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
 
-    result = export_run(args.run, args.formats, calib_size=args.calib_size)
+    result = export_run(args.run, args.formats, calib_size=args.calib_size, int8_io=args.io)
     print(text_table(SUMMARY_HEADERS, summary_rows(result.report)))
     print(f"report: {result.report_md}")
     if result.failed:
@@ -55,7 +56,22 @@ def cmd_gate(args) -> int:
     from edgeship.export.gate import GateThresholds, evaluate_gate, load_gate_config, write_junit
     from edgeship.export.report import load_report
 
-    report, _ = load_report(args.report)
+    pair = (args.reference, args.candidate, args.data)
+    if any(pair) and not all(pair):
+        raise UsageError("--reference, --candidate and --data go together")
+    if all(pair) == bool(args.report):
+        raise UsageError("give either a REPORT (or run directory), or --reference A --candidate B --data DIR")
+    if args.report:
+        report, _ = load_report(args.report)
+    else:
+        from edgeship.export.compare import compare_models
+
+        report = compare_models(args.reference, args.candidate, args.data)
+        row = report["artifacts"][0]
+        print(f"{row['name']} vs {Path(args.reference).name} on {report['reference']['n_test']} images: accuracy "
+              f"{row['accuracy']:.2%} vs {report['reference']['accuracy']:.2%} (Δ {row['accuracy_delta_pp']:+.2f} pp, "
+              f"95 % CI [{row['accuracy_delta_ci95_pp'][0]:+.2f}, {row['accuracy_delta_ci95_pp'][1]:+.2f}]), "
+              f"agreement {row['agreement']:.2%}, McNemar p {row['mcnemar_p']:.3g}")
     settings = load_gate_config(args.config)
     flags = {"max_drop_pp": args.max_drop, "min_agreement": args.min_agreement,
              "max_class_drop_pp": args.max_class_drop, "max_prob_diff": args.max_prob_diff}
@@ -167,11 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="convert a trained run to edge formats and check parity")
     p.add_argument("run", help="run directory (or its bundle/)")
     p.add_argument("--formats", type=_csv_list, default=None, help="comma-separated, or all (see `edgeship formats`)")
-    p.add_argument("--calib-size", type=_positive_int, default=300, help="calibration images for int8")
+    p.add_argument("--calib-size", type=_positive_int, default=300, help="calibration images for int8 (default 300)")
+    p.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8",
+                   help="input/output type of tflite_int8 (default uint8: camera pixels as they are)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("gate", help="exit 1 when an artifact loses too much accuracy against Keras")
-    p.add_argument("report", help="report.json or its run directory")
+    p.add_argument("report", nargs="?", help="report.json or its run directory")
+    p.add_argument("--reference", help="with --candidate and --data: compare two models (.tflite/.onnx/.keras/bundle)")
+    p.add_argument("--candidate", help="the model that must match the reference")
+    p.add_argument("--data", help="folder with one sub-folder of images per class")
     p.add_argument("--max-drop", type=float, metavar="PP", help="allowed accuracy drop in percentage points (default 1.0)")
     p.add_argument("--min-agreement", type=float, metavar="FRAC", help="minimum top-1 agreement with Keras (default 0.98)")
     p.add_argument("--max-class-drop", type=float, metavar="PP", help="allowed accuracy drop of any single class")

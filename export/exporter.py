@@ -4,6 +4,7 @@ measure each artifact's parity with Keras on the test split and write the report
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ import numpy as np
 
 from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.environment import fingerprint, library_versions
-from edgeship.runtime.errors import DatasetError, ModelLoadError
+from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
 from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
 from edgeship.runtime.layout import RunLayout
 from edgeship.runtime.progress import progress
@@ -30,6 +31,8 @@ from .parity import accuracy, compare_predictions
 from .report import write_report
 
 DEFAULT_CALIB_SIZE = 300
+RECOMMENDED_MIN_CALIB = 100
+INT8_IO_TYPES = ("uint8", "int8", "float")
 
 
 @dataclass
@@ -37,6 +40,7 @@ class ConversionJob:
     model: object
     info: ModelInfo
     calibration: np.ndarray | None
+    int8_io: str = "uint8"  # input/output type of the full-integer TFLite model
 
 
 @dataclass
@@ -60,6 +64,8 @@ def load_keras_model(path: Path):
 def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> dict:
     record = {"name": fmt.name, "format": Path(fmt.filename).suffix.lstrip("."), "precision": fmt.precision,
               "file": fmt.filename, "backend": fmt.backend}
+    if fmt.name == "tflite_int8":
+        record["io"] = job.int8_io
     started = time.perf_counter()
     output = None
     try:
@@ -78,28 +84,42 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
         return record
     atomic_write_bytes(directory / fmt.filename, data)
     record.update(status="ok", size_bytes=len(data), sha256=sha256_bytes(data),
-                  convert_seconds=round(time.perf_counter() - started, 2))
+                  convert_seconds=round(time.perf_counter() - started, 2), versions=library_versions())
     return record
 
 
-def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progress: bool) -> np.ndarray:
+def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progress: bool) -> tuple[np.ndarray, list[str]]:
+    """The first `size` calib-split images (deterministic: the manifest's order), and any warnings."""
     paths, _ = manifest.paths_and_indices("calib", bundle.info.labels)
     if not paths:
         raise DatasetError("the split manifest's calib split is empty; int8 formats need calibration images")
-    return load_pixels(paths[:size], bundle.info.input, "load calib images", show_progress)
+    warnings = []
+    if len(paths) < size:
+        warnings.append(f"only {len(paths)} calibration images in the calib split (asked for {size})")
+    if min(size, len(paths)) < RECOMMENDED_MIN_CALIB:
+        warnings.append(f"{min(size, len(paths))} calibration images is few: int8 ranges may be off "
+                        f"(use at least {RECOMMENDED_MIN_CALIB})")
+    return load_pixels(paths[:size], bundle.info.input, "load calib images", show_progress), warnings
 
 
 def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size: int = DEFAULT_CALIB_SIZE,
-               show_progress: bool = True) -> ExportResult:
-    """Export, check parity, write RUN/report.{json,md}. Failed formats are reported, not raised."""
+               show_progress: bool = True, int8_io: str = "uint8") -> ExportResult:
+    """Export, check parity, write RUN/report.{json,md}. Failed formats are reported, not raised.
+
+    `int8_io` is the input/output type of `tflite_int8`: uint8 (camera pixels as they are), int8 or float.
+    """
+    if int8_io not in INT8_IO_TYPES:
+        raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, got {int8_io!r}")
     chosen = resolve_formats(formats)
     layout = RunLayout.find(run)
     bundle = Bundle.load(layout.bundle)
     model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"))
     manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
-    calibration = (_calibration(manifest, bundle, calib_size, show_progress)
-                   if any(f.needs_calibration for f in chosen) else None)
-    job = ConversionJob(model, bundle.info, calibration)
+    calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
+                             if any(f.needs_calibration for f in chosen) else (None, []))
+    for warning in warnings:
+        print(f"edgeship: warning: {warning}", file=sys.stderr)
+    job = ConversionJob(model, bundle.info, calibration, int8_io)
     for fmt in progress(chosen, total=len(chosen), desc="export", enabled=show_progress):
         bundle.upsert_artifact(_convert_one(fmt, job, bundle, layout.bundle))
     order = {f.name: i for i, f in enumerate(chosen)}
@@ -107,6 +127,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     bundle.save(layout.bundle)
 
     report = evaluate_run(layout, bundle, model, manifest, show_progress)
+    report["warnings"] = warnings
     report_md = write_report(report, layout.report_json)
     failed = [a["name"] for a in report["artifacts"] if a.get("status") != "ok"]
     return ExportResult(report, report_md, failed)

@@ -156,6 +156,8 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
         f"Dataset: {data.get('n_images', '?')} images in {data.get('n_classes', '?')} classes; "
         f"**{data.get('n_skipped', 0)} skipped** as unreadable.",
         "",
+        *[f"> **Warning:** {w}" for w in report.get("warnings") or []],
+        "",
         "## Artifacts",
         "",
         markdown_table(SUMMARY_HEADERS, summary_rows(report)),

@@ -33,8 +33,8 @@ def float16(job) -> bytes:
 
 
 def full_int8(job) -> bytes:
-    """Full-integer model with uint8 IO: with the Rescaling layer in front, input scale is 1.0 and
-    zero-point 0, so raw camera pixels feed it directly."""
+    """Full-integer model. Default uint8 IO: with the Rescaling layer in front, input scale is 1.0 and
+    zero-point 0, so raw camera pixels feed it directly. int8 IO (zero-point -128) or float IO on request."""
     tf, converter = _converter(job)
     calibration = np.asarray(job.calibration, dtype=np.float32)
 
@@ -45,8 +45,9 @@ def full_int8(job) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
+    io_type = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}[getattr(job, "int8_io", "uint8")]
+    converter.inference_input_type = io_type
+    converter.inference_output_type = io_type
     with warnings.catch_warnings():  # TF warns about input statistics it does not need here
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return converter.convert()

@@ -119,3 +119,30 @@ def test_readme_format_table_matches_the_registry():
     rows = [[cell.strip() for cell in line.split("|")[1:5]] for line in lines]
     assert [(name.strip("`"), file) for name, file, _, _ in rows] == [(f.name, f.filename) for f in FORMATS.values()]
     assert [calib != "no" for _, _, _, calib in rows] == [f.needs_calibration for f in FORMATS.values()]
+
+
+def test_int8_io_choice_and_calibration_warning(run_copy, capfd):
+    from edgeship.export.exporter import export_run
+
+    result = export_run(run_copy, ["tflite_int8"], calib_size=50, show_progress=False, int8_io="int8")
+    warnings = capfd.readouterr().err
+    assert "calibration images is few" in warnings and result.report["warnings"]
+    assert "> **Warning:**" in (run_copy / "report.md").read_text()
+    classifier = Classifier.load(run_copy / "bundle", artifact="tflite_int8")
+    assert classifier.session.input_dtype == np.int8 and classifier.session.quantization["input_zero_point"] == -128
+    row = result.report["artifacts"][0]
+    assert row["agreement"] >= 0.9 and Bundle.load(run_copy / "bundle").artifact("tflite_int8")["io"] == "int8"
+    assert Bundle.load(run_copy / "bundle").artifact("tflite_int8")["versions"]["tensorflow-cpu"]
+
+
+def test_corrupt_keras_model_and_empty_calib_split_are_one_line_errors(run_copy, cli):
+    splits = run_copy / "bundle" / "splits.csv"
+    lines = splits.read_text().splitlines()
+    splits.write_text("\n".join(line for line in lines if not line.endswith(",calib")) + "\n")
+    empty_calib = cli("export", run_copy, "--formats", "tflite_int8")
+    assert empty_calib.returncode == 2 and "calib split is empty" in empty_calib.stderr
+    (run_copy / "bundle" / "model.keras").write_bytes(b"PK\x03\x04 definitely not a keras archive")
+    corrupt = cli("export", run_copy)
+    assert corrupt.returncode == 2 and "not a loadable Keras model" in corrupt.stderr
+    assert "Traceback" not in corrupt.stderr + empty_calib.stderr
+    assert cli("export", run_copy, "--formats", "coreml").returncode == 2

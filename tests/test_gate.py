@@ -108,3 +108,41 @@ def test_per_class_and_probability_thresholds():
     strict = evaluate_gate(report, GateThresholds(1.0, 0.9, max_class_drop_pp=2.0, max_prob_diff=0.1))
     assert loose[0].passed and not strict[0].passed
     assert "cat 4.0 pp" in strict[0].reasons[0] and "max |Δp| 0.3000 > 0.1" in strict[0].reasons[1]
+
+
+def test_gate_compares_any_two_models_on_a_folder(exported_run, small_digits, tmp_path, cli):
+    bundle = exported_run / "bundle"
+    ok = cli("gate", "--reference", bundle / "model.keras", "--candidate", bundle / "model_int8.tflite",
+             "--data", small_digits, "--max-drop", "5", "--min-agreement", "0.9")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "on 160 images" in ok.stdout and "PASS model_int8.tflite" in ok.stdout
+    strict = cli("gate", "--reference", bundle / "model_float32.tflite", "--candidate", bundle / "model_float32.onnx",
+                 "--data", small_digits, "--max-drop", "-1")
+    assert strict.returncode == 1 and "FAIL model_float32.onnx" in strict.stdout
+    lone_keras = tmp_path / "model.keras"
+    lone_keras.write_bytes((bundle / "model.keras").read_bytes())
+    both_keras = cli("gate", "--reference", lone_keras, "--candidate", lone_keras, "--data", small_digits)
+    assert both_keras.returncode == 2 and "needs an edgeship.json" in both_keras.stderr
+    half = cli("gate", "--reference", bundle / "model_int8.tflite", "--data", small_digits)
+    assert half.returncode == 2 and "go together" in half.stderr
+
+
+def test_compare_models_figures_match_the_export_report_on_the_same_images(exported_run, tmp_path):
+    """Two ways to the same numbers: export's parity on the test split, compare_models on a folder of it."""
+    import json
+    import shutil
+
+    from edgeship.export.compare import compare_models
+    from edgeship.train.splits import SplitManifest
+
+    folder = tmp_path / "test_split"
+    for row in SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test"):
+        (folder / row.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(row.path, folder / row.label / row.path.name)
+    report = json.loads((exported_run / "report.json").read_text())
+    expected = next(a for a in report["artifacts"] if a["name"] == "tflite_int8")
+    got = compare_models(exported_run / "bundle" / "model.keras", exported_run / "bundle" / "model_int8.tflite",
+                         folder, show_progress=False)
+    assert got["reference"]["accuracy"] == pytest.approx(report["reference"]["accuracy"])
+    for key in ("accuracy", "agreement", "accuracy_delta_pp", "mcnemar_p"):
+        assert got["artifacts"][0][key] == pytest.approx(expected[key], abs=1e-6), key

@@ -64,7 +64,7 @@ def test_demo_meets_the_acceptance_figures(tmp_path):
     assert report["reference"]["n_test"] >= 300 and report["dataset"]["n_images"] == 1797
     assert report["reference"]["accuracy"] >= 0.95
     int8 = next(a for a in report["artifacts"] if a["name"] == "tflite_int8")
-    assert int8["accuracy_delta_pp"] >= -1.0 and int8["agreement"] >= 0.98
+    assert int8["accuracy_delta_pp"] >= -0.5 and int8["agreement"] >= 0.99  # issue 3 asks 1.0 pp / 98 %, issue 7 0.5 pp / 99 %
     assert all(a["agreement"] >= 0.99 for a in report["artifacts"])  # runtime top-1 == Keras top-1 on >= 99 %
     assert all(a["status"] == "ok" and a["latency_ms"]["p50"] > 0 for a in report["artifacts"])
     assert (tmp_path / "demo" / "bundle" / "edgeship.json").is_file()
