@@ -10,8 +10,9 @@ from edgeship.train.tfenv import import_keras
 
 
 def _converter(job):
+    """A converter from the job's SavedModel (exported once per export run)."""
     tf, _ = import_keras()
-    return tf, tf.lite.TFLiteConverter.from_keras_model(job.model)
+    return tf, tf.lite.TFLiteConverter.from_saved_model(job.saved_model())
 
 
 def float32(job) -> bytes:

@@ -30,7 +30,10 @@ def test_export_every_format_of_mobilenet_v2(benchmark, capsys):
             seconds[fmt.name] = time.perf_counter() - started
 
     benchmark.group = "export"
-    benchmark.pedantic(export_all, rounds=1, iterations=1)
+    try:
+        benchmark.pedantic(export_all, rounds=1, iterations=1)
+    finally:
+        job.cleanup()
     benchmark.extra_info.update(seconds_per_format=seconds, total_seconds=sum(seconds.values()))
     report_line(capsys, "export MobileNetV2 224 px, 300 calibration images: " + ", ".join(
         f"{k} {v:.1f} s" for k, v in seconds.items()) + f"; total {sum(seconds.values()):.1f} s")
