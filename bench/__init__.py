@@ -5,7 +5,7 @@ Attributes load lazily so the benchmark agent (which ships to edge boards) impor
 
 _EXPORTS = {
     "bench_artifact": "harness", "summarize": "harness", "time_calls": "harness",
-    "bench_run": "runner", "bench_files": "runner", "measure_cold_start": "coldstart",
+    "bench_run": "runner", "run_bench": "runner", "measure_cold_start": "coldstart",
 }
 __all__ = sorted(_EXPORTS)
 

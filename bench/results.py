@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from edgeship.export.report import markdown_table, save_png
+from edgeship.export.report import format_value, markdown_table, save_png
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
@@ -83,10 +83,6 @@ def parse_slowdown(text: str) -> float:
     return value
 
 
-def _cell(value, spec):
-    return "–" if value is None else format(value, spec)
-
-
 TABLE_HEADERS = ("target", "artifact", "backend", "threads", "batch", "status", "p50 ms", "p90 ms", "p99 ms",
                  "images/s", "peak RSS MB", "accuracy", "Δ pp", "Pareto", "vs baseline")
 
@@ -99,9 +95,9 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         ratio = r.get("baseline_ratio")
         out.append([r["target"], r["name"], backend, r.get("threads") or "default", r.get("batch"),
                     r["status"] if r["status"] != "failed" else f"failed: {r.get('error', '')[:40]}",
-                    _cell(lat.get("p50"), ".3f"), _cell(lat.get("p90"), ".3f"), _cell(lat.get("p99"), ".3f"),
-                    _cell(r.get("throughput_ips"), ".1f"), _cell(r.get("peak_rss_mb"), ".0f"),
-                    _cell(r.get("accuracy"), ".2%"), _cell(r.get("accuracy_delta_pp"), "+.2f"),
+                    format_value(lat.get("p50"), ".3f"), format_value(lat.get("p90"), ".3f"), format_value(lat.get("p99"), ".3f"),
+                    format_value(r.get("throughput_ips"), ".1f"), format_value(r.get("peak_rss_mb"), ".0f"),
+                    format_value(r.get("accuracy"), ".2%"), format_value(r.get("accuracy_delta_pp"), "+.2f"),
                     "★" if r.get("pareto") else "",
                     "" if ratio is None else f"{ratio:.2f}×" + (" REGRESSION" if r.get("regression") else "")])
     return out

@@ -172,9 +172,3 @@ def bench_run(run: str | Path, runs: int = 100, warmup: int = 10, min_seconds: f
     report, _ = load_report(layout.report_json)
     return report, layout.report_md
 
-
-def bench_files(paths: Sequence[str | Path], runs: int = 100, warmup: int = 10, min_seconds: float = 0.0,
-                threads: int | None = None, show_progress: bool = True) -> list[dict]:
-    outcome = run_bench(paths, BenchSettings(runs=runs, warmup=warmup, min_seconds=min_seconds, threads=(threads,),
-                                             show_progress=show_progress))
-    return outcome.result["rows"]

@@ -14,7 +14,7 @@ from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
 
-from .parity import accuracy, compare_predictions
+from .parity import accuracy, compare_predictions, describe_flipped
 
 
 class _KerasSide:
@@ -71,7 +71,6 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
     ref_probs, cand_probs = ref.predict_proba(paths), cand.predict_proba(paths)
     row = {"name": Path(candidate).name, "format": Path(candidate).suffix.lstrip(".") or "bundle", "status": "ok",
            "path": str(candidate), **compare_predictions(ref_probs, cand_probs, labels, ref.info.labels)}
-    row["flipped"] = [{"path": str(paths[i]), "label": ref.info.labels[labels[i]],
-                       "predicted": ref.info.labels[int(cand_probs[i].argmax())]} for i in row["flipped"]]
+    row["flipped"] = describe_flipped(row["flipped"], paths, labels, cand_probs, ref.info.labels)
     return {"reference": {"path": str(reference), "accuracy": accuracy(ref_probs, labels), "n_test": len(paths)},
             "dataset": dataset.summary(), "labels": list(ref.info.labels), "artifacts": [row]}

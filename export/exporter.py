@@ -3,7 +3,6 @@ measure each artifact's parity with Keras on the test split and write the report
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import tempfile
@@ -22,13 +21,13 @@ from edgeship.runtime.layout import RunLayout
 from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import Bundle, ModelInfo
 from edgeship.train.loader import load_pixels
-from edgeship.train.splits import SplitManifest
+from edgeship.train.splits import SplitManifest, portable_path
 from edgeship.train.tfenv import captured_output, import_keras
 
 from .diagnosis import collapsed, diagnose
 from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
-from .parity import accuracy, compare_predictions
+from .parity import accuracy, compare_predictions, describe_flipped
 from .report import write_report
 
 DEFAULT_CALIB_SIZE = 300
@@ -128,10 +127,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     if int8_io not in INT8_IO_TYPES:
         raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, got {int8_io!r}")
     chosen = resolve_formats(formats)
-    layout = RunLayout.find(run)
-    bundle = Bundle.load(layout.bundle)
-    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"))
-    manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
+    layout, bundle, model, manifest = _open_run(run)
     calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
                              if any(f.needs_calibration for f in chosen) else (None, []))
     for warning in warnings:
@@ -145,30 +141,28 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     order = {f.name: i for i, f in enumerate(chosen)}
     bundle.artifacts.sort(key=lambda r: order.get(r["name"], len(order)))
     bundle.save(layout.bundle)
-
-    report = evaluate_run(layout, bundle, model, manifest, show_progress)
-    report["warnings"] = warnings
-    report_md = write_report(report, layout.report_json)
-    failed = [a["name"] for a in report["artifacts"] if a.get("status") != "ok"]
-    return ExportResult(report, report_md, failed)
+    return _report_parity(layout, bundle, model, manifest, show_progress, warnings)
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
-    except ValueError:
-        return Path(path).resolve().as_posix()
-
-
-def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
-    """Measure parity again for the artifacts already in RUN's bundle (e.g. one replaced by hand)."""
+def _open_run(run: str | Path):
+    """(layout, bundle, Keras model, split manifest) of a run directory."""
     layout = RunLayout.find(run)
     bundle = Bundle.load(layout.bundle)
     model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"))
     manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
+    return layout, bundle, model, manifest
+
+
+def _report_parity(layout, bundle, model, manifest, show_progress: bool, warnings=()) -> ExportResult:
     report = evaluate_run(layout, bundle, model, manifest, show_progress)
+    report["warnings"] = list(warnings)
     report_md = write_report(report, layout.report_json)
     return ExportResult(report, report_md, [a["name"] for a in report["artifacts"] if a.get("status") != "ok"])
+
+
+def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
+    """Measure parity again for the artifacts already in RUN's bundle (e.g. one replaced by hand)."""
+    return _report_parity(*_open_run(run), show_progress)
 
 
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> dict:
@@ -188,8 +182,8 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                 classifier = Classifier.load(layout.bundle, artifact=record["name"])
                 probs = classifier.predict_proba(pixels)
                 row.update(compare_predictions(reference, probs, labels, bundle.info.labels))
-                row["flipped"] = [{"path": _relative(paths[i], layout.root), "label": bundle.info.labels[labels[i]],
-                                   "predicted": bundle.info.labels[int(probs[i].argmax())]} for i in row["flipped"]]
+                row["flipped"] = describe_flipped(row["flipped"], [portable_path(p, layout.root) for p in paths],
+                                                  labels, probs, bundle.info.labels)
                 row["runtime"] = classifier.session.implementation
                 if collapsed(row["accuracy"], accuracy(reference, labels), len(bundle.info.labels)):
                     row["diagnosis"] = diagnose(classifier, pixels, reference, row["agreement"])

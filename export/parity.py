@@ -97,5 +97,11 @@ def compare_predictions(reference: np.ndarray, candidate: np.ndarray, labels: np
     return figures
 
 
+def describe_flipped(indices, shown_paths, labels: np.ndarray, candidate: np.ndarray, names) -> list[dict]:
+    """{path, label, predicted} for each flipped image index (see compare_predictions)."""
+    return [{"path": str(shown_paths[i]), "label": names[labels[i]], "predicted": names[int(candidate[i].argmax())]}
+            for i in indices]
+
+
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(probabilities.argmax(axis=1) == labels))

@@ -30,7 +30,8 @@ def load_report(path: str | Path) -> tuple[dict, Path]:
     return report, path
 
 
-def _fmt(value, spec: str, scale: float = 1.0, missing: str = "–") -> str:
+def format_value(value, spec: str, scale: float = 1.0, missing: str = "–") -> str:
+    """A number for a table cell; a dash when it is missing."""
     return missing if value is None else format(float(value) * scale, spec)
 
 
@@ -52,8 +53,8 @@ def summary_rows(report: dict) -> list[list[str]]:
             continue
         latency = a.get("latency_ms") or {}
         rows.append([a["name"], a["format"], a["precision"], _size(a.get("size_bytes")),
-                     _fmt(a.get("accuracy"), ".2%"), _fmt(a.get("accuracy_delta_pp"), "+.2f"),
-                     _fmt(a.get("agreement"), ".2%"), _fmt(latency.get("p50"), ".3f")])
+                     format_value(a.get("accuracy"), ".2%"), format_value(a.get("accuracy_delta_pp"), "+.2f"),
+                     format_value(a.get("agreement"), ".2%"), format_value(latency.get("p50"), ".3f")])
     return rows
 
 
@@ -121,9 +122,9 @@ def _parity_details(report: dict) -> list[str]:
     measured = [a for a in report["artifacts"] if a.get("status", "ok") == "ok" and "accuracy_delta_ci95_pp" in a]
     if not measured:
         return []
-    rows = [[a["name"], _fmt(a["accuracy_delta_pp"], "+.2f"),
+    rows = [[a["name"], format_value(a["accuracy_delta_pp"], "+.2f"),
              f"[{a['accuracy_delta_ci95_pp'][0]:+.2f}, {a['accuracy_delta_ci95_pp'][1]:+.2f}]",
-             _fmt(a.get("mcnemar_p"), ".3g"), _fmt(a.get("top5_agreement"), ".2%"), _fmt(a.get("kl_divergence"), ".2e"),
+             format_value(a.get("mcnemar_p"), ".3g"), format_value(a.get("top5_agreement"), ".2%"), format_value(a.get("kl_divergence"), ".2e"),
              ", ".join(f"{c['class']} {c['delta_pp']:+.1f}" for c in (a.get("per_class") or [])[:3]) or "–"]
             for a in measured]
     parts = ["## Parity statistics", "",
@@ -151,7 +152,7 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
     parts = [
         "# edgeship report",
         "",
-        f"Keras reference accuracy **{_fmt(ref.get('accuracy'), '.2%')}** on **{ref.get('n_test', '?')}** test images "
+        f"Keras reference accuracy **{format_value(ref.get('accuracy'), '.2%')}** on **{ref.get('n_test', '?')}** test images "
         f"(split manifest `{report.get('split_manifest', '?')}`, sha256 `{str(report.get('split_sha256', ''))[:12]}`).",
         f"Dataset: {data.get('n_images', '?')} images in {data.get('n_classes', '?')} classes; "
         f"**{data.get('n_skipped', 0)} skipped** as unreadable.",
@@ -166,9 +167,9 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
     parts += _parity_details(report)
     timed = [a for a in report["artifacts"] if a.get("latency_ms")]
     if timed:
-        rows = [[a["name"], _fmt(a["latency_ms"].get("p50"), ".3f"), _fmt(a["latency_ms"].get("p90"), ".3f"),
-                 _fmt(a["latency_ms"].get("p99"), ".3f"), _fmt(a.get("throughput_ips"), ".1f"),
-                 _fmt(a.get("load_ms"), ".1f"), _fmt(a.get("max_abs_prob_diff"), ".4f")] for a in timed]
+        rows = [[a["name"], format_value(a["latency_ms"].get("p50"), ".3f"), format_value(a["latency_ms"].get("p90"), ".3f"),
+                 format_value(a["latency_ms"].get("p99"), ".3f"), format_value(a.get("throughput_ips"), ".1f"),
+                 format_value(a.get("load_ms"), ".1f"), format_value(a.get("max_abs_prob_diff"), ".4f")] for a in timed]
         bench = report.get("bench", {})
         parts += ["## Latency (batch 1)", "",
                   f"{bench.get('runs', '?')} timed runs after {bench.get('warmup', '?')} warm-up runs, "

@@ -68,7 +68,7 @@ class SplitManifest:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(HEADER)
         for row in self.rows:
-            writer.writerow([_portable_path(row.path, base), row.label, row.split])
+            writer.writerow([portable_path(row.path, base), row.label, row.split])
         return buffer.getvalue().encode("utf-8")
 
     def write(self, csv_path: str | Path) -> str:
@@ -98,7 +98,8 @@ class SplitManifest:
         return cls(rows)
 
 
-def _portable_path(path: Path, base: Path) -> str:
+def portable_path(path: Path, base: Path) -> str:
+    """PATH relative to BASE with forward slashes; absolute when no relative path exists (another drive)."""
     try:
         return Path(os.path.relpath(Path(path).resolve(), base)).as_posix()
     except ValueError:  # another drive on Windows
