@@ -18,15 +18,18 @@ import time
 from pathlib import Path
 
 from edgeship.bench.harness import bench_artifact, summarize, time_calls
-from edgeship.runtime.environment import fingerprint, peak_rss_mb
+from edgeship.runtime.environment import fingerprint, gpu_description, peak_rss_mb
 from edgeship.runtime.errors import EdgeshipError, UsageError
 
 CASE_KEYS = ("id", "model", "name", "path", "backend", "provider", "threads", "batch", "format", "precision",
              "size_bytes")
 
 
-def _bench_keras(case: dict) -> dict:
-    """The reference: the Keras model called eagerly, as in training code (TensorFlow needed, local only)."""
+def _bench_tensorflow(case: dict) -> dict:
+    """The Keras reference called eagerly as in training code, or a SavedModel's serving signature
+    (TensorFlow needed, local only)."""
+    if case.get("provider") == "gpu" and sys.platform == "linux" and gpu_description() is None:
+        raise UsageError("no NVIDIA GPU here (nvidia-smi finds none)")  # known without importing TensorFlow
     from edgeship.train.tfenv import import_keras
 
     tf, keras = import_keras()
@@ -34,31 +37,40 @@ def _bench_keras(case: dict) -> dict:
     if device == "/GPU:0" and not tf.config.list_physical_devices("GPU"):
         raise UsageError("TensorFlow sees no GPU here (the tensorflow-cpu build, or no CUDA device)")
     with tf.device(device):
-        return _time_keras(keras, case)
+        return _time_tensorflow(tf, keras, case)
 
 
-def _time_keras(keras, case: dict) -> dict:
+def _load_tensorflow(tf, keras, case: dict):
+    """(call, input shape, runtime name) of a `.keras` model or a SavedModel directory."""
+    if case["backend"] == "keras":
+        model = keras.models.load_model(case["path"], safe_mode=True, compile=False)
+        return (lambda x: model(x, training=False)), model.input_shape[1:], f"keras {keras.__version__}"
+    signature = tf.saved_model.load(case["path"]).signatures["serving_default"]
+    spec = next(iter(signature.structured_input_signature[1].values()))
+    return signature, tuple(spec.shape[1:]), f"tensorflow {tf.__version__} (SavedModel)"
+
+
+def _time_tensorflow(tf, keras, case: dict) -> dict:
     import numpy as np
 
     started = time.perf_counter()
-    model = keras.models.load_model(case["path"], safe_mode=True, compile=False)
+    call, (height, width, channels), runtime = _load_tensorflow(tf, keras, case)
     load_ms = (time.perf_counter() - started) * 1000
-    _, height, width, channels = model.input_shape
-    x = np.random.default_rng(0).integers(0, 256, (case["batch"], height, width, channels)).astype(np.float32)
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (case["batch"], height, width, channels))
+                    .astype(np.float32))
     started = time.perf_counter()
-    model(x, training=False)
+    call(x)
     first_ms = (time.perf_counter() - started) * 1000
-    result = summarize(time_calls(lambda: model(x, training=False), case["warmup"], case["runs"],
-                                  case["min_seconds"]), case["batch"])
-    result.update(load_ms=load_ms, first_inference_ms=first_ms, runtime=f"keras {keras.__version__}")
+    result = summarize(time_calls(lambda: call(x), case["warmup"], case["runs"], case["min_seconds"]), case["batch"])
+    result.update(load_ms=load_ms, first_inference_ms=first_ms, runtime=runtime)
     return result
 
 
 def run_one(case: dict) -> dict:
     row = {k: case.get(k) for k in CASE_KEYS}
     try:
-        if case["backend"] == "keras":
-            result = _bench_keras(case)
+        if case["backend"] in ("keras", "tensorflow"):
+            result = _bench_tensorflow(case)
         else:
             result = bench_artifact(case["path"], warmup=case["warmup"], runs=case["runs"],
                                     min_seconds=case["min_seconds"], threads=case["threads"], batch=case["batch"],

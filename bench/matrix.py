@@ -16,9 +16,12 @@ FAMILY_BACKENDS = {
     "tflite": (("tflite", None),),
     "onnxruntime": (("onnxruntime", "cpu"), ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt")),
 }
+# TensorFlow formats (the Keras reference, a SavedModel) run only on this machine, on its CPU or GPU.
+TF_FAMILIES = {"keras": (("keras", None), ("keras", "gpu")),
+               "tensorflow": (("tensorflow", None), ("tensorflow", "gpu"))}
 GPU_PROVIDERS = ("cuda", "tensorrt", "gpu")
 BACKEND_CHOICES = ("tflite", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt",
-                   "keras", "keras-gpu", "all")
+                   "keras", "keras-gpu", "tensorflow", "tensorflow-gpu", "all")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def artifacts_of(target: Path, bundle_records: list[dict] | None = None) -> list
     found = [Artifact(r["name"], target / r["file"], r.get("backend") or backend_for(target / r["file"]).name,
                       r.get("precision"), r.get("size_bytes"))
              for r in (bundle_records or bundle.artifacts) if r.get("status", "ok") == "ok"]
-    if bundle.keras_model and (target / bundle.keras_model).is_file():
+    if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.format == "keras" for a in found):
         path = target / bundle.keras_model
         found.append(Artifact("keras", path, "keras", "float32", path.stat().st_size))
     return found
@@ -59,10 +62,10 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
     cases = []
     for artifact in artifacts:
-        if artifact.format == "keras":
-            if remote or backend not in ("all", "keras", "keras-gpu"):
-                continue  # the TensorFlow reference runs only here, never on a board
-            options = (("keras", None), ("keras", "gpu"))
+        if artifact.format in TF_FAMILIES:
+            if remote:
+                continue  # TensorFlow formats run only here, never on a board
+            options = TF_FAMILIES[artifact.format]
         else:
             options = FAMILY_BACKENDS[artifact.format]
         for (name, provider), n_threads, batch in itertools.product(options, threads, batches):

@@ -98,7 +98,7 @@ def _update_reports(models: list[_Model], rows: list[dict], settings: BenchSetti
             continue
         chosen = {r["name"]: r for r in rows if r["target"] == "local" and r.get("model") == model.label
                   and r["batch"] == 1 and r["threads"] == settings.threads[0] and r["status"] == "ok"
-                  and r.get("provider") in (None, "cpu") and r["backend"] != "keras"}
+                  and r.get("provider") in (None, "cpu")}
         for artifact in model.report["artifacts"]:
             if artifact["name"] in chosen:
                 artifact.update({k: chosen[artifact["name"]].get(k) for k in REPORT_FIELDS})

@@ -144,10 +144,9 @@ def cmd_demo(args) -> int:
 def cmd_formats(args) -> int:
     from edgeship.export.formats import FORMATS
     from edgeship.export.report import text_table
-    from edgeship.runtime.backends import BACKENDS
 
     rows = [[f.name, f.filename, f.precision, "yes" if f.needs_calibration else "no", f.backend,
-             BACKENDS[f.backend].probe() or "not installed", f.description] for f in FORMATS.values()]
+             f.runs_here() or "not installed", f.description] for f in FORMATS.values()]
     print(text_table(("format", "file", "precision", "calibration", "backend", "runs here with", "description"), rows))
     return 0
 
@@ -209,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-seconds", type=float, default=0.0, help="keep timing until this many seconds passed too")
     p.add_argument("--threads", type=_int_list, help="comma-separated thread counts, e.g. 1,2,4 (default: backend's)")
     p.add_argument("--batch", type=_int_list, help="comma-separated batch sizes (default 1)")
-    p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt] or keras")
+    p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt], keras[-gpu] or tensorflow[-gpu]")
     p.add_argument("--target", action="append", metavar="ssh://user@host[:port]", help="also bench there (repeatable)")
     p.add_argument("--no-local", action="store_true", help="bench only on the --target machines")
     p.add_argument("--accept-new-host-key", action="store_true", help="trust a target's host key on first contact")

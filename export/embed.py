@@ -1,7 +1,7 @@
 """Embed labels + input spec (+ provenance) into the artifact itself, by artifact family.
 
-TFLite: a named entry in the model's `metadata` table. ONNX: a `metadata_props` key. Both are read
-back by edgeship.runtime without TensorFlow.
+TFLite: a named entry in the model's `metadata` table, plus the standard TFLite metadata that MediaPipe
+reads. ONNX: a `metadata_props` key. edgeship.runtime reads both back without TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import json
 import numpy as np
 
 from edgeship.runtime.errors import ExportError
-from edgeship.runtime.spec import EMBEDDED_KEY
+from edgeship.runtime.spec import EMBEDDED_KEY, ModelInfo
+
+from .tf_models import embed_saved_model
+from .tflite_standard_metadata import LABELS_FILE, STANDARD_KEY, append_associated_files, build_metadata, output_labels
 
 
 def _payload(metadata: dict) -> bytes:
@@ -22,20 +25,34 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def embed_tflite(data: bytes, metadata: dict) -> bytes:
+def set_tflite_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
+    """Add (or replace) named entries of the model's `metadata` table, each pointing to a new buffer."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
-    model.metadata = [m for m in (model.metadata or []) if _text(m.name) != EMBEDDED_KEY]
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(_payload(metadata), dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = EMBEDDED_KEY
-    entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
+    model.metadata = [m for m in (model.metadata or []) if _text(m.name) not in entries]
+    for name, payload in entries.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(payload, dtype=np.uint8)
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def embed_tflite(data: bytes, metadata: dict) -> bytes:
+    """edgeship's JSON entry, the standard TFLite metadata (MediaPipe / Task Library) and labels.txt
+    appended as its associated file."""
+    info = ModelInfo.from_dict(metadata)
+    standard = build_metadata(info, name=f"edgeship {metadata.get('format', 'tflite')}",
+                              description=f"{len(info.labels)}-class image classifier "
+                                          f"({metadata.get('precision', 'float32')}), exported by edgeship")
+    data = set_tflite_metadata(data, {EMBEDDED_KEY: _payload(metadata), STANDARD_KEY: standard})
+    labels = "".join(f"{label}\n" for label in output_labels(info)).encode("utf-8")
+    return append_associated_files(data, {LABELS_FILE: labels})
 
 
 def embed_onnx(data: bytes, metadata: dict) -> bytes:
@@ -54,4 +71,9 @@ def embed_onnx(data: bytes, metadata: dict) -> bytes:
     return model.SerializeToString()
 
 
-EMBEDDERS = {"tflite": embed_tflite, "onnxruntime": embed_onnx}
+def keep_as_is(data: bytes, metadata: dict) -> bytes:
+    """The `.keras` file is the trained model itself; its labels live in the bundle's edgeship.json."""
+    return data
+
+
+EMBEDDERS = {"tflite": embed_tflite, "onnxruntime": embed_onnx, "keras": keep_as_is, "tensorflow": embed_saved_model}

@@ -16,7 +16,7 @@ import numpy as np
 from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.environment import fingerprint, library_versions
 from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
-from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
+from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, tree_digest
 from edgeship.runtime.layout import RunLayout
 from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import Bundle, ModelInfo
@@ -29,6 +29,7 @@ from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions, describe_flipped
 from .report import write_report
+from .tf_models import RUNNERS
 
 DEFAULT_CALIB_SIZE = 300
 RECOMMENDED_MIN_CALIB = 100
@@ -41,6 +42,7 @@ class ConversionJob:
     info: ModelInfo
     calibration: np.ndarray | None
     int8_io: str = "uint8"  # input/output type of the full-integer TFLite model
+    keras_path: Path | None = None  # the bundle's .keras file (the `keras` format ships it as is)
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     def saved_model(self) -> str:
@@ -78,7 +80,7 @@ def load_keras_model(path: Path):
 
 
 def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> dict:
-    record = {"name": fmt.name, "format": Path(fmt.filename).suffix.lstrip("."), "precision": fmt.precision,
+    record = {"name": fmt.name, "format": Path(fmt.filename).suffix.lstrip(".") or fmt.name, "precision": fmt.precision,
               "file": fmt.filename, "backend": fmt.backend}
     if fmt.name == "tflite_int8":
         record["io"] = job.int8_io
@@ -93,15 +95,24 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
                                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                    "versions": library_versions()}}
         data = EMBEDDERS[fmt.backend](data, metadata)
+        size, digest = _store(data, directory / fmt.filename)
     except Exception as exc:  # one failing format must not stop the others
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         tail = output.tail() if output is not None and output.text else ""
         record.update(status="failed", error=detail + (f" [{tail}]" if tail else ""))
         return record
-    atomic_write_bytes(directory / fmt.filename, data)
-    record.update(status="ok", size_bytes=len(data), sha256=sha256_bytes(data),
+    record.update(status="ok", size_bytes=size, sha256=digest,
                   convert_seconds=round(time.perf_counter() - started, 2), versions=library_versions())
     return record
+
+
+def _store(data: bytes | Path, target: Path) -> tuple[int, str]:
+    """Write a file artifact (bytes) or a directory artifact (a SavedModel) atomically; (size, sha256)."""
+    if isinstance(data, Path):
+        atomic_replace_tree(data, target)
+        return tree_digest(target)
+    atomic_write_bytes(target, data)
+    return len(data), sha256_bytes(data)
 
 
 def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progress: bool) -> tuple[np.ndarray, list[str]]:
@@ -130,9 +141,13 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     layout, bundle, model, manifest = _open_run(run)
     calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
                              if any(f.needs_calibration for f in chosen) else (None, []))
+    if int8_io == "int8" and any(f.name == "tflite_int8" for f in chosen):
+        warnings.append("--io int8: MediaPipe's ImageClassifier accepts only uint8 or float32 input, so phone apps "
+                        "cannot load model_int8.tflite; keep the default --io uint8 unless the target needs int8")
     for warning in warnings:
         print(f"edgeship: warning: {warning}", file=sys.stderr)
-    job = ConversionJob(model, bundle.info, calibration, int8_io)
+    job = ConversionJob(model, bundle.info, calibration, int8_io,
+                        keras_path=layout.bundle / (bundle.keras_model or "model.keras"))
     try:
         for fmt in progress(chosen, total=len(chosen), desc="export", enabled=show_progress):
             bundle.upsert_artifact(_convert_one(fmt, job, bundle, layout.bundle))
@@ -165,6 +180,13 @@ def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
     return _report_parity(*_open_run(run), show_progress)
 
 
+def _load_artifact(directory: Path, record: dict):
+    """Anything with predict_proba(): the device runtime's Classifier, or TensorFlow for keras/saved_model."""
+    if record.get("backend") in RUNNERS:
+        return RUNNERS[record["backend"]](directory / record["file"])
+    return Classifier.load(directory, artifact=record["name"])
+
+
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> dict:
     """Parity of every exported artifact with Keras on the test split."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
@@ -179,12 +201,12 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         row["path"] = f"{layout.bundle.name}/{record['file']}"
         if record.get("status") == "ok":
             try:
-                classifier = Classifier.load(layout.bundle, artifact=record["name"])
+                classifier = _load_artifact(layout.bundle, record)
                 probs = classifier.predict_proba(pixels)
                 row.update(compare_predictions(reference, probs, labels, bundle.info.labels))
                 row["flipped"] = describe_flipped(row["flipped"], [portable_path(p, layout.root) for p in paths],
                                                   labels, probs, bundle.info.labels)
-                row["runtime"] = classifier.session.implementation
+                row["runtime"] = classifier.implementation
                 if collapsed(row["accuracy"], accuracy(reference, labels), len(bundle.info.labels)):
                     row["diagnosis"] = diagnose(classifier, pixels, reference, row["agreement"])
             except Exception as exc:  # an artifact that converts but will not run is a failed artifact

@@ -12,7 +12,7 @@ class ExportFormat:
     name: str
     filename: str
     precision: str
-    backend: str  # runtime backend that runs it
+    backend: str  # what runs it: a runtime backend (tflite, onnxruntime), or keras / tensorflow
     needs_calibration: bool
     description: str
     converter: str  # "module:function" in edgeship.export, imported only when used
@@ -22,10 +22,32 @@ class ExportFormat:
         module = __import__(f"edgeship.export.{module_name}", fromlist=[function])
         return getattr(module, function)(job)
 
+    @property
+    def on_device(self) -> bool:
+        """Runs with edgeship.runtime (no TensorFlow): what ships to a phone or a board."""
+        from edgeship.runtime.backends import BACKENDS
+
+        return self.backend in BACKENDS
+
+    def runs_here(self) -> str | None:
+        """What runs this format on this machine ('ai-edge-litert 2.3.0', ...), or None."""
+        from edgeship.runtime.backends import BACKENDS
+
+        if self.backend in BACKENDS:
+            return BACKENDS[self.backend].probe()
+        from .tf_models import probe_tensorflow
+
+        return probe_tensorflow()
+
 
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
+        ExportFormat("keras", "model.keras", "float32", "keras", False,
+                     "Keras 3 model as trained: the parity reference (loads with safe_mode)", "tf_models:keras_file"),
+        ExportFormat("saved_model", "saved_model", "float32", "tensorflow", False,
+                     "TensorFlow SavedModel directory, serving_default takes 0-255 RGB (TF Serving, TF.js)",
+                     "tf_models:saved_model"),
         ExportFormat("tflite", "model_float32.tflite", "float32", "tflite", False,
                      "TFLite, float32 weights and activations", "tflite_convert:float32"),
         ExportFormat("tflite_dynamic", "model_dynamic.tflite", "dynamic-int8", "tflite", False,

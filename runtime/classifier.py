@@ -31,8 +31,8 @@ def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> dict:
     if name:
         return bundle.artifact(name)
     for record in bundle.artifacts:
-        if record.get("status", "ok") != "ok":
-            continue
+        if record.get("status", "ok") != "ok" or record.get("backend", "tflite") not in BACKENDS:
+            continue  # failed, or a TensorFlow-only format (keras, saved_model)
         backend = backend_for(directory / record["file"])
         if backend.probe():
             return record
@@ -80,6 +80,10 @@ class Classifier:
         if session is None:
             session = self._local.session = self._primary.clone()
         return session
+
+    @property
+    def implementation(self) -> str:
+        return self.session.implementation
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -61,7 +61,7 @@ def peak_rss_mb() -> float | None:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
-def _gpu() -> str | None:
+def gpu_description() -> str | None:
     """'NAME (driver VERSION)' of each NVIDIA GPU, from nvidia-smi when it is installed."""
     import shutil
     import subprocess
@@ -80,7 +80,7 @@ def _gpu() -> str | None:
 def fingerprint() -> dict:
     model, flags = _cpuinfo()
     return {
-        "gpu": _gpu(),
+        "gpu": gpu_description(),
         "machine": platform.machine(),
         "cpu": model,
         "cores": os.cpu_count(),

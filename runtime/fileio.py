@@ -45,3 +45,35 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def atomic_replace_tree(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy directory `source` to `target`, swapping it in by renames: readers see the old tree or the
+    new one, never a mix (a SavedModel is a directory, not a file)."""
+    import shutil
+
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    old = target.with_name(f".{target.name}.old")
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not target.exists():
+            os.replace(old, target)  # put the previous tree back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def tree_digest(path: str | os.PathLike) -> tuple[int, str]:
+    """(total bytes, sha256 over every file's relative path and sha256) of a directory."""
+    root, digest, size = Path(path), hashlib.sha256(), 0
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        size += file.stat().st_size
+        digest.update(f"{file.relative_to(root).as_posix()}\0{sha256_file(file)}\n".encode("utf-8"))
+    return size, digest.hexdigest()

@@ -25,12 +25,20 @@ def test_every_registry_format_exports_with_sha_and_size(exported_run):
     assert [a["name"] for a in bundle.artifacts] == list(FORMATS)
     for record in bundle.artifacts:
         assert record["status"] == "ok", record
-        data = (exported_run / "bundle" / record["file"]).read_bytes()
+        path = exported_run / "bundle" / record["file"]
+        if path.is_dir():  # SavedModel: hash over every file, computed here independently
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            listing = "".join(f"{p.relative_to(path).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+                              for p in files)
+            assert record["sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+            assert record["size_bytes"] == sum(p.stat().st_size for p in files)
+            continue
+        data = path.read_bytes()
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
         assert record["size_bytes"] == len(data)
 
 
-@pytest.mark.parametrize("name", list(FORMATS))
+@pytest.mark.parametrize("name", [f.name for f in FORMATS.values() if f.on_device])
 def test_lone_artifact_carries_labels_and_input_spec(exported_run, tmp_path, name):
     bundle = Bundle.load(exported_run / "bundle")
     lone = tmp_path / FORMATS[name].filename  # copied away from its bundle: only embedded metadata remains
@@ -47,7 +55,7 @@ def test_report_has_the_documented_keys_and_relative_paths(exported_run):
     assert (exported_run / report["split_manifest"]).is_file()
     for artifact in report["artifacts"]:
         assert REPORT_ARTIFACT_KEYS <= artifact.keys()
-        assert (exported_run / artifact["path"]).is_file()
+        assert (exported_run / artifact["path"]).exists()
     assert report["environment"]["cores"] >= 1
     markdown = (exported_run / "report.md").read_text()
     assert "| tflite_int8 | tflite | int8 |" in markdown
@@ -69,7 +77,7 @@ def test_parity_figures_match_an_independent_loop(exported_run):
         for r in test_rows])
     assert report["reference"]["accuracy"] == pytest.approx(np.mean(keras_probs.argmax(1) == labels))
     assert report["reference"]["n_test"] == len(test_rows)
-    for artifact in report["artifacts"]:
+    for artifact in (a for a in report["artifacts"] if FORMATS[a["name"]].on_device):
         classifier = Classifier.load(exported_run / "bundle", artifact=artifact["name"])
         top = [classifier.predict(r.path, top_k=len(bundle.info.labels)) for r in test_rows]
         probs = np.zeros_like(keras_probs)
@@ -83,6 +91,27 @@ def test_parity_figures_match_an_independent_loop(exported_run):
         assert artifact["max_abs_prob_diff"] == pytest.approx(np.abs(probs - keras_probs).max(), abs=1e-5)
 
 
+def test_keras_and_saved_model_rows_match_keras_computed_independently(exported_run):
+    """The `.keras` row reloads the file; the SavedModel row is run here through its serving signature."""
+    import tensorflow as tf
+
+    from edgeship.export.exporter import load_keras_model
+
+    report = {a["name"]: a for a in _report(exported_run)["artifacts"]}
+    bundle = Bundle.load(exported_run / "bundle")
+    rows = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")
+    pixels = prepare_batch([r.path for r in rows], bundle.info.input).astype(np.float32)
+    keras_probs = load_keras_model(exported_run / "bundle" / "model.keras").predict(pixels, verbose=0)
+    signature = tf.saved_model.load(str(exported_run / "bundle" / "saved_model")).signatures["serving_default"]
+    saved_probs = np.concatenate([list(signature(tf.constant(pixels[i:i + 1])).values())[0].numpy()
+                                  for i in range(len(pixels))])
+    assert report["keras"]["agreement"] == 1.0 and report["keras"]["max_abs_prob_diff"] < 1e-6
+    assert report["saved_model"]["agreement"] == pytest.approx(np.mean(saved_probs.argmax(1) == keras_probs.argmax(1)))
+    assert report["saved_model"]["max_abs_prob_diff"] == pytest.approx(np.abs(saved_probs - keras_probs).max(), abs=1e-5)
+    assets = json.loads((exported_run / "bundle" / "saved_model" / "assets" / "edgeship.json").read_text())
+    assert tuple(assets["labels"]) == bundle.info.labels and assets["format"] == "saved_model"
+
+
 def test_int8_artifact_takes_raw_uint8_pixels(exported_run):
     classifier = Classifier.load(exported_run / "bundle", artifact="tflite_int8")
     assert classifier.session.input_dtype == np.uint8
@@ -91,7 +120,7 @@ def test_int8_artifact_takes_raw_uint8_pixels(exported_run):
 
 
 def test_unknown_format_lists_valid_ones():
-    with pytest.raises(UsageError, match="valid: tflite, tflite_dynamic"):
+    with pytest.raises(UsageError, match="valid: keras, saved_model, tflite, tflite_dynamic"):
         resolve_formats(["tflite", "coreml"])
     assert [f.name for f in resolve_formats(["onnx", "onnx"])] == ["onnx"]
 
@@ -126,7 +155,7 @@ def test_int8_io_choice_and_calibration_warning(run_copy, capfd):
 
     result = export_run(run_copy, ["tflite_int8"], calib_size=50, show_progress=False, int8_io="int8")
     warnings = capfd.readouterr().err
-    assert "calibration images is few" in warnings and result.report["warnings"]
+    assert "calibration images is few" in warnings and any("MediaPipe" in w for w in result.report["warnings"])
     assert "> **Warning:**" in (run_copy / "report.md").read_text()
     classifier = Classifier.load(run_copy / "bundle", artifact="tflite_int8")
     assert classifier.session.input_dtype == np.int8 and classifier.session.quantization["input_zero_point"] == -128

@@ -1,5 +1,6 @@
 """Runtime behaviour on purpose-built models: int8 IO, binary sigmoid, fixed batch, threads, providers."""
 
+import json
 import threading
 
 import numpy as np
@@ -157,17 +158,21 @@ def test_onnx_on_cuda_matches_cpu(exported_run):
 
 
 def test_valid_model_with_missing_or_wrong_metadata_is_a_model_load_error(multiclass_model, tmp_path):
-    from edgeship.export.embed import embed_tflite
+    from edgeship.export.embed import set_tflite_metadata
     from edgeship.runtime import ModelLoadError
+    from edgeship.runtime.spec import EMBEDDED_KEY
+
+    def embed_raw(data, metadata):  # bypasses embed_tflite, which refuses invalid metadata itself
+        return set_tflite_metadata(data, {EMBEDDED_KEY: json.dumps(metadata).encode()})
 
     plain = _tflite(multiclass_model)
     cases = {
         "no_metadata.tflite": (plain, "no edgeship metadata embedded"),
-        "no_labels.tflite": (embed_tflite(plain, {"input": {"height": SIZE, "width": SIZE}}), "malformed edgeship metadata"),
-        "one_label.tflite": (embed_tflite(plain, {"labels": ["a"], "input": {"height": SIZE, "width": SIZE}}),
+        "no_labels.tflite": (embed_raw(plain, {"input": {"height": SIZE, "width": SIZE}}), "malformed edgeship metadata"),
+        "one_label.tflite": (embed_raw(plain, {"labels": ["a"], "input": {"height": SIZE, "width": SIZE}}),
                              "at least two labels"),
-        "bad_task.tflite": (embed_tflite(plain, {"labels": ["a", "b"], "task": "regression",
-                                                 "input": {"height": SIZE, "width": SIZE}}), "unknown task"),
+        "bad_task.tflite": (embed_raw(plain, {"labels": ["a", "b"], "task": "regression",
+                                              "input": {"height": SIZE, "width": SIZE}}), "unknown task"),
     }
     for name, (data, message) in cases.items():
         path = tmp_path / name

@@ -1,0 +1,76 @@
+"""Every `.tflite` carries the standard TFLite metadata, so MediaPipe Tasks loads it unmodified."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeship.export.formats import FORMATS
+from edgeship.export.tflite_standard_metadata import (LABELS_FILE, STANDARD_KEY, normalization, read_associated_files,
+                                                      read_metadata)
+from edgeship.runtime import Bundle, Classifier
+from edgeship.runtime.preprocess import prepare_batch
+from edgeship.runtime.tflite_metadata import read_tflite_metadata
+from edgeship.train.splits import SplitManifest
+
+TFLITE_FORMATS = [f.name for f in FORMATS.values() if f.filename.endswith(".tflite")]
+
+
+@pytest.mark.parametrize("value_range", [(0.0, 255.0), (0.0, 1.0), (-1.0, 1.0)])
+def test_normalization_maps_pixels_onto_the_model_value_range(value_range):
+    mean, std = normalization(value_range)
+    assert (0 - mean) / std == pytest.approx(value_range[0])
+    assert (255 - mean) / std == pytest.approx(value_range[1])
+
+
+@pytest.mark.parametrize("name", TFLITE_FORMATS)
+def test_tflite_carries_standard_metadata_and_labels_file(exported_run, name):
+    bundle = Bundle.load(exported_run / "bundle")
+    data = (exported_run / "bundle" / FORMATS[name].filename).read_bytes()
+    metadata = read_metadata(read_tflite_metadata(data)[STANDARD_KEY])
+    image, = metadata.subgraphMetadata[0].inputTensorMetadata
+    (unit,) = image.processUnits
+    assert [list(unit.options.mean), list(unit.options.std)] == [[0.0], [1.0]]  # the model takes 0-255 itself
+    assert (image.stats.min[0], image.stats.max[0]) == tuple(bundle.info.input.value_range)
+    output, = metadata.subgraphMetadata[0].outputTensorMetadata
+    assert output.associatedFiles[0].name.decode() == LABELS_FILE
+    packed = read_associated_files(data)[LABELS_FILE].decode("utf-8").splitlines()
+    assert tuple(packed) == bundle.info.labels
+
+
+def test_vendored_schema_is_the_one_mediapipe_ships():
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None:
+        pytest.skip("mediapipe is not installed (pip install edgeship[dev])")
+    shipped = Path(spec.origin).parent / "tasks" / "metadata" / "metadata_schema_py_generated.py"
+    vendored = Path(__file__).resolve().parents[1] / "export" / "vendor" / "tflite_metadata_schema_py_generated.py"
+    assert vendored.read_text() == shipped.read_text()
+
+
+@pytest.fixture(scope="module")
+def test_images(exported_run):
+    """The demo test split, already at the model's input size, so MediaPipe's own resize is the identity
+    and any difference comes from normalization, labels or IO types: what the metadata decides."""
+    bundle = Bundle.load(exported_run / "bundle")
+    rows = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")
+    return prepare_batch([r.path for r in rows], bundle.info.input)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TFLITE_FORMATS)
+def test_mediapipe_image_classifier_agrees_with_edgeship_runtime(exported_run, test_images, name):
+    mp = pytest.importorskip("mediapipe")
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    path = exported_run / "bundle" / FORMATS[name].filename
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        mediapipe_top = [
+            classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+            .classifications[0].categories[0].category_name
+            for image in test_images]
+    ours = Classifier.load(path)
+    edgeship_top = [ours.labels[i] for i in ours.predict_proba(test_images).argmax(axis=1)]
+    assert len(mediapipe_top) == len(test_images) > 0
+    assert mediapipe_top == edgeship_top
