@@ -14,11 +14,12 @@ from edgeship.train.tfenv import captured_output
 from .conftest import report_line
 
 
-def test_export_every_format_of_mobilenet_v2(benchmark, capsys):
+def test_export_every_format_of_mobilenet_v2(benchmark, capsys, tmp_path):
     model = build_classifier("mobilenet_v2", 10, image_size=224, weights=None, alpha=1.0)
+    model.save(tmp_path / "model.keras")
     info = ModelInfo(labels=tuple(str(i) for i in range(10)), input=InputSpec(224, 224))
     calibration = np.random.default_rng(0).integers(0, 256, (300, 224, 224, 3), dtype=np.uint8)  # --calib-size default
-    job = ConversionJob(model, info, calibration)
+    job = ConversionJob(model, info, calibration, keras_path=tmp_path / "model.keras")
     seconds = {}
 
     def export_all():
@@ -26,7 +27,7 @@ def test_export_every_format_of_mobilenet_v2(benchmark, capsys):
             started = time.perf_counter()
             with captured_output():
                 data = fmt.convert(job)
-            EMBEDDERS[fmt.backend](data, {**info.to_dict(), "format": fmt.name})
+            EMBEDDERS[fmt.backend](data, {**info.to_dict(), "format": fmt.name, "precision": fmt.precision})
             seconds[fmt.name] = time.perf_counter() - started
 
     benchmark.group = "export"
