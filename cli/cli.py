@@ -27,15 +27,64 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_train(args) -> int:
-    from edgeship.train import SplitConfig, TrainConfig, train
+    from edgeship.train import AugmentConfig, HeadConfig, SplitConfig, TrainConfig, train
 
     config = TrainConfig(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs,
-                         batch_size=args.batch_size, learning_rate=args.learning_rate, weights=args.weights,
-                         alpha=args.alpha, classes=args.classes, patience=args.patience,
-                         splits=SplitConfig(seed=args.seed))
+                         fine_tune_epochs=args.fine_tune_epochs, fine_tune_layers=args.fine_tune_layers,
+                         batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         fine_tune_learning_rate=args.fine_tune_learning_rate, weights=args.weights, init=args.init,
+                         alpha=args.alpha, head=HeadConfig(dropout=args.dropout, l2=args.l2, hidden_units=args.hidden),
+                         freeze_backbone=args.freeze_backbone, cache_features=not args.no_cache,
+                         augment=AugmentConfig.parse(args.augment), class_weights=args.class_weights,
+                         classes=args.classes, patience=args.patience, lr_schedule=args.lr_schedule,
+                         splits=SplitConfig(seed=args.seed, max_per_class=args.max_per_class),
+                         unknown_recall=None if args.unknown_recall == 0 else args.unknown_recall,
+                         ood_dir=args.ood_dir, strategy=args.strategy, overwrite=args.overwrite)
+    if args.preview_augmentation:
+        return _preview_augmentation(args, config)
     result = train(args.data, args.out, config)
     print(f"trained {config.backbone}: test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epoch(s)")
     print(f"bundle: {result.layout.bundle}")
+    print(f"training report: {result.layout.training / 'report.md'}")
+    return 0
+
+
+def _preview_augmentation(args, config) -> int:
+    """Write the augmentation grid for the first images of the dataset, and train nothing."""
+    from edgeship.runtime.spec import InputSpec
+    from edgeship.train.augment import preview_augmentation
+    from edgeship.train.backbones import get_backbone
+    from edgeship.train.trainer import _scan
+
+    dataset, _ = _scan(Path(args.data), config)
+    size = config.image_size or get_backbone(config.backbone).default_size
+    first = {}
+    for sample in dataset.samples:
+        first.setdefault(sample.label, sample.path)
+    path = preview_augmentation(list(first.values())[:4], InputSpec(size, size), config.augment,
+                                Path(args.preview_augmentation))
+    print(f"augmentation preview ({config.augment.describe()}): {path}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from edgeship.export.exporter import load_keras_model
+    from edgeship.runtime.layout import RunLayout
+    from edgeship.runtime.spec import Bundle
+    from edgeship.train.gradcam import explain
+
+    target = Path(args.model)
+    if target.suffix == ".keras":
+        bundle_dir = target.parent
+        model_path = target
+    else:
+        bundle_dir = RunLayout.find(target).bundle
+        model_path = bundle_dir / (Bundle.load(bundle_dir).keras_model or "model.keras")
+    bundle = Bundle.load(bundle_dir)
+    model = load_keras_model(model_path, safe_mode=bundle.provenance.get("training", {}).get("keras_safe_mode", True))
+    out = Path(args.out) if args.out else bundle_dir.parent / "explain"
+    for explanation, path in explain(model, bundle.info, args.images, out, args.class_name):
+        print(f"{explanation.image}: {explanation.class_name} ({explanation.probability:.2%}) -> {path}")
     return 0
 
 
@@ -164,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeship", description="Ship image classifiers to edge devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a classifier on a folder of class sub-folders")
-    p.add_argument("data", help="folder with one sub-folder of images per class")
+    p = sub.add_parser("train", help="train a classifier on class folders or Food-101-style list files")
+    p.add_argument("data", help="folder with one sub-folder of images per class, or a Food-101-style root (meta/*.txt)")
     p.add_argument("--out", required=True, help="run directory to write (bundle/, training/)")
     p.add_argument("--backbone", default="small_cnn", help="see `edgeship backbones` (default small_cnn)")
     p.add_argument("--image-size", type=_positive_int, help="square input size in px (default: the backbone's)")
@@ -176,8 +225,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, help="width multiplier for MobileNet backbones")
     p.add_argument("--classes", type=_csv_list, help="comma-separated class folders to use, in label order")
     p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs")
-    p.add_argument("--seed", type=int, default=0, help="seed for splits and weight init")
+    p.add_argument("--seed", type=int, default=0, help="seed for splits, augmentation and weight init")
+    p.add_argument("--init", help="a .keras model to continue training from")
+    p.add_argument("--fine-tune-epochs", type=int, default=0,
+                   help="phase 2: epochs with the top backbone layers unfrozen (frozen-backbone runs)")
+    p.add_argument("--fine-tune-layers", type=int, default=20, help="backbone layers phase 2 unfreezes (default 20)")
+    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    freeze = p.add_mutually_exclusive_group()
+    freeze.add_argument("--freeze-backbone", dest="freeze_backbone", action="store_true", default=None,
+                        help="phase 1 trains the head only (default when the backbone is pretrained)")
+    freeze.add_argument("--train-backbone", dest="freeze_backbone", action="store_false",
+                        help="train the whole model from the start")
+    p.add_argument("--no-cache", action="store_true",
+                   help="phase 1 runs the frozen backbone every epoch instead of on cached features")
+    p.add_argument("--dropout", type=float, default=0.2, help="head dropout (default 0.2)")
+    p.add_argument("--l2", type=float, default=0.0, help="head L2 weight decay")
+    p.add_argument("--hidden", type=int, default=0, help="units of a hidden Dense layer in the head (default none)")
+    p.add_argument("--augment", default="none",
+                   help="training-split augmentation: none, standard, or e.g. flip,rotation=0.1,zoom=0.2,contrast=0.1")
+    p.add_argument("--preview-augmentation", metavar="PNG", help="write an augmentation preview grid and exit")
+    p.add_argument("--max-per-class", type=_positive_int, help="use at most N images per class (seeded subset)")
+    p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    p.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine", "constant"])
+    p.add_argument("--unknown-recall", type=float, default=0.95,
+                   help="calibrate an 'unknown' threshold keeping this validation recall (0: no threshold)")
+    p.add_argument("--ood-dir", help="images of no known class: the report gives the share rejected as unknown")
+    p.add_argument("--strategy", choices=["mirrored", "multi-worker"], help="tf.distribute strategy")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("explain", help="Grad-CAM heat maps: which part of each image decided the class")
+    p.add_argument("model", help="run directory, bundle directory or .keras file (with edgeship.json beside it)")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--class", dest="class_name", help="explain this class instead of the predicted one")
+    p.add_argument("--out", help="folder for the PNGs (default RUN/explain)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("export", help="convert a trained run to edge formats and check parity")
     p.add_argument("run", help="run directory (or its bundle/)")

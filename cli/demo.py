@@ -29,7 +29,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
 
     _step(2, "train: small CNN, 32 px, best checkpoint by validation accuracy")
     result = train(data, out, TrainConfig(backbone="small_cnn", image_size=32, epochs=epochs, batch_size=32,
-                                          splits=SplitConfig(seed=0)))
+                                          splits=SplitConfig(seed=0), overwrite=True))
     print(f"Keras test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epochs")
 
     _step(3, "export: Keras, SavedModel, TFLite float32 / dynamic / float16 / int8 (with MediaPipe metadata), "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.runtime.classifier import Classifier
+from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
 
@@ -31,7 +31,8 @@ class _KerasSide:
     def predict_proba(self, images) -> np.ndarray:
         from edgeship.runtime.preprocess import prepare_batch
 
-        return self.model.predict(prepare_batch(images, self.info.input).astype(np.float32), verbose=0)
+        return class_probabilities(self.model.predict(prepare_batch(images, self.info.input).astype(np.float32),
+                                                      verbose=0))
 
 
 class _RuntimeSide:

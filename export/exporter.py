@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeship.runtime.classifier import Classifier
+from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.environment import fingerprint, library_versions
 from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, tree_digest
@@ -68,13 +68,15 @@ class ExportResult:
     failed: list[str]
 
 
-def load_keras_model(path: Path):
+def load_keras_model(path: Path, safe_mode: bool = True):
+    """Load with Keras' safe_mode; only a bundle whose own training used a TF-Hub backbone (a TFSMLayer,
+    which Keras refuses in safe mode) is loaded without it."""
     _, keras = import_keras()
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such Keras model; run `edgeship train` first")
     try:
         with captured_output():
-            return keras.models.load_model(path, safe_mode=True, compile=False)
+            return keras.models.load_model(path, safe_mode=safe_mode, compile=False)
     except Exception as exc:  # zip, h5 and deserialization errors all mean "not a usable .keras file"
         raise ModelLoadError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from exc
 
@@ -163,7 +165,8 @@ def _open_run(run: str | Path):
     """(layout, bundle, Keras model, split manifest) of a run directory."""
     layout = RunLayout.find(run)
     bundle = Bundle.load(layout.bundle)
-    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"))
+    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"),
+                             safe_mode=bundle.provenance.get("training", {}).get("keras_safe_mode", True))
     manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
     return layout, bundle, model, manifest
 
@@ -180,10 +183,10 @@ def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
     return _report_parity(*_open_run(run), show_progress)
 
 
-def _load_artifact(directory: Path, record: dict):
+def _load_artifact(directory: Path, record: dict, safe_mode: bool = True):
     """Anything with predict_proba(): the device runtime's Classifier, or TensorFlow for keras/saved_model."""
     if record.get("backend") in RUNNERS:
-        return RUNNERS[record["backend"]](directory / record["file"])
+        return RUNNERS[record["backend"]](directory / record["file"], safe_mode=safe_mode)
     return Classifier.load(directory, artifact=record["name"])
 
 
@@ -193,7 +196,7 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
     pixels = load_pixels(paths, bundle.info.input, "load test images", show_progress)
-    reference = model.predict(pixels.astype(np.float32), batch_size=64, verbose=0)
+    reference = class_probabilities(model.predict(pixels.astype(np.float32), batch_size=64, verbose=0))
     artifacts = []
     for record in progress(bundle.artifacts, total=len(bundle.artifacts), desc="parity", enabled=show_progress):
         row = {k: record[k] for k in ("name", "format", "precision", "status", "error", "size_bytes", "sha256",
@@ -201,7 +204,8 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         row["path"] = f"{layout.bundle.name}/{record['file']}"
         if record.get("status") == "ok":
             try:
-                classifier = _load_artifact(layout.bundle, record)
+                classifier = _load_artifact(layout.bundle, record,
+                                            bundle.provenance.get("training", {}).get("keras_safe_mode", True))
                 probs = classifier.predict_proba(pixels)
                 row.update(compare_predictions(reference, probs, labels, bundle.info.labels))
                 row["flipped"] = describe_flipped(row["flipped"], [portable_path(p, layout.root) for p in paths],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeship.runtime.classifier import class_probabilities
 from edgeship.runtime.errors import ModelLoadError
 from edgeship.train.tfenv import captured_output, import_keras
 
@@ -52,17 +53,17 @@ class TensorFlowRunner:
     def predict_proba(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
         batches = [np.asarray(self._call(pixels[i : i + batch_size].astype(np.float32)))
                    for i in range(0, len(pixels), batch_size)]
-        return np.concatenate(batches, axis=0)
+        return class_probabilities(np.concatenate(batches, axis=0))
 
     @classmethod
-    def load_keras(cls, path: Path) -> "TensorFlowRunner":
+    def load_keras(cls, path: Path, safe_mode: bool = True) -> "TensorFlowRunner":
         _, keras = import_keras()
         with captured_output():
-            model = keras.models.load_model(path, safe_mode=True, compile=False)
+            model = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
         return cls(lambda x: model(x, training=False), f"keras {keras.__version__}")
 
     @classmethod
-    def load_saved_model(cls, path: Path) -> "TensorFlowRunner":
+    def load_saved_model(cls, path: Path, safe_mode: bool = True) -> "TensorFlowRunner":  # noqa: ARG003
         tf, _ = import_keras()
         with captured_output():
             loaded = tf.saved_model.load(str(path))

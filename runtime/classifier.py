@@ -17,6 +17,14 @@ from .spec import MANIFEST_NAME, Bundle, ModelInfo
 UNKNOWN_LABEL = "unknown"
 
 
+def class_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """(N, classes) probabilities; a binary model's single sigmoid column p becomes [1 - p, p]."""
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        return np.concatenate([1.0 - outputs, outputs], axis=1)
+    return outputs
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str
@@ -131,10 +139,7 @@ class Classifier:
             outputs = session.run(batch)
         else:
             outputs = np.concatenate([session.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
-        if self.info.task == "binary":
-            positive = outputs.reshape(-1, 1)
-            return np.concatenate([1.0 - positive, positive], axis=1)
-        return outputs
+        return class_probabilities(outputs) if self.info.task == "binary" else outputs
 
     def prepare(self, images: Sequence[ImageInput]) -> np.ndarray:
         return prepare_batch(images, self.info.input)

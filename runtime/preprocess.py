@@ -20,6 +20,9 @@ from .spec import InputSpec
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Larger images are refused from their header, before decoding (a 20000x20000 PNG needs 1.2 GB decoded).
+MAX_PIXELS = int(os.environ.get("EDGESHIP_MAX_PIXELS", 64_000_000))
+Image.MAX_IMAGE_PIXELS = None  # our own limit applies, with a clear message instead of a PIL warning/error
 
 _RESAMPLERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -81,6 +84,10 @@ def load_image(source: ImageInput) -> Image.Image:
             if path.is_file() and path.stat().st_size == 0:
                 raise ImageError(f"{path}: zero-byte file, not an image")
             image = Image.open(path)
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageError(f"{_describe(source)}: {width}x{height} is {width * height:,} pixels, over the "
+                             f"{MAX_PIXELS:,} limit (downscale it, or raise EDGESHIP_MAX_PIXELS)")
         image.load()
         image = ImageOps.exif_transpose(image) or image
         return _to_rgb(image)

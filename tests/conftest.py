@@ -48,8 +48,9 @@ def trained_run(small_digits, tmp_path_factory) -> Path:
     from edgeship.train import SplitConfig, TrainConfig, train
 
     out = tmp_path_factory.mktemp("run") / "run"
+    # no unknown threshold here: tests compare predicted labels with Keras' (test_train_features covers it)
     train(small_digits, out, TrainConfig(backbone="small_cnn", image_size=32, epochs=6, batch_size=16,
-                                         splits=SplitConfig(seed=0), show_progress=False))
+                                         splits=SplitConfig(seed=0), unknown_recall=None, show_progress=False))
     return out
 
 

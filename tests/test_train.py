@@ -54,20 +54,6 @@ def test_training_tensors_equal_runtime_tensors(trained_run):
     np.testing.assert_array_equal(y, labels[:8])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backbone, options", [("mobilenet_v2", {"alpha": 0.35}), ("small_cnn", {})])
-def test_backbone_builds_and_trains_one_step(backbone, options):
-    from edgeship.train.backbones import build_classifier
-
-    model = build_classifier(backbone, 3, image_size=32, weights=None, **options)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
-    before = [w.copy() for w in model.get_weights()]
-    model.train_on_batch(x, np.array([0, 1, 2, 0]))
-    assert model.output_shape == (None, 3)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-
-
 def test_imagenet_weights_offline_fail_fast_with_a_clear_message():
     from edgeship.train.backbones import build_classifier
 
@@ -82,7 +68,7 @@ def test_imagenet_weights_offline_fail_fast_with_a_clear_message():
 def test_unknown_backbone_and_missing_weights_file():
     from edgeship.train.backbones import build_classifier
 
-    with pytest.raises(BackboneError, match="choose from mobilenet_v2, small_cnn"):
+    with pytest.raises(BackboneError, match="choose from efficientnet_b0, .*small_cnn or hub:HANDLE_OR_DIR"):
         build_classifier("vgg99", 3)
     with pytest.raises(BackboneError, match="weights file not found"):
         build_classifier("mobilenet_v2", 3, image_size=32, weights="/nope/weights.h5", alpha=0.35)

@@ -110,16 +110,22 @@ def scan_folder(root: str | Path, classes: Sequence[str] | None = None, workers:
         loose = [p for p in root.iterdir() if _is_image_file(p)]
         hint = " (images lie directly in it: put them in one sub-folder per class)" if loose else ""
         raise DatasetError(f"{root}: no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) in class sub-folders{hint}")
+    return check_images(root, tuple(folder.name for folder in folders), candidates, workers, show_progress)
+
+
+def check_images(root: Path, names: tuple[str, ...], candidates: list[tuple[Path, str]], workers: int = 4,
+                 show_progress: bool = True) -> ScannedDataset:
+    """Decode every (path, label) once: readable ones become samples, the rest counted skips. Fails before
+    any training when fewer than two classes remain or a class has no readable image."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         reasons = list(progress(pool.map(_check, [p for p, _ in candidates]), total=len(candidates),
                                 desc="scan images", enabled=show_progress))
     samples = [Sample(p, label) for (p, label), reason in zip(candidates, reasons) if reason is None]
     skipped = [SkippedFile(str(p), reason) for (p, _), reason in zip(candidates, reasons) if reason is not None]
-    names = tuple(folder.name for folder in folders)
     dataset = ScannedDataset(root, names, samples, skipped)
     empty = [name for name, count in dataset.counts().items() if count == 0]
     if empty:
-        raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no readable image")
+        raise DatasetError(f"{root}: class(es) {', '.join(empty)} hold no readable image")
     if len(names) < 2:
-        raise DatasetError(f"{root}: found {len(names)} class folder(s); a classifier needs at least two")
+        raise DatasetError(f"{root}: found {len(names)} class(es); a classifier needs at least two")
     return dataset

@@ -27,8 +27,10 @@ def load_pixels(paths: Sequence[Path], spec: InputSpec, desc: str = "load images
 
 
 def make_sequence(paths: Sequence[Path], labels: np.ndarray, spec: InputSpec, batch_size: int,
-                  shuffle: bool, seed: int = 0, desc: str = "load images", show_progress: bool = True):
-    """A keras PyDataset; small sets are decoded once into memory, large ones are read per batch."""
+                  shuffle: bool, seed: int = 0, desc: str = "load images", show_progress: bool = True,
+                  augment=None):
+    """A keras PyDataset; small sets are decoded once into memory, large ones are read per batch.
+    `augment` (an augment.Augmenter) transforms each batch: pass it for the training split only."""
     _, keras = import_keras()
 
     class ImageSequence(keras.utils.PyDataset):
@@ -51,7 +53,8 @@ def make_sequence(paths: Sequence[Path], labels: np.ndarray, spec: InputSpec, ba
                 x = self.pixels[rows]
             else:
                 x = np.stack([prepare_image(self.paths[i], spec) for i in rows])
-            return x.astype(np.float32), self.labels[rows]
+            x = x.astype(np.float32)
+            return (augment(x) if augment is not None else x), self.labels[rows]
 
         def on_epoch_end(self):
             if shuffle:

@@ -32,6 +32,7 @@ class SplitConfig:
     calib: float = 0.1  # fraction of the training pool
     calib_max: int = 300  # across all classes
     seed: int = 0
+    max_per_class: int | None = None  # keep at most this many images per class (a random, seeded subset)
 
     def __post_init__(self):
         if not (0 < self.test < 1 and 0 <= self.val < 1 and self.val + self.test < 1 and 0 <= self.calib < 1):
@@ -111,29 +112,46 @@ def _class_rng(seed: int, label: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
 
 
-def make_splits(dataset: ScannedDataset, config: SplitConfig = SplitConfig()) -> SplitManifest:
+def _subset(paths: list[Path], limit: int | None, rng: np.random.Generator) -> list[Path]:
+    """Shuffle deterministically (paths sorted first, so the file system's order never matters), then cap."""
+    ordered = sorted(paths, key=str)
+    order = [ordered[i] for i in rng.permutation(len(ordered))]
+    return order[:limit] if limit else order
+
+
+def make_splits(dataset: ScannedDataset, config: SplitConfig = SplitConfig(),
+                fixed_test: set[Path] | None = None) -> SplitManifest:
+    """Stratified train/val/calib/test. `fixed_test`: images that *are* the test split (e.g. Food-101's
+    official test list); val and calib then come from the rest, with `val` a fraction of the rest."""
     by_class: dict[str, list[Path]] = {name: [] for name in dataset.classes}
     for sample in dataset.samples:
         by_class[sample.label].append(sample.path)
     calib_per_class = int(np.ceil(config.calib_max / len(by_class)))
     rows: list[SplitRow] = []
     for label, paths in by_class.items():
-        if len(paths) < MIN_PER_CLASS:
+        rng = _class_rng(config.seed, label)
+        if fixed_test is None:
+            order = _subset(paths, config.max_per_class, rng)
+            n_test = max(1, round(len(order) * config.test)) if len(order) >= MIN_PER_CLASS else 0
+            test, rest = order[:n_test], order[n_test:]
+        else:
+            pool = _subset([p for p in paths if p not in fixed_test], config.max_per_class, rng)
+            listed = [p for p in paths if p in fixed_test]
+            cap = None if not config.max_per_class else max(1, round(len(listed) * len(pool) / max(1, len(paths) - len(listed))))
+            test, rest = _subset(listed, cap, rng), pool
+        if not test or len(rest) < MIN_PER_CLASS - 1:
             raise DatasetError(
-                f"class {label!r} has {len(paths)} readable image(s); at least {MIN_PER_CLASS} are needed "
-                f"to give train, val, calib and test one each"
+                f"class {label!r} has {len(test) + len(rest)} usable image(s) ({len(test)} for test); at least "
+                f"{MIN_PER_CLASS} are needed to give train, val, calib and test one each"
             )
-        ordered = sorted(paths, key=str)
-        order = [ordered[i] for i in _class_rng(config.seed, label).permutation(len(ordered))]
-        n = len(order)
-        n_test = max(1, round(n * config.test))
-        n_val = max(1, round(n * config.val)) if config.val > 0 else 0
-        pool = n - n_test - n_val
-        n_calib = min(max(1, round(pool * config.calib)) if config.calib > 0 else 0, calib_per_class, pool - 1)
-        counts = (("test", n_test), ("val", n_val), ("calib", n_calib), ("train", pool - n_calib))
+        n_val = max(1, round((len(rest) + (len(test) if fixed_test is None else 0)) * config.val)) if config.val > 0 else 0
+        n_val = min(n_val, len(rest) - 2)
+        pool_size = len(rest) - n_val
+        n_calib = min(max(1, round(pool_size * config.calib)) if config.calib > 0 else 0, calib_per_class, pool_size - 1)
+        rows.extend(SplitRow(p, label, "test") for p in test)
         start = 0
-        for split, count in counts:
-            rows.extend(SplitRow(p, label, split) for p in order[start : start + count])
+        for split, count in (("val", n_val), ("calib", n_calib), ("train", pool_size - n_calib)):
+            rows.extend(SplitRow(p, label, split) for p in rest[start : start + count])
             start += count
     rows.sort(key=lambda r: (SPLITS.index(r.split), r.label, str(r.path)))
     return SplitManifest(rows)

@@ -1,8 +1,15 @@
-"""`train()`: scan -> split -> build -> fit (best checkpoint, CSV log) -> bundle."""
+"""`train()`: scan -> split -> build -> phase 1 (head on cached features, or the whole model) ->
+phase 2 (fine-tune the top of the backbone) -> evaluate -> bundle. An interrupted run resumes.
+
+Phases follow what people do by hand: with a pretrained backbone, first train only the head on a frozen
+backbone (here on features computed once and cached, see features.py), then unfreeze the top N backbone
+layers at a low learning rate with BatchNorm kept in inference mode. A from-scratch model trains whole.
+"""
 
 from __future__ import annotations
 
-import os
+import csv
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -10,41 +17,79 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 
-from edgeship.runtime.fileio import atomic_write_text, sha256_file
+from edgeship.runtime.environment import library_versions
+from edgeship.runtime.errors import BackboneError, UsageError
+from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256_file
 from edgeship.runtime.layout import RunLayout
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
 
-from .backbones import build_classifier, get_backbone
-from .dataset import scan_folder
-from .loader import make_sequence
+from .augment import AugmentConfig, Augmenter, preview_augmentation
+from .backbones import BACKBONE_LAYER, HUB_PREFIX, HeadConfig, build_classifier, get_backbone, output_units
+from .dataset import ScannedDataset, scan_folder
+from .evaluation import evaluate_test, rejection_rate, unknown_threshold
+from .features import cache_key, cached_features, feature_model, feature_sequence
+from .listfiles import is_list_dataset, scan_list_dataset
+from .loader import load_pixels, make_sequence
 from .plots import plot_history
-from .splits import SplitConfig, make_splits
-from .tfenv import import_keras
-from edgeship.runtime.environment import library_versions
+from .splits import SplitConfig, SplitManifest, make_splits
+from .strategy import make_strategy, scope
+from .tfenv import captured_output, import_keras
 
 MODEL_FILE = "model.keras"
 SPLITS_FILE = "splits.csv"
+STATE_FILE = "state.json"
+HISTORY = {"phase1": "history.csv", "phase2": "history_fine_tune.csv"}
+LR_SCHEDULES = ("plateau", "cosine", "constant")
 
 
 @dataclass
 class TrainConfig:
     backbone: str = "small_cnn"
     image_size: int | None = None
-    epochs: int = 10
+    epochs: int = 10  # phase 1: the head on a frozen backbone, or the whole model when training from scratch
+    fine_tune_epochs: int = 0  # phase 2 (frozen-backbone runs only)
+    fine_tune_layers: int = 20  # top backbone layers phase 2 unfreezes (BatchNorm layers stay frozen)
     batch_size: int = 32
     learning_rate: float = 1e-3
-    weights: str | None = None
+    fine_tune_learning_rate: float = 1e-5
+    weights: str | None = None  # none, imagenet or a weights file
+    init: str | None = None  # a .keras model to continue from
     alpha: float | None = None
-    dropout: float = 0.2
+    head: HeadConfig = field(default_factory=HeadConfig)
+    freeze_backbone: bool | None = None  # None: frozen when pretrained (weights, hub or init)
+    cache_features: bool = True  # phase 1 on cached backbone features
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    class_weights: bool = False  # weight the loss by inverse class frequency
     patience: int = 5
+    lr_schedule: str = "plateau"
     classes: Sequence[str] | None = None
     splits: SplitConfig = field(default_factory=SplitConfig)
+    unknown_recall: float | None = 0.95  # calibrate an `unknown` threshold keeping this val recall; None: off
+    ood_dir: str | None = None  # images of no known class: the report gives their rejection rate
+    strategy: str | None = None  # tf.distribute: mirrored | multi-worker
+    overwrite: bool = False  # replace a finished run in the output directory
     show_progress: bool = True
 
     @property
     def seed(self) -> int:
         return self.splits.seed
+
+    def frozen(self) -> bool:
+        if self.freeze_backbone is not None:
+            return self.freeze_backbone
+        pretrained = self.weights not in (None, "", "none", "random")
+        return pretrained or bool(self.init) or self.backbone.startswith(HUB_PREFIX)
+
+    def resume_key(self) -> dict:
+        """Settings an interrupted run must share with the command that resumes it."""
+        keep = ("backbone", "image_size", "weights", "init", "alpha", "classes", "batch_size", "freeze_backbone",
+                "cache_features")
+        data = {k: getattr(self, k) for k in keep}
+        data["classes"] = list(self.classes) if self.classes else None
+        data["head"], data["splits"] = asdict(self.head), asdict(self.splits)
+        return data
 
 
 @dataclass
@@ -55,81 +100,341 @@ class TrainResult:
     epochs_run: int
 
 
-def _save_keras_atomically(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+@dataclass
+class _Split:
+    paths: list[Path]
+    y: np.ndarray  # class indices; (N, 1) float for binary
+
+
+def _scan(data_dir: Path, config: TrainConfig) -> tuple[ScannedDataset, set[Path] | None]:
+    if is_list_dataset(data_dir):
+        return scan_list_dataset(data_dir, config.classes, show_progress=config.show_progress)
+    return scan_folder(data_dir, config.classes, show_progress=config.show_progress), None
+
+
+def _prepare_run(layout: RunLayout, config: TrainConfig) -> dict | None:
+    """The interrupted run's state to resume, or None for a fresh start. Refuses to overwrite finished
+    work unless asked to."""
+    state_path = layout.training / STATE_FILE
+    state = None
+    if state_path.is_file():
+        import json
+
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    if state and not config.overwrite:
+        if state.get("status") == "done":
+            raise UsageError(f"{layout.root}: already holds a trained model; pass --overwrite to replace it, "
+                             f"or choose another --out")
+        if state.get("settings") != _jsonable(config.resume_key()):
+            raise UsageError(f"{layout.root}: holds an interrupted run with other settings; rerun it with the same "
+                             f"flags to resume, or pass --overwrite to start again")
+        return state
+    if not state and (layout.bundle / "edgeship.json").is_file() and not config.overwrite:
+        raise UsageError(f"{layout.root}: already holds a bundle; pass --overwrite to replace it, or choose "
+                         f"another --out")
+    for stale in (layout.training, layout.bundle):
+        if stale.exists():
+            for item in stale.iterdir():
+                if item.name != "cache":  # cached features are keyed: a new run reuses what still matches
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+    return None
+
+
+def _jsonable(data: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(data, default=str))
+
+
+def _save_state(layout: RunLayout, config: TrainConfig, status: str, phases_done: list[str]) -> None:
+    atomic_write_json(layout.training / STATE_FILE, {"status": status, "phases_done": phases_done,
+                                                     "settings": _jsonable(config.resume_key())})
+
+
+def _best_logged(history_csv: Path, key: str = "val_accuracy") -> float | None:
+    if not history_csv.is_file():
+        return None
+    with open(history_csv, newline="") as handle:
+        values = [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
+    return max(values) if values else None
+
+
+def _callbacks(keras, layout: RunLayout, phase: str, config: TrainConfig, epochs: int, floor: float | None):
+    """Backup for resume (first, so a logged epoch is always a backed-up one), best checkpoint (seeded with
+    the best already logged, so a resumed run never overwrites a better checkpoint), CSV log, early
+    stopping and the LR schedule."""
+    history_csv = layout.training / HISTORY[phase]
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(layout.training / "backup" / phase), double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(layout.training / f"best_{phase}.weights.h5"), monitor="val_accuracy",
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=floor),
+        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience),
+    ]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                           patience=max(1, config.patience // 2), verbose=0))
+    elif config.lr_schedule == "cosine":
+        base = config.learning_rate if phase == "phase1" else config.fine_tune_learning_rate
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch: float(base * 0.5 * (1 + np.cos(np.pi * epoch / max(1, epochs))))))
+    return callbacks
+
+
+def _compile(keras, model, learning_rate: float, binary: bool) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def _class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """n / (k * count_c): each class contributes equally to the loss."""
+    indices = y.reshape(-1).astype(int)
+    counts = np.bincount(indices, minlength=n_classes)
+    return {c: float(len(indices) / (n_classes * counts[c])) for c in range(n_classes) if counts[c]}
+
+
+def _fit(keras, model, train_data, val_data, layout, phase, config, epochs, floor, class_weight) -> int:
+    """Fit with resume; load the phase's best weights afterwards. Returns epochs logged for the phase."""
+    best = layout.training / f"best_{phase}.weights.h5"
+    verbose = (1 if sys.stdout.isatty() else 2) if config.show_progress else 0
+    history_csv = layout.training / HISTORY[phase]
+    known = [v for v in (floor, _best_logged(history_csv)) if v is not None]
+    floor = max(known) if known else None
+    model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, class_weight=class_weight,
+              callbacks=_callbacks(keras, layout, phase, config, epochs, floor))
+    if best.is_file():
+        model.load_weights(best)
+    return _logged_epochs(history_csv)
+
+
+def _logged_epochs(history_csv: Path) -> int:
+    if not history_csv.is_file():
+        return 0
+    with open(history_csv, newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
+
+
+def _leaf_layers(model) -> list:
+    leaves = []
+    for layer in model.layers:
+        leaves.extend(_leaf_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer])
+    return leaves
+
+
+def _unfreeze_top(keras, model, n_layers: int) -> int:
+    """Make the backbone's top N layers trainable, BatchNorm excepted (frozen = inference mode in Keras 3,
+    so fine-tuning does not wreck the pretrained statistics). Returns how many weight layers train."""
+    backbone = model.get_layer(BACKBONE_LAYER)
+    backbone.trainable = True
+    leaves = _leaf_layers(backbone)
+    cut = max(0, len(leaves) - n_layers)
+    trained = 0
+    for i, layer in enumerate(leaves):
+        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+        trained += bool(layer.trainable and layer.weights)
+    return trained
+
+
+def _build(keras, config: TrainConfig, info: ModelInfo, size: int):
+    if config.init:
+        from edgeship.export.exporter import load_keras_model
+
+        model = load_keras_model(Path(config.init))
+        units, _ = output_units(len(info.labels))
+        if model.output_shape[-1] != units or tuple(model.input_shape[1:3]) != (size, size):
+            raise BackboneError(f"{config.init}: --init model has input {model.input_shape[1:3]} and "
+                                f"{model.output_shape[-1]} outputs; this run needs {(size, size)} and {units}")
+        return model
+    return build_classifier(config.backbone, len(info.labels), size, config.weights, head=config.head,
+                            alpha=config.alpha)
+
+
+def _train_head_on_features(keras, model, splits, info, layout, config, strategy, class_weight) -> int:
+    """Phase 1 on cached features: a small head model trains on memory-mapped backbone outputs, then its
+    weights move into the full classifier (same layer names)."""
+    extractor = feature_model(model)
+    fingerprint = {"backbone": config.backbone, "size": info.input.height, "weights": str(config.weights),
+                   "alpha": config.alpha, "init": config.init,
+                   "backbone_weights": float(sum(np.asarray(w, dtype=np.float64).sum()
+                                                 for w in model.get_layer(BACKBONE_LAYER).get_weights()))}
+    cache = layout.training / "cache"
+    features = {name: cached_features(extractor, splits[name].paths, info.input, cache, name,
+                                      cache_key(fingerprint, splits[name].paths), config.batch_size,
+                                      config.show_progress) for name in ("train", "val")}
+    units, activation = output_units(len(info.labels))
+    with scope(strategy):
+        inputs = keras.Input((features["train"].shape[1],), name="features")
+        head = keras.Model(inputs, config.head.build(keras, inputs, units, activation), name="head")
+        _compile(keras, head, config.learning_rate, units == 1)
+    epochs = _fit(keras, head, feature_sequence(features["train"], splits["train"].y, config.batch_size, True,
+                                                config.seed),
+                  feature_sequence(features["val"], splits["val"].y, config.batch_size, False),
+                  layout, "phase1", config, config.epochs, None, class_weight)
+    for layer in head.layers[1:]:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    return epochs
+
+
+def _sequences(splits, info, config, augmenter):
+    def make(name, shuffle, augment=None):
+        return make_sequence(splits[name].paths, splits[name].y, info.input, config.batch_size, shuffle,
+                             config.seed, desc=f"load {name} images", show_progress=config.show_progress,
+                             augment=augment)
+
+    return make("train", True, augmenter), make("val", False)
+
+
+def _predict(model, paths, info, config) -> np.ndarray:
+    pixels = load_pixels(paths, info.input, "load images", config.show_progress).astype(np.float32)
+    probs = model.predict(pixels, batch_size=64, verbose=0) if len(pixels) else np.zeros((0, 1))
+    if probs.shape[-1] == 1:  # binary sigmoid -> two columns
+        probs = np.concatenate([1.0 - probs, probs], axis=1)
+    return probs
+
+
+def _ood_paths(ood_dir: str) -> list[Path]:
+    from edgeship.runtime.preprocess import IMAGE_SUFFIXES
+
+    root = Path(ood_dir)
+    if not root.is_dir():
+        raise UsageError(f"--ood-dir {ood_dir}: no such folder")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Train a classifier on a folder of class sub-folders and write the run directory."""
+    """Train a classifier on class folders (or Food-101-style list files) and write the run directory."""
     started = time.time()
-    dataset = scan_folder(data_dir, config.classes, show_progress=config.show_progress)
-    spec = get_backbone(config.backbone)  # fail on a bad name before TensorFlow loads
-    size = config.image_size or spec.default_size
-    input_spec = InputSpec(height=size, width=size)
-    info = ModelInfo(labels=dataset.classes, input=input_spec)
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise UsageError(f"unknown LR schedule {config.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
+    if config.unknown_recall is not None and not 0 < config.unknown_recall <= 1:
+        raise UsageError(f"--unknown-recall must be in (0, 1], got {config.unknown_recall}")
+    spec = get_backbone(config.backbone) if not config.backbone.startswith(HUB_PREFIX) else None
+    size = config.image_size or (spec.default_size if spec else 224)
+    if spec and size < spec.min_size:
+        raise BackboneError(f"{spec.name} needs inputs of at least {spec.min_size} px, got --image-size {size}")
+    data_dir = Path(data_dir)
+    dataset, fixed_test = _scan(data_dir, config)
+    info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size),
+                     task="binary" if len(dataset.classes) == 2 else "multiclass")
 
     layout = RunLayout(Path(out_dir))
+    state = _prepare_run(layout, config)
     layout.bundle.mkdir(parents=True, exist_ok=True)
     layout.training.mkdir(parents=True, exist_ok=True)
-    manifest = make_splits(dataset, config.splits)
-    split_sha = manifest.write(layout.bundle / SPLITS_FILE)
+    if state and (layout.bundle / SPLITS_FILE).is_file():
+        manifest = SplitManifest.read(layout.bundle / SPLITS_FILE)
+        print(f"edgeship: resuming the interrupted run in {layout.root} (done: "
+              f"{', '.join(state.get('phases_done') or []) or 'nothing yet'})", file=sys.stderr)
+    else:
+        manifest = make_splits(dataset, config.splits, fixed_test)
+        manifest.write(layout.bundle / SPLITS_FILE)
+    split_sha = sha256_file(layout.bundle / SPLITS_FILE)
+    phases_done = list(state.get("phases_done", [])) if state else []
+    _save_state(layout, config, "running", phases_done)
+
+    binary = info.task == "binary"
+    splits = {}
+    for name in ("train", "val", "test"):
+        paths, y = manifest.paths_and_indices(name, info.labels)
+        splits[name] = _Split(paths, y.astype(np.float32).reshape(-1, 1) if binary else y)
+    augmenter = Augmenter(config.augment, config.seed) if config.augment.enabled else None
+    if augmenter is not None:
+        preview_augmentation(splits["train"].paths[:4], info.input, config.augment,
+                             layout.training / "augmentation.png", seed=config.seed)
 
     tf, keras = import_keras()
     keras.utils.set_random_seed(config.seed)
-    model = build_classifier(config.backbone, len(dataset.classes), size, config.weights, config.dropout,
-                             alpha=config.alpha)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    strategy = make_strategy(config.strategy)
+    with scope(strategy), captured_output():
+        model = _build(keras, config, info, size)
+    class_weight = _class_weights(splits["train"].y, len(info.labels)) if config.class_weights else None
+    frozen = config.frozen()
+    epochs = {}
 
-    def sequence(split, shuffle):
-        paths, labels = manifest.paths_and_indices(split, info.labels)
-        return make_sequence(paths, labels, input_spec, config.batch_size, shuffle, config.seed,
-                             desc=f"load {split} images", show_progress=config.show_progress)
+    if "phase1" in phases_done:
+        model.load_weights(layout.training / "phase1.weights.h5")
+        epochs["phase1"] = _logged_epochs(layout.training / HISTORY["phase1"])
+    else:
+        if frozen and config.cache_features:
+            epochs["phase1"] = _train_head_on_features(keras, model, splits, info, layout, config, strategy,
+                                                       class_weight)
+        else:
+            model.get_layer(BACKBONE_LAYER).trainable = not frozen
+            with scope(strategy):
+                _compile(keras, model, config.learning_rate, binary)
+            train_seq, val_seq = _sequences(splits, info, config, augmenter)
+            epochs["phase1"] = _fit(keras, model, train_seq, val_seq, layout, "phase1", config, config.epochs, None,
+                                    class_weight)
+        model.save_weights(layout.training / "phase1.weights.h5")
+        phases_done.append("phase1")
+        _save_state(layout, config, "running", phases_done)
 
-    train_seq, val_seq, test_seq = sequence("train", True), sequence("val", False), sequence("test", False)
-    best_path = layout.training / "best.keras"
-    history_csv = layout.training / "history.csv"
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", save_best_only=True),
-        keras.callbacks.CSVLogger(str(history_csv)),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True),
-    ]
-    verbose = (1 if sys.stdout.isatty() else 2) if config.show_progress else 0
-    history = model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, callbacks=callbacks,
-                        verbose=verbose)
-    if best_path.is_file():
-        model = keras.models.load_model(best_path, safe_mode=True)
-    _, test_accuracy = model.evaluate(test_seq, verbose=0)
+    fine_tuned = 0
+    if frozen and config.fine_tune_epochs and "phase2" not in phases_done:
+        floor = _best_logged(layout.training / HISTORY["phase1"])
+        with scope(strategy):
+            fine_tuned = _unfreeze_top(keras, model, config.fine_tune_layers)
+            _compile(keras, model, config.fine_tune_learning_rate, binary)
+        train_seq, val_seq = _sequences(splits, info, config, augmenter)
+        epochs["phase2"] = _fit(keras, model, train_seq, val_seq, layout, "phase2", config, config.fine_tune_epochs,
+                                floor, class_weight)
+        if not (layout.training / "best_phase2.weights.h5").is_file():  # fine-tuning never beat phase 1
+            model.load_weights(layout.training / "phase1.weights.h5")
+        phases_done.append("phase2")
+        _save_state(layout, config, "running", phases_done)
+
+    # Evaluation, threshold, reports and the bundle
+    val_probs = _predict(model, splits["val"].paths, info, config)
+    threshold = unknown_threshold(val_probs, config.unknown_recall) if config.unknown_recall else None
+    info = ModelInfo(info.labels, info.input, info.task, threshold)
+    test_probs = _predict(model, splits["test"].paths, info, config)
+    test_true = splits["test"].y.reshape(-1).astype(int)
+    evaluation = evaluate_test(test_probs, test_true, info.labels, splits["test"].paths, info.input, layout.training)
+    if threshold is not None:
+        evaluation["unknown"] = {"threshold": threshold, "target_val_recall": config.unknown_recall,
+                                 "test_rejection_rate": rejection_rate(test_probs, threshold)}
+        if config.ood_dir:
+            ood = _ood_paths(config.ood_dir)
+            evaluation["unknown"].update(ood_dir=str(config.ood_dir), ood_images=len(ood),
+                                         ood_rejection_rate=rejection_rate(_predict(model, ood, info, config), threshold))
+
     model_path = layout.bundle / MODEL_FILE
-    _save_keras_atomically(model, model_path)
-    plot_history(history_csv, layout.training / "curves.png")
+    tmp = model_path.with_name(f".{model_path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(model_path)
+    for phase in ("phase1", "phase2"):
+        if (layout.training / HISTORY[phase]).is_file():
+            plot_history(layout.training / HISTORY[phase], layout.training / ("curves.png" if phase == "phase1"
+                                                                               else "curves_fine_tune.png"))
     atomic_write_text(layout.bundle / "labels.txt", "\n".join(info.labels) + "\n")
-
-    epochs_run = len(history.history.get("loss", []))
-    bundle = Bundle(
-        info=info,
-        keras_model=MODEL_FILE,
-        split_manifest=SPLITS_FILE,
-        provenance={
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model_sha256": sha256_file(model_path),
-            "dataset": dataset.summary(),
-            "split": {"file": SPLITS_FILE, "sha256": split_sha, "counts": manifest.counts(),
-                      **{k: v for k, v in asdict(config.splits).items()}},
-            "training": {
-                "backbone": config.backbone,
-                "image_size": size,
-                "weights": config.weights or "none",
-                "epochs_requested": config.epochs,
-                "epochs_run": epochs_run,
-                "best_val_accuracy": float(max(history.history.get("val_accuracy", [float("nan")]))),
-                "test_accuracy": float(test_accuracy),
-                "seconds": round(time.time() - started, 1),
-            },
-            "versions": library_versions(),
-        },
-    )
+    test_accuracy = evaluation["accuracy"]
+    epochs_run = sum(epochs.values())
+    training = {
+        "backbone": config.backbone, "image_size": size, "weights": config.weights or "none", "init": config.init,
+        "frozen_backbone": frozen, "cached_features": frozen and config.cache_features,
+        "epochs_requested": config.epochs, "fine_tune_epochs_requested": config.fine_tune_epochs,
+        "epochs_run": epochs_run, "epochs_per_phase": epochs, "fine_tuned_layers": fine_tuned,
+        "augment": config.augment.describe(), "class_weights": class_weight, "strategy": config.strategy or "default",
+        "head": asdict(config.head), "lr_schedule": config.lr_schedule,
+        "best_val_accuracy": max(v for v in (_best_logged(layout.training / h) for h in HISTORY.values())
+                                 if v is not None),
+        "test_accuracy": test_accuracy, "seconds": round(time.time() - started, 1),
+        # A TF-Hub backbone is a TFSMLayer: Keras reloads it only with safe_mode=False (see hub.py)
+        "keras_safe_mode": not config.backbone.startswith(HUB_PREFIX),
+    }
+    bundle = Bundle(info=info, keras_model=MODEL_FILE, split_manifest=SPLITS_FILE, provenance={
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_sha256": sha256_file(model_path),
+        "dataset": {**dataset.summary(), "layout": "list files" if fixed_test is not None else "class folders"},
+        "split": {"file": SPLITS_FILE, "sha256": split_sha, "counts": manifest.counts(), **asdict(config.splits)},
+        "training": training,
+        "versions": library_versions(),
+    })
     bundle.save(layout.bundle)
+    from .training_report import write_training_report
+
+    write_training_report(layout, bundle, evaluation)
+    _save_state(layout, config, "done", phases_done)
     return TrainResult(layout, bundle, float(test_accuracy), epochs_run)

@@ -1,0 +1,112 @@
+"""Grad-CAM (Selvaraju et al. 2017): which part of the image made the model pick a class.
+
+The heat map is the backbone's last spatial feature map weighted by the gradient of the class score
+with respect to it, averaged over space, then ReLU'd and upsampled. Every edgeship classifier keeps that
+map as the output of its `backbone` layer, so this works for every built-in backbone including the small
+CNN; TF-Hub feature vectors have no spatial map and are refused with that reason.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from edgeship.runtime.errors import BackboneError, UsageError
+from edgeship.runtime.fileio import atomic_write_bytes
+from edgeship.runtime.preprocess import prepare_image
+from edgeship.runtime.spec import ModelInfo
+
+from .backbones import backbone_output
+from .tfenv import import_keras
+
+
+@dataclass
+class Explanation:
+    image: Path
+    class_index: int
+    class_name: str
+    probability: float
+    heatmap: np.ndarray  # (H, W) in [0, 1] at the model's input size
+
+    def peak(self) -> tuple[int, int]:
+        """(row, column) of the hottest pixel."""
+        return tuple(int(v) for v in np.unravel_index(np.argmax(self.heatmap), self.heatmap.shape))
+
+
+def _grad_model(model):
+    _, keras = import_keras()
+    try:
+        feature_map = backbone_output(model)
+    except BackboneError as exc:
+        raise UsageError(f"{exc}; Grad-CAM needs a model built by edgeship train") from exc
+    if len(feature_map.shape) != 4:
+        raise UsageError(f"{model.name}: its backbone outputs a feature vector {tuple(feature_map.shape)}, not a "
+                         f"spatial map (a TF-Hub feature-vector model): Grad-CAM has nothing to localize")
+    final = model.get_layer("probabilities")
+    return keras.Model(model.inputs, [feature_map, final.input, model.output]), final
+
+
+def gradcam(model, pixels: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, int, float]:
+    """(heat map (H, W) in [0, 1], class explained, its probability) for one HWC 0-255 image.
+
+    The score differentiated is the class *logit* (before softmax/sigmoid), as in the paper: the
+    probability would mix in the evidence against every other class."""
+    tf, _ = import_keras()
+    grad_model, final = _grad_model(model)
+    kernel, bias = final.kernel, final.bias
+    x = tf.constant(pixels[None].astype(np.float32))
+    with tf.GradientTape() as tape:
+        feature_map, head_input, outputs = grad_model(x, training=False)
+        logits = tf.matmul(head_input, kernel) + bias
+        if outputs.shape[-1] == 1:  # binary sigmoid: class 1 has logit z, class 0 has -z
+            probs = tf.concat([1.0 - outputs, outputs], axis=-1)
+            logits = tf.concat([-logits, logits], axis=-1)
+        else:
+            probs = outputs
+        index = int(tf.argmax(probs[0])) if class_index is None else class_index
+        score = logits[:, index]
+    grads = tape.gradient(score, feature_map)[0]
+    weights = tf.reduce_mean(grads, axis=(0, 1))
+    cam = tf.nn.relu(tf.reduce_sum(feature_map[0] * weights, axis=-1)).numpy()
+    cam = cam / cam.max() if cam.max() > 0 else cam
+    height, width = pixels.shape[:2]
+    resized = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR))
+    return resized.astype(np.float32) / 255.0, index, float(probs[0, index])
+
+
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The image with the heat map blended on top (matplotlib's 'jet' colours)."""
+    from matplotlib import colormaps
+
+    colours = colormaps["jet"](heatmap)[..., :3] * 255.0
+    return np.clip((1 - alpha) * pixels.astype(np.float32) + alpha * colours, 0, 255).astype(np.uint8)
+
+
+def explain(model, info: ModelInfo, images: Sequence[str | Path], out_dir: str | Path,
+            class_name: str | None = None, upscale: int = 224) -> list[tuple[Explanation, Path]]:
+    """Write IMAGE_gradcam.png (image | overlay, scaled up for viewing) for each image into OUT_DIR."""
+    if class_name is not None and class_name not in info.labels:
+        raise UsageError(f"--class {class_name!r} is not a label of this model ({', '.join(info.labels)})")
+    target = None if class_name is None else info.labels.index(class_name)
+    out_dir = Path(out_dir)
+    results = []
+    for image in images:
+        pixels = prepare_image(image, info.input)
+        heatmap, index, probability = gradcam(model, pixels, target)
+        explanation = Explanation(Path(image), index, info.labels[index], probability, heatmap)
+        side = np.concatenate([pixels, overlay(pixels, heatmap)], axis=1)
+        scale = max(1, upscale // pixels.shape[0])
+        picture = Image.fromarray(side).resize((side.shape[1] * scale, side.shape[0] * scale), Image.NEAREST)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        slug = re.sub(r"[^\w.-]+", "_", info.labels[index])
+        target_path = out_dir / f"{Path(image).stem}_gradcam_{slug}.png"
+        atomic_write_bytes(target_path, buffer.getvalue())
+        results.append((explanation, target_path))
+    return results
