@@ -111,7 +111,10 @@ class TFLiteSession:
 
     def _invoke(self, tensor: np.ndarray) -> np.ndarray:
         self._interpreter.set_tensor(self._in_index, tensor)
-        self._interpreter.invoke()
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:  # e.g. "Input tensor 19 lacks data": a broken file shows only when run
+            raise ModelLoadError(f"{self.path}: TFLite interpreter cannot run it ({_first_line(exc)})") from exc
         out = self._interpreter.get_tensor(self._out_index)
         if self._out_quantized:
             return (out.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)

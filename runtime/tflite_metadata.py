@@ -71,5 +71,5 @@ def read_tflite_metadata(data: bytes, source: str = "model") -> dict[str, bytes]
         return entries
     except ModelLoadError:
         raise
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:  # flatbuffers: TypeError
         raise ModelLoadError(f"{source}: corrupt TFLite FlatBuffer ({exc})") from exc

@@ -473,3 +473,40 @@ def test_unknown_strategy_is_a_usage_error():
 
     with pytest.raises(UsageError, match="choose from default, mirrored, multi-worker"):
         make_strategy("horovod")
+
+
+# --- binary tasks and --init ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_classes_train_one_sigmoid_output_that_exports_and_runs(small_digits, tmp_path):
+    from edgeship.export import export_run
+    from edgeship.export.exporter import load_keras_model
+
+    run = tmp_path / "run"
+    train(small_digits, run, TrainConfig(backbone="small_cnn", epochs=5, classes=["zero", "one"], unknown_recall=None,
+                                         **QUICK))
+    bundle = Bundle.load(run / "bundle")
+    assert bundle.info.task == "binary" and load_keras_model(run / "bundle" / "model.keras").output_shape == (None, 1)
+    report = export_run(run, ["tflite", "onnx"], show_progress=False).report
+    for row in report["artifacts"]:
+        assert row["status"] == "ok" and row["agreement"] == 1.0, row
+    classifier = Classifier.load(run / "bundle" / "model_float32.tflite")
+    probs = classifier.predict_proba(classifier.prepare(sorted((small_digits / "one").glob("*.png"))[:5]))
+    assert probs.shape == (5, 2) and np.allclose(probs.sum(axis=1), 1.0) and probs[:, 1].mean() > 0.5
+
+
+def test_init_continues_from_a_model_and_checks_its_shape(trained_run, small_digits, tmp_path):
+    from edgeship.export.exporter import load_keras_model
+    from edgeship.runtime.spec import InputSpec, ModelInfo
+    from edgeship.train.tfenv import import_keras
+    from edgeship.train.trainer import _build
+
+    _, keras = import_keras()
+    source = trained_run / "bundle" / "model.keras"
+    info = Bundle.load(trained_run / "bundle").info
+    model = _build(keras, TrainConfig(init=str(source)), info, 32)
+    for a, b in zip(model.get_weights(), load_keras_model(source).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    three = ModelInfo(("a", "b", "c"), InputSpec(32, 32))
+    with pytest.raises(BackboneError, match="--init model has input .* and 4 outputs; this run needs .* and 3"):
+        _build(keras, TrainConfig(init=str(source)), three, 32)
