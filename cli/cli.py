@@ -57,7 +57,7 @@ def _preview_augmentation(args, config) -> int:
     from edgeship.train.trainer import _scan
 
     dataset, _ = _scan(Path(args.data), config)
-    size = config.image_size or get_backbone(config.backbone).default_size
+    size = get_backbone(config.backbone).input_size(config.image_size)
     first = {}
     for sample in dataset.samples:
         first.setdefault(sample.label, sample.path)
@@ -68,20 +68,16 @@ def _preview_augmentation(args, config) -> int:
 
 
 def cmd_explain(args) -> int:
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.export.tf_models import keras_safe_mode, load_keras_model
     from edgeship.runtime.layout import RunLayout
     from edgeship.runtime.spec import Bundle
     from edgeship.train.gradcam import explain
 
     target = Path(args.model)
-    if target.suffix == ".keras":
-        bundle_dir = target.parent
-        model_path = target
-    else:
-        bundle_dir = RunLayout.find(target).bundle
-        model_path = bundle_dir / (Bundle.load(bundle_dir).keras_model or "model.keras")
+    bundle_dir = target.parent if target.suffix == ".keras" else RunLayout.find(target).bundle
     bundle = Bundle.load(bundle_dir)
-    model = load_keras_model(model_path, safe_mode=bundle.provenance.get("training", {}).get("keras_safe_mode", True))
+    model_path = target if target.suffix == ".keras" else bundle_dir / (bundle.keras_model or "model.keras")
+    model = load_keras_model(model_path, keras_safe_mode(bundle))
     out = Path(args.out) if args.out else bundle_dir.parent / "explain"
     for explanation, path in explain(model, bundle.info, args.images, out, args.class_name):
         print(f"{explanation.image}: {explanation.class_name} ({explanation.probability:.2%}) -> {path}")

@@ -15,21 +15,21 @@ import numpy as np
 
 from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.environment import fingerprint, library_versions
-from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
+from edgeship.runtime.errors import DatasetError, UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, tree_digest
 from edgeship.runtime.layout import RunLayout
 from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import Bundle, ModelInfo
 from edgeship.train.loader import load_pixels
 from edgeship.train.splits import SplitManifest, portable_path
-from edgeship.train.tfenv import captured_output, import_keras
+from edgeship.train.tfenv import captured_output
 
 from .diagnosis import collapsed, diagnose
 from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions, describe_flipped
 from .report import write_report
-from .tf_models import RUNNERS
+from .tf_models import RUNNERS, keras_safe_mode, load_keras_model  # load_keras_model: re-exported
 
 DEFAULT_CALIB_SIZE = 300
 RECOMMENDED_MIN_CALIB = 100
@@ -66,19 +66,6 @@ class ExportResult:
     report: dict
     report_md: Path
     failed: list[str]
-
-
-def load_keras_model(path: Path, safe_mode: bool = True):
-    """Load with Keras' safe_mode; only a bundle whose own training used a TF-Hub backbone (a TFSMLayer,
-    which Keras refuses in safe mode) is loaded without it."""
-    _, keras = import_keras()
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such Keras model; run `edgeship train` first")
-    try:
-        with captured_output():
-            return keras.models.load_model(path, safe_mode=safe_mode, compile=False)
-    except Exception as exc:  # zip, h5 and deserialization errors all mean "not a usable .keras file"
-        raise ModelLoadError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from exc
 
 
 def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> dict:
@@ -165,8 +152,7 @@ def _open_run(run: str | Path):
     """(layout, bundle, Keras model, split manifest) of a run directory."""
     layout = RunLayout.find(run)
     bundle = Bundle.load(layout.bundle)
-    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"),
-                             safe_mode=bundle.provenance.get("training", {}).get("keras_safe_mode", True))
+    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"), keras_safe_mode(bundle))
     manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
     return layout, bundle, model, manifest
 
@@ -204,8 +190,7 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         row["path"] = f"{layout.bundle.name}/{record['file']}"
         if record.get("status") == "ok":
             try:
-                classifier = _load_artifact(layout.bundle, record,
-                                            bundle.provenance.get("training", {}).get("keras_safe_mode", True))
+                classifier = _load_artifact(layout.bundle, record, keras_safe_mode(bundle))
                 probs = classifier.predict_proba(pixels)
                 row.update(compare_predictions(reference, probs, labels, bundle.info.labels))
                 row["flipped"] = describe_flipped(row["flipped"], [portable_path(p, layout.root) for p in paths],

@@ -19,6 +19,24 @@ from edgeship.runtime.errors import ModelLoadError
 from edgeship.train.tfenv import captured_output, import_keras
 
 
+def keras_safe_mode(bundle) -> bool:
+    """False only for a bundle whose training used a TF-Hub backbone (a TFSMLayer, refused in safe mode)."""
+    return bundle.provenance.get("training", {}).get("keras_safe_mode", True)
+
+
+def load_keras_model(path: Path, safe_mode: bool = True):
+    """Load with Keras' safe_mode unless the bundle says otherwise (see keras_safe_mode); a broken or
+    non-Keras file is one ModelLoadError line."""
+    _, keras = import_keras()
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such Keras model; run `edgeship train` first")
+    try:
+        with captured_output():
+            return keras.models.load_model(path, safe_mode=safe_mode, compile=False)
+    except Exception as exc:  # zip, h5 and deserialization errors all mean "not a usable .keras file"
+        raise ModelLoadError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from exc
+
+
 def keras_file(job) -> bytes:
     """The bundle's `.keras` model as trained (already loaded once with safe_mode by the export)."""
     return Path(job.keras_path).read_bytes()
@@ -58,8 +76,7 @@ class TensorFlowRunner:
     @classmethod
     def load_keras(cls, path: Path, safe_mode: bool = True) -> "TensorFlowRunner":
         _, keras = import_keras()
-        with captured_output():
-            model = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
+        model = load_keras_model(path, safe_mode)
         return cls(lambda x: model(x, training=False), f"keras {keras.__version__}")
 
     @classmethod

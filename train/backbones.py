@@ -32,6 +32,13 @@ class BackboneSpec:
     options: dict = field(default_factory=dict)
     min_size: int = 32
 
+    def input_size(self, image_size: int | None) -> int:
+        """The square input size to use: IMAGE_SIZE or the default, refused below the minimum."""
+        size = image_size or self.default_size
+        if size < self.min_size:
+            raise BackboneError(f"{self.name} needs inputs of at least {self.min_size} px, got --image-size {size}")
+        return size
+
 
 BACKBONES: dict[str, BackboneSpec] = {}
 
@@ -191,9 +198,7 @@ def output_units(num_classes: int) -> tuple[int, str]:
 def build_backbone(backbone: str, image_size: int | None = None, weights: str | None = None, **options):
     """The backbone alone: 0-255 RGB in, a spatial feature map (or a feature vector for hub models) out."""
     spec = get_backbone(backbone)
-    size = image_size or spec.default_size
-    if size < spec.min_size:
-        raise BackboneError(f"{spec.name} needs inputs of at least {spec.min_size} px, got --image-size {size}")
+    size = spec.input_size(image_size)
     kwargs = {k: options[k] for k in spec.options if options.get(k) is not None}
     return spec.build((size, size, 3), _resolve_weights(weights), **kwargs)
 

@@ -87,7 +87,7 @@ def scan_list_dataset(root: str | Path, classes: Sequence[str] | None = None, ma
             if list_name == "test.txt":
                 test.add(path)
     _fail("point outside the dataset root", outside)
-    _fail(f"are not 'class/image_id'", malformed)
+    _fail("are not 'class/image_id'", malformed)
     _fail(f"name images missing under {images}", missing)
     dataset = check_images(root, tuple(chosen), candidates, show_progress=show_progress)
     return dataset, {s.path for s in dataset.samples if s.path in test}

@@ -9,6 +9,7 @@ layers at a low learning rate with BatchNorm kept in inference mode. A from-scra
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgeship.runtime.classifier import class_probabilities
 from edgeship.runtime.environment import library_versions
 from edgeship.runtime.errors import BackboneError, UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256_file
@@ -118,8 +120,6 @@ def _prepare_run(layout: RunLayout, config: TrainConfig) -> dict | None:
     state_path = layout.training / STATE_FILE
     state = None
     if state_path.is_file():
-        import json
-
         state = json.loads(state_path.read_text(encoding="utf-8"))
     if state and not config.overwrite:
         if state.get("status") == "done":
@@ -141,8 +141,6 @@ def _prepare_run(layout: RunLayout, config: TrainConfig) -> dict | None:
 
 
 def _jsonable(data: dict) -> dict:
-    import json
-
     return json.loads(json.dumps(data, default=str))
 
 
@@ -288,10 +286,9 @@ def _sequences(splits, info, config, augmenter):
 
 def _predict(model, paths, info, config) -> np.ndarray:
     pixels = load_pixels(paths, info.input, "load images", config.show_progress).astype(np.float32)
-    probs = model.predict(pixels, batch_size=64, verbose=0) if len(pixels) else np.zeros((0, 1))
-    if probs.shape[-1] == 1:  # binary sigmoid -> two columns
-        probs = np.concatenate([1.0 - probs, probs], axis=1)
-    return probs
+    if not len(pixels):
+        return np.zeros((0, len(info.labels)), dtype=np.float32)
+    return class_probabilities(model.predict(pixels, batch_size=64, verbose=0))
 
 
 def _ood_paths(ood_dir: str) -> list[Path]:
@@ -310,10 +307,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
         raise UsageError(f"unknown LR schedule {config.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
     if config.unknown_recall is not None and not 0 < config.unknown_recall <= 1:
         raise UsageError(f"--unknown-recall must be in (0, 1], got {config.unknown_recall}")
-    spec = get_backbone(config.backbone) if not config.backbone.startswith(HUB_PREFIX) else None
-    size = config.image_size or (spec.default_size if spec else 224)
-    if spec and size < spec.min_size:
-        raise BackboneError(f"{spec.name} needs inputs of at least {spec.min_size} px, got --image-size {size}")
+    size = get_backbone(config.backbone).input_size(config.image_size)  # fails before any scanning (hub: no network yet)
     data_dir = Path(data_dir)
     dataset, fixed_test = _scan(data_dir, config)
     info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size),
