@@ -42,6 +42,9 @@ def artifacts_of(target: Path, bundle_records: list[dict] | None = None) -> list
     if not (target / MANIFEST_NAME).is_file():
         raise UsageError(f"{target}: not a model file or an edgeship bundle/run directory")
     bundle = Bundle.load(target)
+    for record in bundle_records or bundle.artifacts:  # never time a file the bundle does not describe
+        if record.get("status", "ok") == "ok":
+            bundle.verify_artifact(target, record)
     found = [Artifact(r["name"], target / r["file"], r.get("backend") or backend_for(target / r["file"]).name,
                       r.get("precision"), r.get("size_bytes"))
              for r in (bundle_records or bundle.artifacts) if r.get("status", "ok") == "ok"]

@@ -3,7 +3,9 @@ speed, the Pareto front, the baseline comparison, and bench.{json,csv,md,png}.""
 
 from __future__ import annotations
 
+import logging
 import sys
+from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,7 +15,7 @@ from typing import Sequence
 from edgeship.export.report import load_report, write_report
 from edgeship.runtime.environment import fingerprint
 from edgeship.runtime.errors import EdgeshipError, UsageError
-from edgeship.runtime.layout import RunLayout
+from edgeship.runtime.layout import RunLayout, run_lock
 from edgeship.runtime.spec import MANIFEST_NAME
 
 from . import results
@@ -21,6 +23,7 @@ from .agent import run_cases
 from .matrix import artifacts_of, build_cases
 from .remote import SSHOptions, SSHTarget, bench_on_target
 
+logger = logging.getLogger("edgeship")
 REPORT_FIELDS = ("latency_ms", "throughput_ips", "load_ms", "first_inference_ms", "runs", "batch", "threads",
                  "runtime", "peak_rss_mb")
 
@@ -42,6 +45,7 @@ class BenchOutcome:
     markdown: Path | None
     regressions: list[dict] = field(default_factory=list)
     interrupted: bool = False
+    write_error: str | None = None  # the outputs could not be written (the result is still here)
 
     @property
     def failed(self) -> list[str]:
@@ -69,6 +73,14 @@ def _resolve(target: str | Path) -> _Model:
             return _Model(path.name, path, None, None, None)
         raise UsageError(f"{target}: not a model file, bundle directory or run directory") from None
     report, report_path = (load_report(layout.report_json) if layout.report_json.is_file() else (None, None))
+    if report is not None:
+        from edgeship.export.integrity import report_problems
+
+        problems = report_problems(report, layout)
+        if problems:  # its accuracy figures describe other files: show none rather than wrong ones
+            logger.warning(f"{report_path}: stale ({problems[0]}); accuracy is left out and the report is not "
+                           f"updated; re-run `edgeship export {layout.root}`")
+            return _Model(layout.root.name, layout.bundle, None, None, report_path)
     return _Model(layout.root.name, layout.bundle, None, report, report_path)
 
 
@@ -91,27 +103,57 @@ def _progress(total: int, enabled: bool):
     return bar if hasattr(bar, "update") else None
 
 
-def _update_reports(models: list[_Model], rows: list[dict], settings: BenchSettings) -> None:
-    """Keep each run's report.json carrying batch-1 latency per artifact (local, first thread setting)."""
+def _update_reports(models: list[_Model], rows: list[dict], settings: BenchSettings, out_dir: Path | None) -> None:
+    """Write batch-1 latency into a run's report.json, only when this bench is *of that run, into that run*
+    (its output folder is the run), measured locally, and the report still describes the files. Each
+    figure carries the settings, target, time and artifact sha256 that produced it."""
+    from edgeship.export.integrity import report_problems
+
+    measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    environment = fingerprint()
     for model in models:
-        if model.report is None:
+        if model.report is None or model.report_path is None or out_dir is None or Path(out_dir).resolve() != model.report_path.parent.resolve():
+            continue
+        layout = RunLayout(model.report_path.parent)
+        problems = report_problems(model.report, layout)
+        if problems:
+            logger.warning(f"{model.report_path}: not updated with latency, it no longer describes the files "
+                           f"({problems[0]}); re-run `edgeship export`")
             continue
         chosen = {r["name"]: r for r in rows if r["target"] == "local" and r.get("model") == model.label
                   and r["batch"] == 1 and r["threads"] == settings.threads[0] and r["status"] == "ok"
                   and r.get("provider") in (None, "cpu")}
+        if not chosen:
+            continue
         for artifact in model.report["artifacts"]:
-            if artifact["name"] in chosen:
-                artifact.update({k: chosen[artifact["name"]].get(k) for k in REPORT_FIELDS})
-        model.report["bench"] = {"runs": settings.runs, "warmup": settings.warmup, "min_seconds": settings.min_seconds,
-                                 "threads": settings.threads[0], "batch": 1}
-        model.report["environment"] = fingerprint()
+            row = chosen.get(artifact["name"])
+            if row is None:
+                continue
+            artifact.update({k: row.get(k) for k in REPORT_FIELDS})
+            artifact["latency_settings"] = {"runs": row.get("runs", settings.runs), "warmup": settings.warmup,
+                                            "min_seconds": settings.min_seconds, "threads": settings.threads[0],
+                                            "batch": 1, "target": "local", "measured_at": measured_at,
+                                            "sha256": artifact.get("sha256"), "cpu": environment.get("cpu")}
+        model.report.pop("bench", None)  # one global settings block could not describe mixed measurements
         write_report(model.report, model.report_path)
 
 
 def run_bench(models: Sequence[str | Path], settings: BenchSettings = BenchSettings(),
               targets: Sequence[str] = (), ssh: SSHOptions = SSHOptions(), compare: str | Path | None = None,
               max_slowdown: float = 0.10, out_dir: str | Path | None = None, local: bool = True) -> BenchOutcome:
+    """Bench every model here and on TARGETS. Outputs go to OUT_DIR (default: the one run's directory); a
+    bench whose output is a run holds that run's lock, so no export changes the files under it."""
     resolved = [_resolve(m) for m in models]
+    if out_dir is None and len(resolved) == 1 and resolved[0].report_path is not None:
+        out_dir = resolved[0].report_path.parent
+    owner = next((m for m in resolved if m.report_path is not None and out_dir is not None
+                  and Path(out_dir).resolve() == m.report_path.parent.resolve()), None)
+    with run_lock(owner.report_path.parent, "bench") if owner else nullcontext():
+        return _bench(resolved, settings, targets, ssh, compare, max_slowdown, out_dir, local)
+
+
+def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compare, max_slowdown, out_dir,
+           local) -> BenchOutcome:
     parsed_targets = [SSHTarget.parse(t) for t in targets]
     baseline = results.load_baseline(compare) if compare else None
     local_cases = _cases_for(resolved, settings, remote=False) if local else []
@@ -154,11 +196,28 @@ def run_bench(models: Sequence[str | Path], settings: BenchSettings = BenchSetti
                            "baseline": str(compare) if compare else None},
               "models": [m.label for m in resolved], "targets": target_records, "rows": rows,
               "interrupted": interrupted}
-    if out_dir is None and len(resolved) == 1 and resolved[0].report_path is not None:
-        out_dir = resolved[0].report_path.parent
-    markdown = results.write_outputs(result, out_dir) if out_dir is not None else None
-    _update_reports(resolved, rows, settings)
-    return BenchOutcome(result, markdown, regressions, interrupted)
+    outcome = BenchOutcome(result, None, regressions, interrupted)
+    if out_dir is not None:
+        try:
+            outcome.markdown = results.write_outputs(result, out_dir)
+            _update_reports(resolved, rows, settings, Path(out_dir))
+        except OSError as exc:  # a full or read-only disk: keep the measurements somewhere, say where
+            outcome.write_error = _keep_elsewhere(result, exc)
+    return outcome
+
+
+def _keep_elsewhere(result: dict, exc: OSError) -> str:
+    import tempfile
+
+    from edgeship.runtime.errors import disk_failure
+    from edgeship.runtime.fileio import atomic_write_json
+
+    reason = disk_failure(exc) or f"cannot write {exc.filename}: {exc.strerror or exc}"
+    try:
+        kept = atomic_write_json(Path(tempfile.mkdtemp(prefix="edgeship-bench-")) / "bench.json", result)
+    except OSError:
+        return f"{reason}; the measurements are only in the table above"
+    return f"{reason}; the measurements were kept in {kept}"
 
 
 def bench_run(run: str | Path, runs: int = 100, warmup: int = 10, min_seconds: float = 0.0,

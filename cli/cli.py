@@ -16,6 +16,16 @@ def _csv_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _class_list(text: str) -> list[str]:
+    names = _csv_list(text)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"lists {', '.join(twice)} more than once; name each class once")
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"a classifier needs at least two classes, got {text!r}")
+    return names
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -24,6 +34,27 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False, what="a number"):
+    """An argparse type: KIND (int/float) within [low, high] (open ends where asked), checked at parse time."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or (low is not None and (value < low or (low_open and value == low))) or (
+                high is not None and (value > high or (high_open and value == high))):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
+
+
+_fraction = _number(float, 0.0, 1.0, what="a fraction in [0, 1]")
+_positive_float = _number(float, 0.0, low_open=True, what="a number > 0")
+_non_negative_float = _number(float, 0.0, what="a number >= 0")
+_non_negative_int = _number(int, 0, what="an integer >= 0")
+_dropout = _number(float, 0.0, 1.0, high_open=True, what="a dropout rate in [0, 1)")
 
 
 def cmd_train(args) -> int:
@@ -98,16 +129,19 @@ def cmd_export(args) -> int:
 
 
 def cmd_gate(args) -> int:
-    from edgeship.export.gate import GateThresholds, evaluate_gate, load_gate_config, write_junit
-    from edgeship.export.report import load_report
+    from edgeship.export.gate import evaluate_gate, resolve_thresholds, write_junit
+    from edgeship.export.integrity import load_verified_report
 
     pair = (args.reference, args.candidate, args.data)
     if any(pair) and not all(pair):
         raise UsageError("--reference, --candidate and --data go together")
     if all(pair) == bool(args.report):
         raise UsageError("give either a REPORT (or run directory), or --reference A --candidate B --data DIR")
+    thresholds = resolve_thresholds(args.config, max_drop_pp=args.max_drop, min_agreement=args.min_agreement,
+                                    max_class_drop_pp=args.max_class_drop, max_prob_diff=args.max_prob_diff,
+                                    min_accuracy=args.min_accuracy)
     if args.report:
-        report, _ = load_report(args.report)
+        report, _ = load_verified_report(args.report)
     else:
         from edgeship.export.compare import compare_models
 
@@ -117,11 +151,7 @@ def cmd_gate(args) -> int:
               f"{row['accuracy']:.2%} vs {report['reference']['accuracy']:.2%} (Δ {row['accuracy_delta_pp']:+.2f} pp, "
               f"95 % CI [{row['accuracy_delta_ci95_pp'][0]:+.2f}, {row['accuracy_delta_ci95_pp'][1]:+.2f}]), "
               f"agreement {row['agreement']:.2%}, McNemar p {row['mcnemar_p']:.3g}")
-    settings = load_gate_config(args.config)
-    flags = {"max_drop_pp": args.max_drop, "min_agreement": args.min_agreement,
-             "max_class_drop_pp": args.max_class_drop, "max_prob_diff": args.max_prob_diff}
-    settings.update({k: v for k, v in flags.items() if v is not None})  # flags win over pyproject.toml
-    verdicts = evaluate_gate(report, GateThresholds(**settings))
+    verdicts = evaluate_gate(report, thresholds)
     if args.junit:
         write_junit(verdicts, args.junit)
     for verdict in verdicts:
@@ -157,6 +187,9 @@ def cmd_bench(args) -> int:
     print(text_table(results.TABLE_HEADERS, results.table_rows(outcome.result["rows"])))
     if outcome.markdown:
         print(f"bench: {outcome.markdown}")
+    if outcome.write_error:
+        print(f"edgeship: error: {outcome.write_error}", file=sys.stderr)
+        return 2
     if args.json:
         from edgeship.runtime.fileio import atomic_write_json
 
@@ -218,17 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_positive_int, help="square input size in px (default: the backbone's)")
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     p.add_argument("--weights", default="none", help="none, imagenet (needs internet) or a local weights file")
-    p.add_argument("--alpha", type=float, help="width multiplier for MobileNet backbones")
-    p.add_argument("--classes", type=_csv_list, help="comma-separated class folders to use, in label order")
+    p.add_argument("--alpha", type=_positive_float, help="width multiplier for MobileNet backbones")
+    p.add_argument("--classes", type=_class_list, help="comma-separated class folders to use, in label order")
     p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs")
-    p.add_argument("--seed", type=int, default=0, help="seed for splits, augmentation and weight init")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for splits, augmentation and weight init")
     p.add_argument("--init", help="a .keras model to continue training from")
-    p.add_argument("--fine-tune-epochs", type=int, default=0,
+    p.add_argument("--fine-tune-epochs", type=_non_negative_int, default=0,
                    help="phase 2: epochs with the top backbone layers unfrozen (frozen-backbone runs)")
-    p.add_argument("--fine-tune-layers", type=int, default=20, help="backbone layers phase 2 unfreezes (default 20)")
-    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    p.add_argument("--fine-tune-layers", type=_non_negative_int, default=20, help="backbone layers phase 2 unfreezes (default 20)")
+    p.add_argument("--fine-tune-learning-rate", type=_positive_float, default=1e-5)
     freeze = p.add_mutually_exclusive_group()
     freeze.add_argument("--freeze-backbone", dest="freeze_backbone", action="store_true", default=None,
                         help="phase 1 trains the head only (default when the backbone is pretrained)")
@@ -236,16 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train the whole model from the start")
     p.add_argument("--no-cache", action="store_true",
                    help="phase 1 runs the frozen backbone every epoch instead of on cached features")
-    p.add_argument("--dropout", type=float, default=0.2, help="head dropout (default 0.2)")
-    p.add_argument("--l2", type=float, default=0.0, help="head L2 weight decay")
-    p.add_argument("--hidden", type=int, default=0, help="units of a hidden Dense layer in the head (default none)")
+    p.add_argument("--dropout", type=_dropout, default=0.2, help="head dropout (default 0.2)")
+    p.add_argument("--l2", type=_non_negative_float, default=0.0, help="head L2 weight decay")
+    p.add_argument("--hidden", type=_non_negative_int, default=0, help="units of a hidden Dense layer in the head (default none)")
     p.add_argument("--augment", default="none",
                    help="training-split augmentation: none, standard, or e.g. flip,rotation=0.1,zoom=0.2,contrast=0.1")
     p.add_argument("--preview-augmentation", metavar="PNG", help="write an augmentation preview grid and exit")
     p.add_argument("--max-per-class", type=_positive_int, help="use at most N images per class (seeded subset)")
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
     p.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine", "constant"])
-    p.add_argument("--unknown-recall", type=float, default=0.95,
+    p.add_argument("--unknown-recall", type=_fraction, default=0.95,
                    help="calibrate an 'unknown' threshold keeping this validation recall (0: no threshold)")
     p.add_argument("--ood-dir", help="images of no known class: the report gives the share rejected as unknown")
     p.add_argument("--strategy", choices=["mirrored", "multi-worker"], help="tf.distribute strategy")
@@ -272,20 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="with --candidate and --data: compare two models (.tflite/.onnx/.keras/bundle)")
     p.add_argument("--candidate", help="the model that must match the reference")
     p.add_argument("--data", help="folder with one sub-folder of images per class")
-    p.add_argument("--max-drop", type=float, metavar="PP", help="allowed accuracy drop in percentage points (default 1.0)")
-    p.add_argument("--min-agreement", type=float, metavar="FRAC", help="minimum top-1 agreement with Keras (default 0.98)")
-    p.add_argument("--max-class-drop", type=float, metavar="PP", help="allowed accuracy drop of any single class")
-    p.add_argument("--max-prob-diff", type=float, metavar="P", help="allowed max |p_keras - p_artifact|")
-    p.add_argument("--config", default="pyproject.toml",
-                   help="read defaults from [tool.edgeship.gate] of this file (default ./pyproject.toml)")
+    p.add_argument("--max-drop", type=_number(float, what="a number of percentage points"), metavar="PP", help="allowed accuracy drop in percentage points (default 1.0)")
+    p.add_argument("--min-agreement", type=_fraction, metavar="FRAC", help="minimum top-1 agreement with Keras (default 0.98)")
+    p.add_argument("--max-class-drop", type=_number(float, what="a number of percentage points"), metavar="PP", help="allowed accuracy drop of any single class")
+    p.add_argument("--max-prob-diff", type=_fraction, metavar="P", help="allowed max |p_keras - p_artifact|")
+    p.add_argument("--min-accuracy", type=_fraction, metavar="FRAC",
+                   help="absolute floor on test accuracy for Keras and every artifact, e.g. 0.9")
+    p.add_argument("--config", default=None,
+                   help="read defaults from [tool.edgeship.gate] of this file (default ./pyproject.toml if present; "
+                        "a --config that cannot be read is an error)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per artifact")
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("bench", help="latency, throughput and memory per artifact, here and on SSH targets")
     p.add_argument("models", nargs="+", help="run directories, bundle directories or model files")
     p.add_argument("--runs", type=_positive_int, default=100, help="timed runs per row (default 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    p.add_argument("--min-seconds", type=float, default=0.0, help="keep timing until this many seconds passed too")
+    p.add_argument("--warmup", type=_non_negative_int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--min-seconds", type=_non_negative_float, default=0.0, help="keep timing until this many seconds passed too")
     p.add_argument("--threads", type=_int_list, help="comma-separated thread counts, e.g. 1,2,4 (default: backend's)")
     p.add_argument("--batch", type=_int_list, help="comma-separated batch sizes (default 1)")
     p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt], keras[-gpu] or tensorflow[-gpu]")
@@ -329,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     try:
         return args.func(args)
     except EdgeshipError as exc:
@@ -337,6 +374,29 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("edgeship: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full or read-only disk is the user's to fix: one line, not a traceback
+        from edgeship.runtime.errors import disk_failure
+
+        reason = disk_failure(exc)
+        if reason is None:
+            raise
+        where = getattr(exc, "filename", None)
+        print(f"edgeship: error: {reason}" + (f" ({where})" if where and str(where) not in reason else "")
+              + "; free space or choose a writable --out (earlier results were left as they were)", file=sys.stderr)
+        return 2
+
+
+def _log_to_stderr() -> None:
+    """The library logs to 'edgeship'; the CLI shows its warnings as `edgeship: warning: ...` lines."""
+    import logging
+
+    logger = logging.getLogger("edgeship")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("edgeship: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
 
 
 __all__ = ["main", "build_parser", "UsageError"]

@@ -17,6 +17,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     from edgeship.export.gate import GateThresholds, evaluate_gate
     from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
     from edgeship.runtime.classifier import Classifier
+    from edgeship.runtime.layout import RunLayout
     from edgeship.train import SplitConfig, TrainConfig, train, write_digits_dataset
     from edgeship.train.splits import SplitManifest
 
@@ -25,6 +26,8 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     data = Path(data) if data else out / "data"
 
     _step(1, f"dataset: scikit-learn's handwritten digits as PNG class folders in {data}")
+    if out in data.parents:
+        RunLayout(out).claim()  # the data lives inside the run: claim the folder before writing it
     write_digits_dataset(data, size=32)
 
     _step(2, "train: small CNN, 32 px, best checkpoint by validation accuracy")

@@ -19,7 +19,10 @@ def expand_inputs(items) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise UsageError(f"{item}: no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) in this folder")
+            found += images
         elif any(ch in item for ch in "*?[") and not path.exists():
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:

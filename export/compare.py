@@ -14,7 +14,7 @@ from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
 
-from .parity import accuracy, compare_predictions, describe_flipped
+from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
 
 
 class _KerasSide:
@@ -73,5 +73,6 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
     row = {"name": Path(candidate).name, "format": Path(candidate).suffix.lstrip(".") or "bundle", "status": "ok",
            "path": str(candidate), **compare_predictions(ref_probs, cand_probs, labels, ref.info.labels)}
     row["flipped"] = describe_flipped(row["flipped"], paths, labels, cand_probs, ref.info.labels)
-    return {"reference": {"path": str(reference), "accuracy": accuracy(ref_probs, labels), "n_test": len(paths)},
+    return {"reference": {"path": str(reference), "accuracy": accuracy(ref_probs, labels), "n_test": len(paths),
+                          "majority_accuracy": majority_accuracy(labels)},
             "dataset": dataset.summary(), "labels": list(ref.info.labels), "artifacts": [row]}

@@ -3,9 +3,11 @@ measure each artifact's parity with Keras on the test split and write the report
 
 from __future__ import annotations
 
+import shutil
 import sys
-import time
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,11 +17,11 @@ import numpy as np
 
 from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.environment import fingerprint, library_versions
-from edgeship.runtime.errors import DatasetError, UsageError
-from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, tree_digest
-from edgeship.runtime.layout import RunLayout
+from edgeship.runtime.errors import DatasetError, IntegrityError, UsageError, disk_failure
+from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, sha256_file, tree_digest
+from edgeship.runtime.layout import RunLayout, run_lock
 from edgeship.runtime.progress import progress
-from edgeship.runtime.spec import Bundle, ModelInfo
+from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
 from edgeship.train.loader import load_pixels
 from edgeship.train.splits import SplitManifest, portable_path
 from edgeship.train.tfenv import captured_output
@@ -27,7 +29,7 @@ from edgeship.train.tfenv import captured_output
 from .diagnosis import collapsed, diagnose
 from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
-from .parity import accuracy, compare_predictions, describe_flipped
+from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
 from .report import write_report
 from .tf_models import RUNNERS, keras_safe_mode, load_keras_model  # load_keras_model: re-exported
 
@@ -86,11 +88,13 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
         data = EMBEDDERS[fmt.backend](data, metadata)
         size, digest = _store(data, directory / fmt.filename)
     except Exception as exc:  # one failing format must not stop the others
+        if disk_failure(exc):
+            raise  # a full or read-only disk fails every format: stop, keep the previous files and records
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         tail = output.tail() if output is not None and output.text else ""
         record.update(status="failed", error=detail + (f" [{tail}]" if tail else ""))
         return record
-    record.update(status="ok", size_bytes=size, sha256=digest,
+    record.update(status="ok", size_bytes=size, sha256=digest, model_sha256=bundle.provenance.get("model_sha256"),
                   convert_seconds=round(time.perf_counter() - started, 2), versions=library_versions())
     return record
 
@@ -127,33 +131,66 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     if int8_io not in INT8_IO_TYPES:
         raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, got {int8_io!r}")
     chosen = resolve_formats(formats)
-    layout, bundle, model, manifest = _open_run(run)
-    calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
-                             if any(f.needs_calibration for f in chosen) else (None, []))
-    if int8_io == "int8" and any(f.name == "tflite_int8" for f in chosen):
-        warnings.append("--io int8: MediaPipe's ImageClassifier accepts only uint8 or float32 input, so phone apps "
-                        "cannot load model_int8.tflite; keep the default --io uint8 unless the target needs int8")
-    for warning in warnings:
-        print(f"edgeship: warning: {warning}", file=sys.stderr)
-    job = ConversionJob(model, bundle.info, calibration, int8_io,
-                        keras_path=layout.bundle / (bundle.keras_model or "model.keras"))
-    try:
-        for fmt in progress(chosen, total=len(chosen), desc="export", enabled=show_progress):
-            bundle.upsert_artifact(_convert_one(fmt, job, bundle, layout.bundle))
-    finally:
-        job.cleanup()
-    order = {f.name: i for i, f in enumerate(chosen)}
-    bundle.artifacts.sort(key=lambda r: order.get(r["name"], len(order)))
-    bundle.save(layout.bundle)
-    return _report_parity(layout, bundle, model, manifest, show_progress, warnings)
-
-
-def _open_run(run: str | Path):
-    """(layout, bundle, Keras model, split manifest) of a run directory."""
     layout = RunLayout.find(run)
+    with run_lock(layout.root, "export"), _scratch(layout):
+        layout, bundle, model, manifest = _open_run(layout)
+        calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
+                                 if any(f.needs_calibration for f in chosen) else (None, []))
+        if int8_io == "int8" and any(f.name == "tflite_int8" for f in chosen):
+            warnings.append("--io int8: MediaPipe's ImageClassifier accepts only uint8 or float32 input, so phone "
+                            "apps cannot load model_int8.tflite; keep the default --io uint8 unless the target "
+                            "needs int8")
+        for warning in warnings:
+            print(f"edgeship: warning: {warning}", file=sys.stderr)
+        job = ConversionJob(model, bundle.info, calibration, int8_io,
+                            keras_path=layout.bundle / (bundle.keras_model or "model.keras"))
+        converted = []
+        try:
+            for fmt in progress(chosen, total=len(chosen), desc="export", enabled=show_progress):
+                converted.append(_convert_one(fmt, job, bundle, layout.bundle))
+        finally:
+            job.cleanup()
+        # The records change in one write, after every file is in place: a kill before it leaves the old
+        # records, which no longer match the new files, so gate and predict refuse instead of trusting them.
+        for record in converted:
+            bundle.upsert_artifact(record)
+        order = {f.name: i for i, f in enumerate(chosen)}
+        bundle.artifacts.sort(key=lambda r: order.get(r["name"], len(order)))
+        layout.report_json.unlink(missing_ok=True)  # describes the previous files from here on
+        bundle.save(layout.bundle)
+        return _report_parity(layout, bundle, model, manifest, show_progress, warnings)
+
+
+@contextmanager
+def _scratch(layout: RunLayout):
+    """Conversions' temporary files go under RUN/.edgeship-tmp: what a killed export leaves there is
+    removed at the next start (under the run lock), never piling up in /tmp."""
+    layout.clean_scratch()
+    layout.scratch.mkdir(parents=True, exist_ok=True)
+    previous, tempfile.tempdir = tempfile.tempdir, str(layout.scratch)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(layout.scratch, ignore_errors=True)
+
+
+def _open_run(run: str | Path | RunLayout):
+    """(layout, bundle, Keras model, split manifest) of a run directory, after checking that model.keras
+    and splits.csv are the files the bundle was trained with."""
+    layout = run if isinstance(run, RunLayout) else RunLayout.find(run)
     bundle = Bundle.load(layout.bundle)
-    model = load_keras_model(layout.bundle / (bundle.keras_model or "model.keras"), keras_safe_mode(bundle))
-    manifest = SplitManifest.read(layout.bundle / (bundle.split_manifest or "splits.csv"))
+    model_path = layout.bundle / (bundle.keras_model or "model.keras")
+    split_path = layout.bundle / (bundle.split_manifest or "splits.csv")
+    for path, recorded in ((model_path, bundle.provenance.get("model_sha256")),
+                           (split_path, bundle.provenance.get("split", {}).get("sha256"))):
+        if not path.is_file():
+            raise IntegrityError(f"{path}: missing from the bundle; re-run `edgeship train`")
+        if recorded is not None and sha256_file(path) != recorded:
+            raise IntegrityError(f"{path}: changed since training (sha256 differs from {MANIFEST_NAME}'s record); "
+                                 f"re-run `edgeship train`")
+    model = load_keras_model(model_path, keras_safe_mode(bundle))
+    manifest = SplitManifest.read(split_path)
     return layout, bundle, model, manifest
 
 
@@ -165,8 +202,26 @@ def _report_parity(layout, bundle, model, manifest, show_progress: bool, warning
 
 
 def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
-    """Measure parity again for the artifacts already in RUN's bundle (e.g. one replaced by hand)."""
-    return _report_parity(*_open_run(run), show_progress)
+    """Measure parity again for the artifacts already in RUN's bundle. Every artifact must still be the file
+    its record describes (see `replace_artifact` for swapping one in on purpose)."""
+    layout = RunLayout.find(run)
+    with run_lock(layout.root, "export"):
+        return _report_parity(*_open_run(layout), show_progress)
+
+
+def replace_artifact(run: str | Path, name: str, data: bytes) -> dict:
+    """Swap in new bytes for artifact NAME on purpose (a hand-tuned model, say) and record their sha256.
+    The report is removed: its figures describe the old file until `recheck_run` measures the new one."""
+    layout = RunLayout.find(run)
+    with run_lock(layout.root, "export"):
+        bundle = Bundle.load(layout.bundle)
+        record = bundle.artifact(name)
+        size, digest = _store(data, layout.bundle / record["file"])
+        record.update(size_bytes=size, sha256=digest, model_sha256=bundle.provenance.get("model_sha256"),
+                      replaced_by_hand=True)
+        layout.report_json.unlink(missing_ok=True)
+        bundle.save(layout.bundle)
+        return record
 
 
 def _load_artifact(directory: Path, record: dict, safe_mode: bool = True):
@@ -189,6 +244,7 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                                       "convert_seconds") if k in record}
         row["path"] = f"{layout.bundle.name}/{record['file']}"
         if record.get("status") == "ok":
+            row["sha256"] = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
             try:
                 classifier = _load_artifact(layout.bundle, record, keras_safe_mode(bundle))
                 probs = classifier.predict_proba(pixels)
@@ -206,10 +262,13 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bundle": layout.bundle.name,
         "split_manifest": f"{layout.bundle.name}/{bundle.split_manifest}",
-        "split_sha256": bundle.provenance.get("split", {}).get("sha256"),
+        "split_sha256": sha256_file(layout.bundle / bundle.split_manifest),
+        "model_sha256": sha256_file(layout.bundle / bundle.keras_model),
+        "info_sha256": bundle.info.digest(),
         "labels": list(bundle.info.labels),
         "reference": {"format": "keras", "path": f"{layout.bundle.name}/{bundle.keras_model}",
-                      "accuracy": accuracy(reference, labels), "n_test": int(len(labels))},
+                      "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
+                      "majority_accuracy": majority_accuracy(labels)},
         "dataset": bundle.provenance.get("dataset", {}),
         "training_curves": f"{curves.parent.name}/{curves.name}" if curves.is_file() else None,
         "artifacts": artifacts,

@@ -11,9 +11,12 @@ from xml.etree import ElementTree
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
 
+from .integrity import finite
+
 CONFIG_TABLE = ("tool", "edgeship", "gate")
 CONFIG_KEYS = {"max_drop": "max_drop_pp", "min_agreement": "min_agreement", "max_class_drop": "max_class_drop_pp",
-               "max_prob_diff": "max_prob_diff"}
+               "max_prob_diff": "max_prob_diff", "min_accuracy": "min_accuracy"}
+DEFAULT_CONFIG = "pyproject.toml"
 
 
 @dataclass(frozen=True)
@@ -22,20 +25,31 @@ class GateThresholds:
     min_agreement: float = 0.98  # fraction of test images with the same top-1 as Keras
     max_class_drop_pp: float | None = None  # the same, for every class on its own
     max_prob_diff: float | None = None  # largest |p_keras - p_artifact| over all images and classes
+    min_accuracy: float | None = None  # absolute floor on test accuracy (a fraction), for artifacts and Keras
 
     def __post_init__(self):
-        if not 0.0 <= self.min_agreement <= 1.0:
-            raise UsageError(f"--min-agreement must be a fraction in [0, 1], got {self.min_agreement}")
+        for name in ("min_agreement", "min_accuracy"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a fraction in [0, 1], got {value}")
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
                 raise UsageError(f"gate threshold {f.name} must be a number, got {value!r}")
 
 
-def load_gate_config(pyproject: str | Path = "pyproject.toml") -> dict:
-    """`[tool.edgeship.gate]` of a pyproject.toml as GateThresholds keyword arguments ({} when absent)."""
-    path = Path(pyproject)
+def load_gate_config(pyproject: str | Path | None = None) -> dict:
+    """`[tool.edgeship.gate]` of a pyproject.toml as GateThresholds keyword arguments.
+
+    With no path, ./pyproject.toml is read when it exists ({} otherwise). A path given explicitly must be
+    a readable TOML file: a typo in `--config` must never fall back to the default thresholds."""
+    explicit = pyproject is not None
+    path = Path(pyproject if explicit else DEFAULT_CONFIG)
     if not path.is_file():
+        if explicit:
+            reason = "is a directory" if path.is_dir() else "no such file"
+            raise UsageError(f"--config {path}: {reason}; give a pyproject.toml (or TOML file) with a "
+                             f"[tool.edgeship.gate] table")
         return {}
     if sys.version_info >= (3, 11):
         import tomllib
@@ -54,6 +68,13 @@ def load_gate_config(pyproject: str | Path = "pyproject.toml") -> dict:
     return {CONFIG_KEYS[k]: v for k, v in table.items()}
 
 
+def resolve_thresholds(config: str | Path | None = None, **flags) -> GateThresholds:
+    """Thresholds in order of precedence: flags (None = not given), then the config file, then defaults."""
+    settings = load_gate_config(config)
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    return GateThresholds(**settings)
+
+
 @dataclass
 class GateVerdict:
     artifact: str
@@ -64,20 +85,41 @@ class GateVerdict:
         return f"{'PASS' if self.passed else 'FAIL'} {self.artifact}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
 
 
-def _reasons(record: dict, thresholds: GateThresholds) -> list[str]:
-    delta, agreement = float(record["accuracy_delta_pp"]), float(record["agreement"])
+REQUIRED_FIGURES = ("accuracy", "accuracy_delta_pp", "agreement")
+
+
+def _reasons(record: dict, thresholds: GateThresholds, reference: dict) -> list[str]:
+    """Why RECORD fails (diagnosis lines last). Fails closed: a missing or non-finite figure is a failure."""
+    broken = [k for k in REQUIRED_FIGURES if not finite(record.get(k))]
+    if broken:
+        return [f"{', '.join(broken)} missing or not a finite number in the report"]
+    delta, agreement, acc = float(record["accuracy_delta_pp"]), float(record["agreement"]), float(record["accuracy"])
     reasons = []
     if delta < -thresholds.max_drop_pp:
         reasons.append(f"accuracy dropped {-delta:.2f} pp (allowed {thresholds.max_drop_pp:g} pp)")
     if agreement < thresholds.min_agreement:
         reasons.append(f"top-1 agreement {agreement:.4f} < {thresholds.min_agreement:g}")
+    if thresholds.min_accuracy is not None and acc < thresholds.min_accuracy:
+        reasons.append(f"accuracy {acc:.2%} below the floor {thresholds.min_accuracy:.2%}")
+    majority = reference.get("majority_accuracy")
+    if finite(majority) and acc <= majority:
+        reasons.append(f"accuracy {acc:.2%} is no better than always answering the most common class "
+                       f"({majority:.2%}): the model learned nothing usable")
     if thresholds.max_class_drop_pp is not None:
-        worst = [c for c in record.get("per_class") or [] if c["delta_pp"] < -thresholds.max_class_drop_pp]
-        if worst:
-            shown = ", ".join(f"{c['class']} {-c['delta_pp']:.1f} pp" for c in worst[:3])
-            reasons.append(f"class accuracy dropped: {shown} (allowed {thresholds.max_class_drop_pp:g} pp per class)")
-    if thresholds.max_prob_diff is not None and record.get("max_abs_prob_diff", 0.0) > thresholds.max_prob_diff:
-        reasons.append(f"max |Δp| {record['max_abs_prob_diff']:.4f} > {thresholds.max_prob_diff:g}")
+        classes = record.get("per_class")
+        if not isinstance(classes, list) or not all(finite(c.get("delta_pp")) for c in classes):
+            reasons.append("per-class figures missing or not finite in the report")
+        else:
+            worst = [c for c in classes if c["delta_pp"] < -thresholds.max_class_drop_pp]
+            if worst:
+                shown = ", ".join(f"{c['class']} {-c['delta_pp']:.1f} pp" for c in worst[:3])
+                reasons.append(f"class accuracy dropped: {shown} (allowed {thresholds.max_class_drop_pp:g} pp per class)")
+    if thresholds.max_prob_diff is not None:
+        diff = record.get("max_abs_prob_diff")
+        if not finite(diff):
+            reasons.append("max |Δp| missing or not finite in the report")
+        elif diff > thresholds.max_prob_diff:
+            reasons.append(f"max |Δp| {diff:.4f} > {thresholds.max_prob_diff:g}")
     if record.get("diagnosis"):
         reasons.append("diagnosis: " + "; ".join(record["diagnosis"]))
     return reasons
@@ -87,17 +129,23 @@ def evaluate_gate(report: dict, thresholds: GateThresholds) -> list[GateVerdict]
     artifacts = report.get("artifacts")
     if not isinstance(artifacts, list) or not artifacts:
         raise UsageError("report has no artifacts to gate; run `edgeship export` first")
+    reference = report.get("reference") if isinstance(report.get("reference"), dict) else {}
     verdicts = []
+    ref_acc = reference.get("accuracy")
+    if thresholds.min_accuracy is not None and "accuracy" in reference:
+        if not finite(ref_acc) or ref_acc < thresholds.min_accuracy:
+            verdicts.append(GateVerdict("keras (reference)", False, [
+                f"reference accuracy {ref_acc if not finite(ref_acc) else format(ref_acc, '.2%')} below the floor "
+                f"{thresholds.min_accuracy:.2%}"]))
     for record in artifacts:
-        name = record.get("name", "?")
+        name = record.get("name", "?") if isinstance(record, dict) else "?"
+        if not isinstance(record, dict):
+            verdicts.append(GateVerdict(name, False, ["malformed artifact entry in the report"]))
+            continue
         if record.get("status", "ok") != "ok":
             verdicts.append(GateVerdict(name, False, [f"export failed: {record.get('error', 'unknown error')}"]))
             continue
-        try:
-            reasons = _reasons(record, thresholds)
-        except (KeyError, TypeError, ValueError):
-            verdicts.append(GateVerdict(name, False, ["no parity figures in the report"]))
-            continue
+        reasons = _reasons(record, thresholds, reference)
         # A diagnosis only explains a failure; it does not fail an artifact that meets every threshold.
         failing = [r for r in reasons if not r.startswith("diagnosis: ")]
         verdicts.append(GateVerdict(name, not failing, reasons if failing else []))

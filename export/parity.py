@@ -105,3 +105,9 @@ def describe_flipped(indices, shown_paths, labels: np.ndarray, candidate: np.nda
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(probabilities.argmax(axis=1) == labels))
+
+
+def majority_accuracy(labels: np.ndarray) -> float:
+    """Accuracy of always answering the most common class: a model at or below it learned nothing usable."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0

@@ -27,6 +27,9 @@ def load_report(path: str | Path) -> tuple[dict, Path]:
         raise UsageError(f"{path}: not a readable JSON report ({exc})") from exc
     if not isinstance(report, dict) or "artifacts" not in report:
         raise UsageError(f"{path}: not an edgeship report (no 'artifacts' key)")
+    if not isinstance(report["artifacts"], list) or not all(isinstance(a, dict) for a in report["artifacts"]):
+        raise UsageError(f"{path}: malformed report ('artifacts' must be a list of objects); "
+                         f"re-run `edgeship export` to write it again")
     return report, path
 
 
@@ -170,11 +173,14 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
         rows = [[a["name"], format_value(a["latency_ms"].get("p50"), ".3f"), format_value(a["latency_ms"].get("p90"), ".3f"),
                  format_value(a["latency_ms"].get("p99"), ".3f"), format_value(a.get("throughput_ips"), ".1f"),
                  format_value(a.get("load_ms"), ".1f"), format_value(a.get("max_abs_prob_diff"), ".4f")] for a in timed]
-        bench = report.get("bench", {})
+        for a, row in zip(timed, rows):
+            how = a.get("latency_settings") or {}
+            row += [f"{how.get('runs', '?')} after {how.get('warmup', '?')} warm-up, threads "
+                    f"{how.get('threads') or 'default'}, {how.get('target', '?')}, {how.get('measured_at', '?')}"]
         parts += ["## Latency (batch 1)", "",
-                  f"{bench.get('runs', '?')} timed runs after {bench.get('warmup', '?')} warm-up runs, "
-                  f"threads: {bench.get('threads') or 'backend default'}.", "",
-                  markdown_table(("artifact", "p50 ms", "p90 ms", "p99 ms", "images/s", "load ms", "max |Δp|"), rows), ""]
+                  "Each row says how it was measured: timed runs, warm-up runs, threads, target and time.", "",
+                  markdown_table(("artifact", "p50 ms", "p90 ms", "p99 ms", "images/s", "load ms", "max |Δp|",
+                                  "measured"), rows), ""]
     failed = [a for a in report["artifacts"] if a.get("status", "ok") != "ok"]
     if failed:
         parts += ["## Failed exports", ""] + [f"- `{a['name']}`: {a.get('error', '?')}" for a in failed] + [""]

@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 
 from .backends import BACKENDS, backend_for
-from .errors import ModelLoadError, UsageError
+from .errors import IntegrityError, ModelLoadError, UsageError
 from .preprocess import ImageInput, prepare_batch
-from .spec import MANIFEST_NAME, Bundle, ModelInfo
+from .spec import MANIFEST_NAME, Bundle, InputSpec, ModelInfo
 
 UNKNOWN_LABEL = "unknown"
 
@@ -56,6 +56,27 @@ def _open(file: Path, backend: str, threads: int | None, provider: str | None):
             raise UsageError(f"--provider applies to ONNX models only, not {file.name}")
         return chosen.open(file, threads=threads, provider=provider)
     return chosen.open(file, threads=threads)
+
+
+def _check_embedded(session, info: ModelInfo, file: Path) -> None:
+    """The labels and input spec inside the artifact must be the bundle's: edgeship.json edited by hand
+    (labels reversed, another input size) would otherwise silently mislabel every image."""
+    if session.embedded is None:
+        return
+    embedded = ModelInfo.from_dict(session.embedded, str(file))
+    for what, mine, theirs in (("labels", list(embedded.labels), list(info.labels)),
+                               ("input", embedded.input, info.input), ("task", embedded.task, info.task)):
+        if mine != theirs:
+            raise IntegrityError(f"{file}: its embedded {what} ({_short(mine)}) differ from {MANIFEST_NAME}'s "
+                                 f"({_short(theirs)}); the bundle was edited or mixed with another run's files — "
+                                 f"re-run `edgeship export`")
+
+
+def _short(value) -> str:
+    if isinstance(value, InputSpec):
+        return f"{value.height}x{value.width}x{value.channels} {value.color} {list(value.value_range)}"
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class Classifier:
@@ -108,9 +129,11 @@ class Classifier:
         if path.is_dir():
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)
+            bundle.verify_artifact(path, record)
             file = path / record["file"]
-            return cls(_open(file, backend, threads, provider), bundle.info, file, record.get("name"),
-                       record.get("precision"))
+            session = _open(file, backend, threads, provider)
+            _check_embedded(session, bundle.info, file)
+            return cls(session, bundle.info, file, record.get("name"), record.get("precision"))
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or bundle directory")
         session = _open(path, backend, threads, provider)
@@ -119,6 +142,8 @@ class Classifier:
             if sibling.is_file():
                 bundle = Bundle.load(path.parent)
                 record = next((r for r in bundle.artifacts if r.get("file") == path.name), {})
+                if record:
+                    bundle.verify_artifact(path.parent, record)
                 return cls(session, bundle.info, path, record.get("name"), record.get("precision"))
             raise ModelLoadError(
                 f"{path}: no edgeship metadata embedded in this file; load its bundle directory instead"

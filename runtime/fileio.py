@@ -6,8 +6,28 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def default_mode(path: Path, directory: bool = False) -> int:
+    """The mode a plain open()/mkdir() would give PATH (its current mode if it exists): mkstemp's 0600
+    would hide an artifact from the service account that runs it on the device."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return (0o777 if directory else 0o666) & ~_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -20,6 +40,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, default_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,6 +78,7 @@ def atomic_replace_tree(source: str | os.PathLike, target: str | os.PathLike) ->
     old = target.with_name(f".{target.name}.old")
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
+        os.chmod(staging, default_mode(target, directory=True))
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)

@@ -1,17 +1,42 @@
-"""Where things live in a run directory, so every command accepts either the run or its bundle."""
+"""Where things live in a run directory, which files edgeship owns there, and the one-writer lock.
+
+Every command accepts either the run or its bundle. A run directory may also hold the user's own files;
+edgeship only ever removes the paths that match OWNED below.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import RunBusyError, UsageError
 from .spec import MANIFEST_NAME
 
 BUNDLE_DIR = "bundle"
 TRAINING_DIR = "training"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+RUN_MARKER = ".edgeship-run"  # written first: a run killed in its first second is still recognised as ours
+LOCK_FILE = ".edgeship.lock"
+TMP_DIR = ".edgeship-tmp"  # conversions' scratch space: inside the run, so a killed export's leftovers are found
+
+# Paths (globs relative to the run root) that edgeship writes. `train --overwrite` removes these and
+# nothing else; the report comes first so that a half-finished removal never leaves a report standing.
+OWNED = (
+    REPORT_JSON, REPORT_MD, "report_accuracy.png", "bench.json", "bench.csv", "bench.md", "bench_pareto.png",
+    f"{BUNDLE_DIR}/{MANIFEST_NAME}", f"{BUNDLE_DIR}/model.keras", f"{BUNDLE_DIR}/splits.csv",
+    f"{BUNDLE_DIR}/labels.txt", f"{BUNDLE_DIR}/model_*.tflite", f"{BUNDLE_DIR}/model_*.onnx",
+    f"{BUNDLE_DIR}/saved_model", f"{BUNDLE_DIR}/.*.tmp", f"{BUNDLE_DIR}/.*.old",
+    f"{TRAINING_DIR}/state.json", f"{TRAINING_DIR}/history*.csv", f"{TRAINING_DIR}/*.weights.h5",
+    f"{TRAINING_DIR}/backup", f"{TRAINING_DIR}/*.png", f"{TRAINING_DIR}/report.md", f"{TRAINING_DIR}/report.json",
+    f"{BUNDLE_DIR}/.*.tmp.keras", f"{TRAINING_DIR}/.*.tmp", "explain/*_gradcam_*.png", TMP_DIR,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,72 @@ class RunLayout:
     def report_md(self) -> Path:
         return self.root / REPORT_MD
 
+    @property
+    def scratch(self) -> Path:
+        return self.root / TMP_DIR
+
+    def is_run(self) -> bool:
+        """True when edgeship made this directory (today's marker, or a bundle/state from older versions)."""
+        return any(p.is_file() for p in (self.root / RUN_MARKER, self.bundle / MANIFEST_NAME,
+                                         self.training / "state.json"))
+
+    def foreign_entries(self) -> list[Path]:
+        """Entries in the folders edgeship writes (the run, bundle/, training/, explain/) that it did not
+        write: the user's own files and folders, listed at the level where they start."""
+        owned = set(self.owned_paths())
+        ours = {self.root / RUN_MARKER, self.root / LOCK_FILE, self.training / "cache"}
+        folders = (self.root, self.bundle, self.training, self.root / "explain")
+        found = []
+        for folder in folders:
+            if folder.is_dir():
+                found += [p for p in sorted(folder.iterdir())
+                          if p not in owned and p not in ours and p not in folders]
+        return found
+
+    def owned_paths(self) -> list[Path]:
+        """Existing paths edgeship wrote, in removal order (the report first)."""
+        found: list[Path] = []
+        for pattern in OWNED:
+            found += [p for p in sorted(self.root.glob(pattern)) if p not in found]
+        return found
+
+    def remove_owned(self) -> list[Path]:
+        """Remove what edgeship wrote (report first), keep everything else; returns what was kept."""
+        for path in self.owned_paths():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        return self.foreign_entries()
+
+    def check_claimable(self) -> None:
+        """Refuse a --out that is a file, or a folder of somebody else's files (not an edgeship run)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"{self.root}: is a file; --out must be a directory")
+        if self.root.is_dir() and not self.is_run():
+            entries = [p for p in self.root.iterdir() if p.name != LOCK_FILE]
+            if entries:
+                shown = ", ".join(p.name for p in entries[:3]) + (" …" if len(entries) > 3 else "")
+                raise UsageError(f"{self.root}: is not empty and not an edgeship run (holds {shown}); choose a new "
+                                 f"or empty --out folder so none of your files can be overwritten")
+
+    def claim(self) -> None:
+        """Mark a new or empty directory as an edgeship run (see check_claimable)."""
+        self.check_claimable()
+        self.root.mkdir(parents=True, exist_ok=True)
+        marker = self.root / RUN_MARKER
+        if not marker.is_file():
+            from .fileio import atomic_write_json
+
+            atomic_write_json(marker, {"tool": "edgeship", "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def clean_scratch(self) -> None:
+        """Remove what a killed export left behind: scratch folders and half-written temp files."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        for pattern in (f"{BUNDLE_DIR}/.*.tmp", f"{BUNDLE_DIR}/.*.old", f"{BUNDLE_DIR}/.*.tmp.keras", ".*.tmp"):
+            for path in self.root.glob(pattern):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
     @classmethod
     def find(cls, path: str | Path) -> "RunLayout":
         """Accept a run directory, its bundle directory or its report.json."""
@@ -49,3 +140,59 @@ class RunLayout:
         if not path.exists():
             raise UsageError(f"{path}: no such run directory")
         raise UsageError(f"{path}: not an edgeship run (expected {BUNDLE_DIR}/{MANIFEST_NAME}); run `edgeship train` first")
+
+
+_held: dict[Path, int] = {}
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def run_lock(root: str | Path, command: str):
+    """One writer per run directory: a second train/export/bench on the same run fails at once with the
+    holder's pid instead of interleaving its writes. Re-entrant within one process (the demo chains
+    train, export and bench). The lock is an flock, so a killed holder never leaves a stale lock."""
+    root = Path(root).resolve()
+    with _held_guard:
+        if root in _held:
+            _held[root] += 1
+            acquired_here = False
+        else:
+            acquired_here = True
+    if not acquired_here:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[root] -= 1
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK_FILE, "a+")
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no flock; one writer is then the user's job
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                try:
+                    holder = json.loads(handle.read() or "{}")
+                except json.JSONDecodeError:
+                    holder = {}
+                raise RunBusyError(f"{root}: another edgeship {holder.get('command', 'command')} is running on this "
+                                   f"run (pid {holder.get('pid', '?')}); wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "command": command}))
+        handle.flush()
+        with _held_guard:
+            _held[root] = 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held.pop(root, None)
+    finally:
+        handle.close()

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
-from .fileio import atomic_write_json
+from .errors import IntegrityError, ModelLoadError
+from .fileio import atomic_write_json, sha256_bytes, sha256_file, tree_digest
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgeship.json"
@@ -70,6 +70,10 @@ class ModelInfo:
             "input": self.input.to_dict(),
             "unknown_threshold": self.unknown_threshold,
         }
+
+    def digest(self) -> str:
+        """sha256 of labels, task, input spec and threshold: the report binds its figures to it."""
+        return sha256_bytes(json.dumps(self.to_dict(), sort_keys=True).encode("utf-8"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "model") -> "ModelInfo":
@@ -139,6 +143,25 @@ class Bundle:
                 return record
         names = ", ".join(r.get("name", "?") for r in self.artifacts) or "none"
         raise ModelLoadError(f"bundle has no artifact named {name!r} (it has: {names})")
+
+    def verify_artifact(self, directory: str | Path, record: dict[str, Any]) -> str:
+        """The sha256 of the artifact's bytes on disk, after checking it against the record: a file swapped
+        in from another run, edited, or converted from an older model.keras is refused, never used."""
+        path = Path(directory) / record["file"]
+        name = record.get("name", path.name)
+        if not path.exists():
+            raise IntegrityError(f"{path}: artifact {name!r} is listed in {MANIFEST_NAME} but missing; "
+                                 f"re-run `edgeship export`")
+        digest = tree_digest(path)[1] if path.is_dir() else sha256_file(path)
+        if record.get("sha256") != digest:
+            raise IntegrityError(f"{path}: sha256 {digest[:12]} does not match the bundle record "
+                                 f"({str(record.get('sha256'))[:12]}): the file changed after export; "
+                                 f"re-run `edgeship export`")
+        source, current = record.get("model_sha256"), self.provenance.get("model_sha256")
+        if source is not None and current is not None and source != current:
+            raise IntegrityError(f"{path}: artifact {name!r} was converted from an older model.keras "
+                                 f"(sha256 {source[:12]}, now {current[:12]}): it is stale; re-run `edgeship export`")
+        return digest
 
     def upsert_artifact(self, record: dict[str, Any]) -> None:
         self.artifacts = [r for r in self.artifacts if r.get("name") != record["name"]] + [record]

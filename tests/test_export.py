@@ -9,6 +9,7 @@ import pytest
 from edgeship.export.formats import FORMATS, resolve_formats
 from edgeship.runtime import Bundle, Classifier
 from edgeship.runtime.errors import UsageError
+from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.preprocess import prepare_batch
 from edgeship.train.splits import SplitManifest
 
@@ -168,9 +169,18 @@ def test_corrupt_keras_model_and_empty_calib_split_are_one_line_errors(run_copy,
     splits = run_copy / "bundle" / "splits.csv"
     lines = splits.read_text().splitlines()
     splits.write_text("\n".join(line for line in lines if not line.endswith(",calib")) + "\n")
+    edited = cli("export", run_copy, "--formats", "tflite_int8")
+    assert edited.returncode == 2 and "splits.csv: changed since training" in edited.stderr
+    bundle = Bundle.load(run_copy / "bundle")  # the same manifest, recorded as the one trained with
+    bundle.provenance["split"]["sha256"] = sha256_file(splits)
+    bundle.save(run_copy / "bundle")
     empty_calib = cli("export", run_copy, "--formats", "tflite_int8")
     assert empty_calib.returncode == 2 and "calib split is empty" in empty_calib.stderr
     (run_copy / "bundle" / "model.keras").write_bytes(b"PK\x03\x04 definitely not a keras archive")
+    corrupt = cli("export", run_copy)
+    assert corrupt.returncode == 2 and "model.keras: changed since training" in corrupt.stderr
+    bundle.provenance["model_sha256"] = sha256_file(run_copy / "bundle" / "model.keras")
+    bundle.save(run_copy / "bundle")
     corrupt = cli("export", run_copy)
     assert corrupt.returncode == 2 and "not a loadable Keras model" in corrupt.stderr
     assert "Traceback" not in corrupt.stderr + empty_calib.stderr

@@ -9,7 +9,8 @@ from edgeship.runtime.errors import UsageError
 
 
 def _report(*rows):
-    return {"artifacts": [dict(name=n, status="ok", accuracy_delta_pp=d, agreement=a) for n, d, a in rows]}
+    return {"artifacts": [dict(name=n, status="ok", accuracy=0.9 + d / 100, accuracy_delta_pp=d, agreement=a)
+                          for n, d, a in rows]}
 
 
 def test_thresholds_name_the_failing_artifact_and_reason():
@@ -54,7 +55,7 @@ def test_gate_cli_exit_codes(exported_run, tmp_path, cli):
 def test_artifact_expecting_unit_range_fails_with_a_diagnosis(run_copy, cli):
     """A float TFLite exported from a model that wants [0, 1] pixels while the runtime feeds 0-255."""
     from edgeship.export.embed import embed_tflite
-    from edgeship.export.exporter import load_keras_model, recheck_run
+    from edgeship.export.exporter import load_keras_model, recheck_run, replace_artifact
     from edgeship.runtime import Bundle
     from edgeship.train.tfenv import captured_output, import_keras
 
@@ -65,8 +66,8 @@ def test_artifact_expecting_unit_range_fails_with_a_diagnosis(run_copy, cli):
     with captured_output():
         data = tf.lite.TFLiteConverter.from_keras_model(wants_unit_range).convert()
     bundle = Bundle.load(run_copy / "bundle")
-    (run_copy / "bundle" / "model_float32.tflite").write_bytes(
-        embed_tflite(data, {**bundle.info.to_dict(), "format": "tflite", "precision": "float32"}))
+    replace_artifact(run_copy, "tflite", embed_tflite(data, {**bundle.info.to_dict(), "format": "tflite",
+                                                             "precision": "float32"}))
 
     report = recheck_run(run_copy, show_progress=False).report
     broken = next(a for a in report["artifacts"] if a["name"] == "tflite")
@@ -101,7 +102,7 @@ def test_gate_reads_thresholds_from_pyproject_and_flags_win(exported_run, tmp_pa
 
 
 def test_per_class_and_probability_thresholds():
-    report = {"artifacts": [{"name": "a", "status": "ok", "accuracy_delta_pp": 0.0, "agreement": 1.0,
+    report = {"artifacts": [{"name": "a", "status": "ok", "accuracy": 0.9, "accuracy_delta_pp": 0.0, "agreement": 1.0,
                              "max_abs_prob_diff": 0.3,
                              "per_class": [{"class": "cat", "delta_pp": -4.0}, {"class": "dog", "delta_pp": 4.0}]}]}
     loose = evaluate_gate(report, GateThresholds(1.0, 0.9))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import Sequence
 from edgeship.runtime.errors import DatasetError, ImageError
 from edgeship.runtime.preprocess import IMAGE_SUFFIXES, load_image
 from edgeship.runtime.progress import progress
+
+logger = logging.getLogger("edgeship")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class ScannedDataset:
     classes: tuple[str, ...]
     samples: list[Sample]
     skipped: list[SkippedFile] = field(default_factory=list)
+    excluded_folders: tuple[str, ...] = ()  # class folders present but not chosen (--classes / classes.txt)
 
     def counts(self) -> dict[str, int]:
         counts = {name: 0 for name in self.classes}
@@ -46,6 +51,7 @@ class ScannedDataset:
             "per_class": self.counts(),
             "n_skipped": len(self.skipped),
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped[:max_listed]],
+            "excluded_folders": list(self.excluded_folders),
         }
 
 
@@ -76,21 +82,46 @@ def read_class_list(root: Path) -> list[str] | None:
     if not path.is_file():
         return None
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(set(names)) != len(names):
-        raise DatasetError(f"{path}: lists a class twice")
+    check_class_names(names, str(path))
     return names
 
 
-def _class_folders(root: Path, classes: Sequence[str] | None) -> list[Path]:
+def printable_path(path: Path | str) -> str:
+    """PATH as text that always encodes: undecodable bytes in a file name become \\xNN escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_class_names(names: Sequence[str], source: str) -> None:
+    """Class names become labels.txt lines, CSV cells and metadata: refuse duplicates, control characters
+    (a newline would add a label) and bytes that are not UTF-8."""
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise DatasetError(f"{source}: lists class(es) {', '.join(map(repr, twice))} more than once; name each "
+                           f"class once")
+    for name in names:
+        if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name):
+            raise DatasetError(f"{source}: class name {printable_path(name)!r} contains a control character or "
+                               f"bytes that are not UTF-8; rename the folder")
+
+
+def _class_folders(root: Path, classes: Sequence[str] | None) -> tuple[list[Path], tuple[str, ...]]:
+    """(the chosen class folders in label order, the folders left out)."""
     found = {p.name: p for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name))
              if p.is_dir() and not p.name.startswith(".")}
+    from_file = not classes
     classes = classes or read_class_list(root)
     if classes:
+        check_class_names(classes, "--classes" if not from_file else str(root / CLASS_LIST_FILE))
         missing = [name for name in classes if name not in found]
         if missing:
             raise DatasetError(f"{root}: no class folder for {', '.join(missing)} (found: {', '.join(found) or 'none'})")
-        return [found[name] for name in classes]
-    return list(found.values())
+        left_out = tuple(name for name in found if name not in classes)
+        if left_out and from_file:
+            logger.warning(f"{root / CLASS_LIST_FILE} leaves out class folder(s) {', '.join(left_out)}: their "
+                           f"images are not used (list them there, or pass --classes, to use them)")
+        return [found[name] for name in classes], left_out
+    check_class_names(list(found), str(root))
+    return list(found.values()), ()
 
 
 def scan_folder(root: str | Path, classes: Sequence[str] | None = None, workers: int = 4,
@@ -104,13 +135,30 @@ def scan_folder(root: str | Path, classes: Sequence[str] | None = None, workers:
         raise DatasetError(f"{root}: no such data directory")
     if not root.is_dir():
         raise DatasetError(f"{root}: is a file; expected a folder with one sub-folder of images per class")
-    folders = _class_folders(root, classes)
-    candidates = [(p, folder.name) for folder in folders for p in sorted(folder.rglob("*")) if _is_image_file(p)]
-    if not candidates:
+    folders, left_out = _class_folders(root, classes)
+    found = [(p, folder.name) for folder in folders for p in sorted(folder.rglob("*")) if _is_image_file(p)]
+    if not found:
         loose = [p for p in root.iterdir() if _is_image_file(p)]
         hint = " (images lie directly in it: put them in one sub-folder per class)" if loose else ""
         raise DatasetError(f"{root}: no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) in class sub-folders{hint}")
-    return check_images(root, tuple(folder.name for folder in folders), candidates, workers, show_progress)
+    candidates, unnamed = [], []
+    for path, label in found:
+        if _encodes(path):
+            candidates.append((path, label))
+        else:  # the split manifest and report are UTF-8: skip and count rather than fail the whole run
+            unnamed.append(SkippedFile(printable_path(path), "file name is not valid UTF-8; rename the file"))
+    dataset = check_images(root, tuple(folder.name for folder in folders), candidates, workers, show_progress)
+    dataset.skipped = unnamed + dataset.skipped
+    dataset.excluded_folders = left_out
+    return dataset
+
+
+def _encodes(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_images(root: Path, names: tuple[str, ...], candidates: list[tuple[Path, str]], workers: int = 4,

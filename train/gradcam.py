@@ -96,7 +96,8 @@ def explain(model, info: ModelInfo, images: Sequence[str | Path], out_dir: str |
     target = None if class_name is None else info.labels.index(class_name)
     out_dir = Path(out_dir)
     results = []
-    for image in images:
+    stems = _unique_stems([Path(image) for image in images])
+    for image, stem in zip(images, stems):
         pixels = prepare_image(image, info.input)
         heatmap, index, probability = gradcam(model, pixels, target)
         explanation = Explanation(Path(image), index, info.labels[index], probability, heatmap)
@@ -106,7 +107,23 @@ def explain(model, info: ModelInfo, images: Sequence[str | Path], out_dir: str |
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         slug = re.sub(r"[^\w.-]+", "_", info.labels[index])
-        target_path = out_dir / f"{Path(image).stem}_gradcam_{slug}.png"
+        target_path = out_dir / f"{stem}_gradcam_{slug}.png"
         atomic_write_bytes(target_path, buffer.getvalue())
         results.append((explanation, target_path))
     return results
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """Output names that never collide: a/img.png and b/img.png become a_img and b_img (deeper parents
+    when needed, then a counter), so one overlay never silently replaces another."""
+    stems = [p.stem for p in paths]
+    depth = 0
+    while len(set(stems)) < len(stems) and depth < 8:
+        depth += 1
+        stems = ["_".join([*Path(p).resolve().parent.parts[-depth:], p.stem]).lstrip("/_") for p in paths]
+    seen: dict[str, int] = {}
+    unique = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return [re.sub(r"[^\w.-]+", "_", stem) for stem in unique]

@@ -9,7 +9,7 @@ from typing import Sequence
 from edgeship.runtime.errors import DatasetError
 from edgeship.runtime.preprocess import IMAGE_SUFFIXES
 
-from .dataset import ScannedDataset, check_images
+from .dataset import ScannedDataset, check_class_names, check_images
 
 META = "meta"
 IMAGES = "images"
@@ -53,16 +53,17 @@ def scan_list_dataset(root: str | Path, classes: Sequence[str] | None = None, ma
     root = Path(root)
     images = (root / IMAGES).resolve()
     listed = [line for _, line in _read_lines(root / META / "classes.txt")]
-    if len(set(listed)) != len(listed):
-        raise DatasetError(f"{root / META / 'classes.txt'}: lists a class twice")
+    check_class_names(listed, str(root / META / "classes.txt"))
     chosen = list(classes) if classes else listed
+    check_class_names(chosen, "--classes")
     unknown = [name for name in chosen if name not in listed]
     if unknown:
         raise DatasetError(f"{root / META / 'classes.txt'}: has no class {', '.join(unknown)}")
     wanted = set(chosen)
     candidates: list[tuple[Path, str]] = []
     test: set[Path] = set()
-    outside, missing, malformed = [], [], []
+    outside, missing, malformed, repeated = [], [], [], []
+    first_seen: dict[Path, str] = {}
     for list_name in LISTS:
         list_path = root / META / list_name
         for number, entry in _read_lines(list_path):
@@ -83,11 +84,16 @@ def scan_list_dataset(root: str | Path, classes: Sequence[str] | None = None, ma
             if not path.resolve().is_relative_to(images):  # a symlink out of the dataset
                 outside.append(where)
                 continue
+            if path in first_seen:  # in train and test, or twice in one list: it would be counted twice
+                repeated.append(f"{where} (also {first_seen[path]})")
+                continue
+            first_seen[path] = where
             candidates.append((path, label))
             if list_name == "test.txt":
                 test.add(path)
     _fail("point outside the dataset root", outside)
     _fail("are not 'class/image_id'", malformed)
     _fail(f"name images missing under {images}", missing)
+    _fail("name an image listed before (an image must be in train.txt or test.txt, once)", repeated)
     dataset = check_images(root, tuple(chosen), candidates, show_progress=show_progress)
     return dataset, {s.path for s in dataset.samples if s.path in test}

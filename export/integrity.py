@@ -1,0 +1,83 @@
+"""Bind a report's figures to the bytes they describe. A gate that passes on a report which no longer
+describes the files on disk (a swapped artifact, an edited edgeship.json, a retrained model, a killed
+export) is worse than no gate, so every check here fails closed and names the file and the fix."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from edgeship.runtime.errors import EdgeshipError, IntegrityError
+from edgeship.runtime.fileio import sha256_file
+from edgeship.runtime.layout import RunLayout
+from edgeship.runtime.spec import MANIFEST_NAME, Bundle
+
+from .report import load_report
+
+BOUND_KEYS = ("model_sha256", "split_sha256", "info_sha256")
+
+
+def report_problems(report: dict, layout: RunLayout) -> list[str]:
+    """Every way in which REPORT no longer describes the files of LAYOUT's run; [] when it does."""
+    missing = [k for k in BOUND_KEYS if not report.get(k)]
+    if missing:
+        return [f"the report records no {', '.join(missing)} (written by an older edgeship?)"]
+    try:
+        bundle = Bundle.load(layout.bundle)
+    except EdgeshipError as exc:
+        return [str(exc)]
+    problems = []
+    model = layout.bundle / (bundle.keras_model or "model.keras")
+    split = layout.bundle / (bundle.split_manifest or "splits.csv")
+    for path, key in ((model, "model_sha256"), (split, "split_sha256")):
+        if not path.is_file():
+            problems.append(f"{path.name} is missing")
+        elif sha256_file(path) != report[key]:
+            problems.append(f"{path.name} changed after the report was written")
+    if bundle.provenance.get("model_sha256") not in (None, report["model_sha256"]):
+        problems.append(f"{MANIFEST_NAME} belongs to another model.keras than the report")
+    if bundle.info.digest() != report["info_sha256"] or list(bundle.info.labels) != report.get("labels"):
+        problems.append(f"the labels or input spec in {MANIFEST_NAME} changed after the report was written")
+    records = {r.get("name"): r for r in bundle.artifacts}
+    reported = set()
+    for row in report.get("artifacts") or []:
+        name = row.get("name")
+        reported.add(name)
+        if row.get("status", "ok") != "ok":
+            continue
+        record = records.get(name)
+        if record is None or record.get("status", "ok") != "ok":
+            problems.append(f"artifact {name!r} is in the report but not in {MANIFEST_NAME}")
+            continue
+        if record.get("sha256") != row.get("sha256"):
+            problems.append(f"{record.get('file')} was re-exported or replaced after the report was written")
+            continue
+        try:
+            bundle.verify_artifact(layout.bundle, record)
+        except IntegrityError as exc:
+            problems.append(str(exc).split(": ", 1)[-1].split("; re-run")[0] + f" ({record.get('file')})")
+    unmeasured = [n for n, r in records.items() if r.get("status", "ok") == "ok" and n not in reported]
+    if unmeasured:
+        problems.append(f"artifact(s) {', '.join(unmeasured)} have no figures in the report")
+    return problems
+
+
+def load_verified_report(path: str | Path) -> tuple[dict, Path]:
+    """report.json (from a path to it or to its run) after checking it against every file it describes."""
+    report, report_path = load_report(path)
+    try:
+        layout = RunLayout.find(report_path.parent)
+    except EdgeshipError:
+        raise IntegrityError(f"{report_path}: no bundle beside this report, so its figures cannot be checked "
+                             f"against the files; gate the run directory itself") from None
+    problems = report_problems(report, layout)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise IntegrityError(f"{report_path}: stale, it no longer describes the files: {problems[0]}{more}; "
+                             f"re-run `edgeship export {layout.root}`")
+    return report, report_path
+
+
+def finite(value) -> bool:
+    """A figure a gate may pass on: a real, finite number (NaN, inf, None and strings are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
