@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 
 from edgeship.runtime.classifier import class_probabilities
 from edgeship.runtime.environment import library_versions
-from edgeship.runtime.errors import BackboneError, UsageError
+from edgeship.runtime.errors import BackboneError, EdgeshipError, UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256_file
 from edgeship.runtime.layout import RunLayout, run_lock
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
@@ -387,13 +388,20 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     dataset, fixed_test = _scan(data_dir, config)
     info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size),
                      task="binary" if len(dataset.classes) == 2 else "multiclass")
+    splits = make_splits(dataset, config.splits, fixed_test)  # a dataset that cannot be split fails here, before any write
+    fresh = not layout.root.exists()
     with run_lock(layout.root, "train"):
         layout.claim()
-        return _train_in(layout, dataset, fixed_test, info, size, config, started)
+        try:
+            return _train_in(layout, dataset, fixed_test, splits, info, size, config, started)
+        except EdgeshipError:
+            if fresh and not (layout.training / STATE_FILE).is_file() and not layout.foreign_entries():
+                shutil.rmtree(layout.root, ignore_errors=True)  # refused before training began: leave nothing
+            raise
 
 
-def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, info: ModelInfo, size: int,
-              config: TrainConfig, started: float) -> TrainResult:
+def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, fresh_splits: SplitManifest, info: ModelInfo,
+              size: int, config: TrainConfig, started: float) -> TrainResult:
     state = _prepare_run(layout, config)
     layout.bundle.mkdir(parents=True, exist_ok=True)
     layout.training.mkdir(parents=True, exist_ok=True)
@@ -402,11 +410,10 @@ def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, info: Mode
         logger.warning(f"resuming the interrupted run in {layout.root} (done: "
                        f"{', '.join(state.get('phases_done') or []) or 'nothing yet'})")
     else:
-        manifest = make_splits(dataset, config.splits, fixed_test)
+        manifest = fresh_splits
         manifest.write(layout.bundle / SPLITS_FILE)
     split_sha = sha256_file(layout.bundle / SPLITS_FILE)
     phases_done = list(state.get("phases_done", [])) if state else []
-    _save_state(layout, config, "running", phases_done)
 
     binary = info.task == "binary"
     splits = {}
@@ -425,6 +432,7 @@ def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, info: Mode
         model = _build(keras, config, info, size)
     check_fits(model, config.batch_size, trains_backbone=not config.frozen() or bool(config.fine_tune_epochs),
                eval_images=max(len(splits["val"].paths), len(splits["test"].paths)))
+    _save_state(layout, config, "running", phases_done)  # from here on a rerun resumes
     class_weight = _class_weights(splits["train"].y, len(info.labels)) if config.class_weights else None
     frozen = config.frozen()
     epochs = {}
