@@ -386,6 +386,22 @@ def main(argv=None) -> int:
         return 2
 
 
+class _LowercaseLevel:
+    """`edgeship: warning: ...`, matching `edgeship: error: ...`."""
+
+    def __init__(self, fmt: str):
+        import logging
+
+        self._formatter = logging.Formatter(fmt)
+
+    def format(self, record) -> str:
+        import copy
+
+        record = copy.copy(record)
+        record.levelname = record.levelname.lower()
+        return self._formatter.format(record)
+
+
 def _log_to_stderr() -> None:
     """The library logs to 'edgeship'; the CLI shows its warnings as `edgeship: warning: ...` lines."""
     import logging
@@ -393,7 +409,7 @@ def _log_to_stderr() -> None:
     logger = logging.getLogger("edgeship")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("edgeship: %(levelname)s: %(message)s"))
+        handler.setFormatter(_LowercaseLevel("edgeship: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False

@@ -148,6 +148,20 @@ def _scan(data_dir: Path, config: TrainConfig) -> tuple[ScannedDataset, set[Path
 def _prepare_run(layout: RunLayout, config: TrainConfig) -> dict | None:
     """The interrupted run's state to resume, or None for a fresh start. Refuses to overwrite finished
     work unless asked to; even then removes only what edgeship wrote (the report first)."""
+    state = _check_resumable(layout, config)
+    if state and not config.overwrite:
+        return state
+    kept = layout.remove_owned()  # cached features (training/cache) are keyed: a new run reuses what matches
+    if kept:
+        logger.warning(f"{layout.root}: kept {len(kept)} file(s) edgeship did not write "
+                       f"({', '.join(p.relative_to(layout.root).as_posix() for p in kept[:3])}"
+                       f"{' …' if len(kept) > 3 else ''})")
+    return None
+
+
+def _check_resumable(layout: RunLayout, config: TrainConfig) -> dict | None:
+    """The state of an interrupted run that this command may resume; UsageError for finished work (without
+    --overwrite) or an interrupted run with other settings. Cheap: called before scanning the data too."""
     state_path = layout.training / STATE_FILE
     state = None
     if state_path.is_file():
@@ -166,11 +180,6 @@ def _prepare_run(layout: RunLayout, config: TrainConfig) -> dict | None:
     if not state and (layout.bundle / "edgeship.json").is_file() and not config.overwrite:
         raise UsageError(f"{layout.root}: already holds a bundle; pass --overwrite to replace it, or choose "
                          f"another --out")
-    kept = layout.remove_owned()  # cached features (training/cache) are keyed: a new run reuses what matches
-    if kept:
-        logger.warning(f"{layout.root}: kept {len(kept)} file(s) edgeship did not write "
-                       f"({', '.join(p.relative_to(layout.root).as_posix() for p in kept[:3])}"
-                       f"{' …' if len(kept) > 3 else ''})")
     return None
 
 
@@ -383,6 +392,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     config.validate()
     layout = RunLayout(Path(out_dir))
     layout.check_claimable()  # before scanning: a folder of the user's own files is refused at once
+    _check_resumable(layout, config)  # and so is finished work without --overwrite
     size = get_backbone(config.backbone).input_size(config.image_size)  # fails before any scanning (hub: no network yet)
     data_dir = Path(data_dir)
     dataset, fixed_test = _scan(data_dir, config)
