@@ -142,28 +142,20 @@ class RunLayout:
         raise UsageError(f"{path}: not an edgeship run (expected {BUNDLE_DIR}/{MANIFEST_NAME}); run `edgeship train` first")
 
 
-_held: dict[Path, int] = {}
+_held: set[Path] = set()  # runs whose lock this process holds
 _held_guard = threading.Lock()
 
 
 @contextmanager
 def run_lock(root: str | Path, command: str):
     """One writer per run directory: a second train/export/bench on the same run fails at once with the
-    holder's pid instead of interleaving its writes. Re-entrant within one process (the demo chains
-    train, export and bench). The lock is an flock, so a killed holder never leaves a stale lock."""
+    holder's pid instead of interleaving its writes. Re-entrant within one process (export's re-check
+    inside a held export, say). The lock is an flock, so a killed holder never leaves a stale lock."""
     root = Path(root).resolve()
     with _held_guard:
-        if root in _held:
-            _held[root] += 1
-            acquired_here = False
-        else:
-            acquired_here = True
-    if not acquired_here:
-        try:
-            yield
-        finally:
-            with _held_guard:
-                _held[root] -= 1
+        nested = root in _held
+    if nested:
+        yield
         return
     root.mkdir(parents=True, exist_ok=True)
     handle = open(root / LOCK_FILE, "a+")
@@ -188,11 +180,11 @@ def run_lock(root: str | Path, command: str):
         handle.write(json.dumps({"pid": os.getpid(), "command": command}))
         handle.flush()
         with _held_guard:
-            _held[root] = 1
+            _held.add(root)
         try:
             yield
         finally:
             with _held_guard:
-                _held.pop(root, None)
+                _held.discard(root)
     finally:
         handle.close()

@@ -376,3 +376,19 @@ def test_bench_elsewhere_leaves_the_run_report_alone(run_copy, tmp_path, cli):
                          for a in timed)
     assert "bench" not in report
     assert "4 after 1 warm-up" in (run_copy / "report.md").read_text()
+
+
+# 6 --------------------------------------------------------------------------------------------------
+def test_the_run_lock_is_reentrant_here_and_refuses_another_process(tmp_path):
+    import subprocess
+    import sys
+
+    from edgeship.runtime.layout import run_lock
+
+    probe = f"from edgeship.runtime.layout import run_lock\nwith run_lock({str(tmp_path)!r}, 'bench'): pass"
+    with run_lock(tmp_path, "export"):
+        with run_lock(tmp_path, "bench"):  # the demo's export then bench, in one process
+            pass
+        held = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert held.returncode == 1 and f"another edgeship export is running on this run (pid {os.getpid()})" in held.stderr
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0  # released
