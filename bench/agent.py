@@ -30,7 +30,7 @@ def _bench_tensorflow(case: dict) -> dict:
     (TensorFlow needed, local only)."""
     if case.get("provider") == "gpu" and sys.platform == "linux" and gpu_description() is None:
         raise UsageError("no NVIDIA GPU here (nvidia-smi finds none)")  # known without importing TensorFlow
-    from edgeship.train.tfenv import import_keras
+    from edgeship.core.tfenv import import_keras  # TensorFlow rows run only here, never on a board
 
     tf, keras = import_keras()
     device = "/GPU:0" if case.get("provider") == "gpu" else "/CPU:0"
@@ -42,8 +42,10 @@ def _bench_tensorflow(case: dict) -> dict:
 
 def _load_tensorflow(tf, keras, case: dict):
     """(call, input shape, runtime name) of a `.keras` model or a SavedModel directory."""
-    if case["backend"] == "keras":
-        model = keras.models.load_model(case["path"], safe_mode=True, compile=False)
+    if case["backend"] == "keras":  # the workstation's one Keras loader, with the bundle's safe-mode record
+        from edgeship.core.tensorflow import load_keras_model
+
+        model = load_keras_model(Path(case["path"]), case.get("safe_mode", True))
         return (lambda x: model(x, training=False)), model.input_shape[1:], f"keras {keras.__version__}"
     signature = tf.saved_model.load(case["path"]).signatures["serving_default"]
     spec = next(iter(signature.structured_input_signature[1].values()))

@@ -31,6 +31,7 @@ class Artifact:
     format: str
     precision: str | None = None
     size_bytes: int | None = None
+    safe_mode: bool = True  # Keras safe_mode for a .keras artifact (False only for TF-Hub bundles)
 
 
 def artifacts_of(target: Path, bundle_records: list[dict] | None = None) -> list[Artifact]:
@@ -45,12 +46,13 @@ def artifacts_of(target: Path, bundle_records: list[dict] | None = None) -> list
     for record in bundle_records or bundle.artifacts:  # never time a file the bundle does not describe
         if record.get("status", "ok") == "ok":
             bundle.verify_artifact(target, record)
+    safe_mode = bundle.provenance.get("training", {}).get("keras_safe_mode", True)
     found = [Artifact(r["name"], target / r["file"], r.get("backend") or backend_for(target / r["file"]).name,
-                      r.get("precision"), r.get("size_bytes"))
+                      r.get("precision"), r.get("size_bytes"), safe_mode)
              for r in (bundle_records or bundle.artifacts) if r.get("status", "ok") == "ok"]
     if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.format == "keras" for a in found):
         path = target / bundle.keras_model
-        found.append(Artifact("keras", path, "keras", "float32", path.stat().st_size))
+        found.append(Artifact("keras", path, "keras", "float32", path.stat().st_size, safe_mode))
     return found
 
 
@@ -80,5 +82,6 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
                 "name": artifact.name, "path": str(artifact.path), "backend": name, "provider": provider,
                 "threads": n_threads, "batch": batch, "warmup": warmup, "runs": runs, "min_seconds": min_seconds,
                 "format": artifact.format, "precision": artifact.precision, "size_bytes": artifact.size_bytes,
+                "safe_mode": artifact.safe_mode,
             })
     return cases

@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from edgeship.export.report import format_value, markdown_table, save_png
+from edgeship.core.report import format_value, markdown_table, save_png
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 

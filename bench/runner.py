@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from edgeship.export.report import load_report, write_report
+from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.report import load_report, write_report
 from edgeship.runtime.environment import fingerprint
 from edgeship.runtime.errors import EdgeshipError, UsageError
-from edgeship.runtime.layout import RunLayout, run_lock
 from edgeship.runtime.spec import MANIFEST_NAME
 
 from . import results
@@ -74,7 +74,7 @@ def _resolve(target: str | Path) -> _Model:
         raise UsageError(f"{target}: not a model file, bundle directory or run directory") from None
     report, report_path = (load_report(layout.report_json) if layout.report_json.is_file() else (None, None))
     if report is not None:
-        from edgeship.export.integrity import report_problems
+        from edgeship.core.integrity import report_problems
 
         problems = report_problems(report, layout)
         if problems:  # its accuracy figures describe other files: show none rather than wrong ones
@@ -107,7 +107,7 @@ def _update_reports(models: list[_Model], rows: list[dict], settings: BenchSetti
     """Write batch-1 latency into a run's report.json, only when this bench is *of that run, into that run*
     (its output folder is the run), measured locally, and the report still describes the files. Each
     figure carries the settings, target, time and artifact sha256 that produced it."""
-    from edgeship.export.integrity import report_problems
+    from edgeship.core.integrity import report_problems
 
     measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     environment = fingerprint()
@@ -209,7 +209,7 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
 def _keep_elsewhere(result: dict, exc: OSError) -> str:
     import tempfile
 
-    from edgeship.runtime.errors import disk_failure
+    from edgeship.core.errors import disk_failure
     from edgeship.runtime.fileio import atomic_write_json
 
     reason = disk_failure(exc) or f"cannot write {exc.filename}: {exc.strerror or exc}"

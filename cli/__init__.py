@@ -3,10 +3,10 @@
 Importing `edgeship` is cheap: the heavy parts (TensorFlow) load only in train/export.
 """
 
+from edgeship.core.errors import BackboneError, DatasetError, ExportError, RunBusyError
 from edgeship.runtime import Classifier, Prediction
-from edgeship.runtime.errors import (BackboneError, DatasetError, EdgeshipError, ExportError, GateFailed,
-                                     ImageError, ModelLoadError, UsageError)
+from edgeship.runtime.errors import EdgeshipError, ImageError, IntegrityError, ModelLoadError, UsageError
 
 __version__ = "0.1.0"
 __all__ = ["Classifier", "Prediction", "EdgeshipError", "UsageError", "DatasetError", "ImageError",
-           "ModelLoadError", "BackboneError", "ExportError", "GateFailed", "__version__"]
+           "ModelLoadError", "BackboneError", "ExportError", "IntegrityError", "RunBusyError", "__version__"]

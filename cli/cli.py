@@ -99,8 +99,8 @@ def _preview_augmentation(args, config) -> int:
 
 
 def cmd_explain(args) -> int:
-    from edgeship.export.tf_models import keras_safe_mode, load_keras_model
-    from edgeship.runtime.layout import RunLayout
+    from edgeship.core.layout import RunLayout
+    from edgeship.core.tensorflow import keras_safe_mode, load_keras_model
     from edgeship.runtime.spec import Bundle
     from edgeship.train.gradcam import explain
 
@@ -116,8 +116,8 @@ def cmd_explain(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from edgeship.core.report import SUMMARY_HEADERS, summary_rows, text_table
     from edgeship.export import export_run
-    from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
 
     result = export_run(args.run, args.formats, calib_size=args.calib_size, int8_io=args.io)
     print(text_table(SUMMARY_HEADERS, summary_rows(result.report)))
@@ -129,8 +129,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_gate(args) -> int:
+    from edgeship.core.integrity import load_verified_report
     from edgeship.export.gate import evaluate_gate, resolve_thresholds, write_junit
-    from edgeship.export.integrity import load_verified_report
 
     pair = (args.reference, args.candidate, args.data)
     if any(pair) and not all(pair):
@@ -175,7 +175,7 @@ def cmd_bench(args) -> int:
     from edgeship.bench import results
     from edgeship.bench.remote import SSHOptions
     from edgeship.bench.runner import BenchSettings, run_bench
-    from edgeship.export.report import text_table
+    from edgeship.core.report import text_table
 
     settings = BenchSettings(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
                              threads=args.threads or (None,), batches=args.batch or (1,), backend=args.backend)
@@ -220,8 +220,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_formats(args) -> int:
+    from edgeship.core.report import text_table
     from edgeship.export.formats import FORMATS
-    from edgeship.export.report import text_table
 
     rows = [[f.name, f.filename, f.precision, "yes" if f.needs_calibration else "no", f.backend,
              f.runs_here() or "not installed", f.description] for f in FORMATS.values()]
@@ -230,7 +230,7 @@ def cmd_formats(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from edgeship.export.report import text_table
+    from edgeship.core.report import text_table
     from edgeship.train.backbones import BACKBONES
 
     rows = [[b.name, b.default_size, b.weights_source, b.description] for b in BACKBONES.values()]
@@ -375,7 +375,7 @@ def main(argv=None) -> int:
         print("edgeship: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a full or read-only disk is the user's to fix: one line, not a traceback
-        from edgeship.runtime.errors import disk_failure
+        from edgeship.core.errors import disk_failure
 
         reason = disk_failure(exc)
         if reason is None:

@@ -13,13 +13,13 @@ def _step(number: int, text: str) -> None:
 def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path | None = None,
              bench_runs: int = 200) -> int:
     from edgeship.bench import bench_run
+    from edgeship.core.layout import RunLayout
+    from edgeship.core.report import SUMMARY_HEADERS, summary_rows, text_table
+    from edgeship.core.splits import SplitManifest
     from edgeship.export import export_run
     from edgeship.export.gate import GateThresholds, evaluate_gate
-    from edgeship.export.report import SUMMARY_HEADERS, summary_rows, text_table
     from edgeship.runtime.classifier import Classifier
-    from edgeship.runtime.layout import RunLayout
     from edgeship.train import SplitConfig, TrainConfig, train, write_digits_dataset
-    from edgeship.train.splits import SplitManifest
 
     started = time.time()
     out = Path(out)

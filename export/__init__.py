@@ -3,9 +3,10 @@
 Importing this package does not import TensorFlow; converters load it when they run.
 """
 
+from edgeship.core.report import load_report, write_report
+
 from .formats import DEFAULT_FORMATS, FORMATS, ExportFormat, resolve_formats
 from .gate import GateThresholds, GateVerdict, evaluate_gate
-from .report import load_report, write_report
 
 __all__ = ["FORMATS", "DEFAULT_FORMATS", "ExportFormat", "resolve_formats", "GateThresholds", "GateVerdict",
            "evaluate_gate", "load_report", "write_report", "export_run"]

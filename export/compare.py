@@ -1,7 +1,8 @@
 """Compare any two models on a folder of class sub-folders: `edgeship gate --reference A --candidate B --data DIR`.
 
-Either side may be a `.tflite`, an `.onnx`, a bundle directory or a `.keras` file (TensorFlow needed for
-that one; its labels and input spec come from the `edgeship.json` beside it or from the other model).
+Either side may be a `.tflite`, an `.onnx`, a run or bundle directory, a `.keras` file or a SavedModel
+directory (TensorFlow needed for those two; their labels and input spec come from the `edgeship.json`
+beside them or from the other model). Both sides are Predictors: pixels decoded once, probabilities out.
 """
 
 from __future__ import annotations
@@ -10,56 +11,37 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.runtime.classifier import Classifier, class_probabilities
-from edgeship.runtime.errors import DatasetError, ModelLoadError, UsageError
-from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
+from edgeship.core.errors import DatasetError
+from edgeship.core.pixels import load_pixels
+from edgeship.core.tensorflow import bundle_dir_of, is_saved_model, open_predictor
+from edgeship.runtime.errors import ModelLoadError, UsageError
+from edgeship.runtime.spec import Bundle
 
 from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
 
 
-class _KerasSide:
-    def __init__(self, path: Path, info: ModelInfo | None):
-        from .exporter import load_keras_model
-
-        sibling = path.parent / MANIFEST_NAME
-        self.info = Bundle.load(path.parent).info if sibling.is_file() else info
-        if self.info is None:
-            raise UsageError(f"{path}: a .keras model needs an edgeship.json beside it, or a non-Keras model on "
-                             f"the other side, to know its labels and input size")
-        self.model = load_keras_model(path)
-
-    def predict_proba(self, images) -> np.ndarray:
-        from edgeship.runtime.preprocess import prepare_batch
-
-        return class_probabilities(self.model.predict(prepare_batch(images, self.info.input).astype(np.float32),
-                                                      verbose=0))
-
-
-class _RuntimeSide:
-    def __init__(self, path: Path):
-        self.classifier = Classifier.load(path)
-        self.info = self.classifier.info
-
-    def predict_proba(self, images) -> np.ndarray:
-        return self.classifier.predict_proba(self.classifier.prepare(images))
-
-
-def _open(path: str | Path, other_info: ModelInfo | None = None):
+def _model_path(path: str | Path, role: str) -> Path:
+    """What a side names. A run or bundle directory as the *reference* means its Keras model (the
+    reference by definition); as the candidate, its first artifact this machine runs."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model file or bundle directory")
-    return _KerasSide(path, other_info) if path.suffix == ".keras" else _RuntimeSide(path)
+    bundle_dir = bundle_dir_of(path)
+    if role == "reference" and bundle_dir is not None and not is_saved_model(path):
+        return bundle_dir / (Bundle.load(bundle_dir).keras_model or "model.keras")
+    return path
 
 
 def compare_models(reference: str | Path, candidate: str | Path, data_dir: str | Path,
                    show_progress: bool = True) -> dict:
     """A parity report (same keys as export's) of CANDIDATE against REFERENCE on every image in DATA_DIR."""
-    from edgeship.train.dataset import scan_folder
+    from edgeship.core.dataset import scan_folder
 
-    ordered = sorted([("reference", Path(reference)), ("candidate", Path(candidate))], key=lambda s: s[1].suffix == ".keras")
+    named = [("reference", _model_path(reference, "reference")), ("candidate", _model_path(candidate, "candidate"))]
     sides = {}
-    for role, path in ordered:  # runtime models first, so a .keras side can borrow their labels
-        sides[role] = _open(path, next((s.info for s in sides.values()), None))
+    for role, path in sorted(named, key=lambda s: s[1].suffix == ".keras" or is_saved_model(s[1])):
+        # runtime models first, so a lone .keras side can borrow their labels
+        sides[role] = open_predictor(path, info=next((s.info for s in sides.values()), None))
     ref, cand = sides["reference"], sides["candidate"]
     if ref.info.labels != cand.info.labels:
         raise UsageError(f"the two models have different labels: {list(ref.info.labels)} vs {list(cand.info.labels)}")
@@ -69,7 +51,11 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
         raise DatasetError(f"{data_dir}: class folder(s) {', '.join(unknown)} are not labels of the models")
     paths = [s.path for s in dataset.samples]
     labels = np.array([ref.info.labels.index(s.label) for s in dataset.samples])
-    ref_probs, cand_probs = ref.predict_proba(paths), cand.predict_proba(paths)
+    if ref.info.input != cand.info.input:
+        raise UsageError(f"the two models take different inputs ({ref.info.input.height}x{ref.info.input.width} vs "
+                         f"{cand.info.input.height}x{cand.info.input.width}); compare models of one input size")
+    pixels = load_pixels(paths, ref.info.input, "load images", show_progress)  # decoded once for both
+    ref_probs, cand_probs = ref.predict_proba(pixels), cand.predict_proba(pixels)
     row = {"name": Path(candidate).name, "format": Path(candidate).suffix.lstrip(".") or "bundle", "status": "ok",
            "path": str(candidate), **compare_predictions(ref_probs, cand_probs, labels, ref.info.labels)}
     row["flipped"] = describe_flipped(row["flipped"], paths, labels, cand_probs, ref.info.labels)

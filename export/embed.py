@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from edgeship.runtime.errors import ExportError
+from edgeship.core.errors import ExportError
 from edgeship.runtime.spec import EMBEDDED_KEY, ModelInfo
 
 from .tf_models import embed_saved_model

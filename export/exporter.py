@@ -14,24 +14,24 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
+from edgeship.core.errors import DatasetError, disk_failure
+from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.pixels import load_pixels
+from edgeship.core.report import write_report
+from edgeship.core.splits import SplitManifest, portable_path
+from edgeship.core.tensorflow import keras_safe_mode, load_artifact, load_keras_model, reference_predictor
+from edgeship.core.tfenv import captured_output
 from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.environment import fingerprint, library_versions
-from edgeship.runtime.errors import DatasetError, IntegrityError, UsageError, disk_failure
+from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, sha256_file, tree_digest
-from edgeship.runtime.layout import RunLayout, run_lock
 from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
-from edgeship.train.loader import load_pixels
-from edgeship.train.splits import SplitManifest, portable_path
-from edgeship.train.tfenv import captured_output
 
 from .diagnosis import collapsed, diagnose
 from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
-from .report import write_report
-from .tf_models import RUNNERS, keras_safe_mode, load_keras_model  # load_keras_model: re-exported
 
 DEFAULT_CALIB_SIZE = 300
 RECOMMENDED_MIN_CALIB = 100
@@ -224,20 +224,13 @@ def replace_artifact(run: str | Path, name: str, data: bytes) -> dict:
         return record
 
 
-def _load_artifact(directory: Path, record: dict, safe_mode: bool = True):
-    """Anything with predict_proba(): the device runtime's Classifier, or TensorFlow for keras/saved_model."""
-    if record.get("backend") in RUNNERS:
-        return RUNNERS[record["backend"]](directory / record["file"], safe_mode=safe_mode)
-    return Classifier.load(directory, artifact=record["name"])
-
-
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> dict:
     """Parity of every exported artifact with Keras on the test split."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
     pixels = load_pixels(paths, bundle.info.input, "load test images", show_progress)
-    reference = class_probabilities(model.predict(pixels.astype(np.float32), batch_size=64, verbose=0))
+    reference = reference_predictor(model, bundle.info).predict_proba(pixels)
     artifacts = []
     for record in progress(bundle.artifacts, total=len(bundle.artifacts), desc="parity", enabled=show_progress):
         row = {k: record[k] for k in ("name", "format", "precision", "status", "error", "size_bytes", "sha256",
@@ -246,12 +239,12 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         if record.get("status") == "ok":
             row["sha256"] = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
             try:
-                classifier = _load_artifact(layout.bundle, record, keras_safe_mode(bundle))
+                classifier = load_artifact(bundle, layout.bundle, record)
                 probs = classifier.predict_proba(pixels)
                 row.update(compare_predictions(reference, probs, labels, bundle.info.labels))
                 row["flipped"] = describe_flipped(row["flipped"], [portable_path(p, layout.root) for p in paths],
                                                   labels, probs, bundle.info.labels)
-                row["runtime"] = classifier.implementation
+                row["runtime"] = classifier.runtime
                 if collapsed(row["accuracy"], accuracy(reference, labels), len(bundle.info.labels)):
                     row["diagnosis"] = diagnose(classifier, pixels, reference, row["agreement"])
             except Exception as exc:  # an artifact that converts but will not run is a failed artifact

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from xml.etree import ElementTree
 
+from edgeship.core.integrity import finite
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
-
-from .integrity import finite
 
 CONFIG_TABLE = ("tool", "edgeship", "gate")
 CONFIG_KEYS = {"max_drop": "max_drop_pp", "min_agreement": "min_agreement", "max_class_drop": "max_class_drop_pp",

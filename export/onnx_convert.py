@@ -7,8 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from edgeship.train.tfenv import import_keras
+from edgeship.core.tfenv import import_keras
 
 OPSET = 17
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-
-from edgeship.train.tfenv import import_keras
+from edgeship.core.tfenv import import_keras
 
 
 def _converter(job):

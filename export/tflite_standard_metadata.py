@@ -12,7 +12,6 @@ import io
 import zipfile
 
 import flatbuffers
-
 from edgeship.runtime.spec import ModelInfo
 
 from .vendor import tflite_metadata_schema_py_generated as md

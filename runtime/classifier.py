@@ -88,8 +88,10 @@ class Classifier:
     """
 
     def __init__(self, session, info: ModelInfo, path: Path, artifact: str | None = None,
-                 precision: str | None = None):
+                 precision: str | None = None, threads: int | None = None):
         self._primary = session
+        self.name = artifact or path.name  # the Predictor contract's name
+        self.threads = threads
         # Dynamic-range models pick activation scales per batch, so their outputs would depend on which
         # images share a batch: run them one image at a time to keep results batch-independent.
         self.precision = precision
@@ -115,6 +117,11 @@ class Classifier:
         return self.session.implementation
 
     @property
+    def runtime(self) -> str:
+        """The Predictor contract's name for `implementation`."""
+        return self.session.implementation
+
+    @property
     def labels(self) -> tuple[str, ...]:
         return self.info.labels
 
@@ -133,7 +140,7 @@ class Classifier:
             file = path / record["file"]
             session = _open(file, backend, threads, provider)
             _check_embedded(session, bundle.info, file)
-            return cls(session, bundle.info, file, record.get("name"), record.get("precision"))
+            return cls(session, bundle.info, file, record.get("name"), record.get("precision"), threads)
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or bundle directory")
         session = _open(path, backend, threads, provider)
@@ -144,12 +151,12 @@ class Classifier:
                 record = next((r for r in bundle.artifacts if r.get("file") == path.name), {})
                 if record:
                     bundle.verify_artifact(path.parent, record)
-                return cls(session, bundle.info, path, record.get("name"), record.get("precision"))
+                return cls(session, bundle.info, path, record.get("name"), record.get("precision"), threads)
             raise ModelLoadError(
                 f"{path}: no edgeship metadata embedded in this file; load its bundle directory instead"
             )
         return cls(session, ModelInfo.from_dict(session.embedded, str(path)), path, session.embedded.get("format"),
-                   session.embedded.get("precision"))
+                   session.embedded.get("precision"), threads)
 
     def predict_proba(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities for an NHWC batch of prepared pixels, shape (N, len(labels))."""

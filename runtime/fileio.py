@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-
 _UMASK_LOCK = threading.Lock()
 
 

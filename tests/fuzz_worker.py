@@ -6,7 +6,6 @@ Run in a subprocess by test_runtime_fuzz.py so that a crash (segfault, abort) is
 import sys
 
 import numpy as np
-
 from edgeship.runtime import Classifier, ModelLoadError
 
 for path in sys.argv[1:]:

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-
 from edgeship.bench.harness import summarize, time_calls
 
 

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from edgeship.core.dataset import scan_folder
+from edgeship.core.errors import DatasetError
+from edgeship.core.splits import SPLITS, SplitConfig, SplitManifest, make_splits
 from PIL import Image
-
-from edgeship.runtime.errors import DatasetError
-from edgeship.train.dataset import scan_folder
-from edgeship.train.splits import SPLITS, SplitConfig, SplitManifest, make_splits
 
 
 def _folder(root, counts: dict, size=12):

@@ -5,13 +5,12 @@ import json
 
 import numpy as np
 import pytest
-
+from edgeship.core.splits import SplitManifest
 from edgeship.export.formats import FORMATS, resolve_formats
 from edgeship.runtime import Bundle, Classifier
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.preprocess import prepare_batch
-from edgeship.train.splits import SplitManifest
 
 REPORT_ARTIFACT_KEYS = {"name", "format", "precision", "path", "size_bytes", "accuracy", "accuracy_delta_pp",
                         "agreement", "max_abs_prob_diff", "mean_abs_prob_diff"}
@@ -65,7 +64,7 @@ def test_report_has_the_documented_keys_and_relative_paths(exported_run):
 
 def test_parity_figures_match_an_independent_loop(exported_run):
     """Recompute each artifact's figures image by image through the public API and compare."""
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.core.tensorflow import load_keras_model
 
     report = _report(exported_run)
     bundle = Bundle.load(exported_run / "bundle")
@@ -95,8 +94,7 @@ def test_parity_figures_match_an_independent_loop(exported_run):
 def test_keras_and_saved_model_rows_match_keras_computed_independently(exported_run):
     """The `.keras` row reloads the file; the SavedModel row is run here through its serving signature."""
     import tensorflow as tf
-
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.core.tensorflow import load_keras_model
 
     report = {a["name"]: a for a in _report(exported_run)["artifacts"]}
     bundle = Bundle.load(exported_run / "bundle")

@@ -44,7 +44,7 @@ def _sha256(path: Path) -> str:
 def assert_gate_honest(run: Path) -> str:
     """'refused' when the gate refuses the run, else 'passes' after checking that every figure it would
     pass on belongs to the bytes on disk now."""
-    from edgeship.export.integrity import load_verified_report
+    from edgeship.core.integrity import load_verified_report
     from edgeship.runtime.errors import EdgeshipError
 
     try:
@@ -185,7 +185,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_artifacts(exported_run, 
 
 @pytest.mark.slow
 def test_a_read_only_out_is_one_line_exit_2_everywhere(exported_run, small_digits, tmp_path, monkeypatch, capsys):
-    from edgeship.train.splits import SplitManifest
+    from edgeship.core.splits import SplitManifest
 
     image = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[0].path
     disk = tmp_path / "ro"

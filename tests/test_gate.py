@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from edgeship.export.gate import GateThresholds, evaluate_gate
 from edgeship.runtime.errors import UsageError
 
@@ -54,10 +53,11 @@ def test_gate_cli_exit_codes(exported_run, tmp_path, cli):
 
 def test_artifact_expecting_unit_range_fails_with_a_diagnosis(run_copy, cli):
     """A float TFLite exported from a model that wants [0, 1] pixels while the runtime feeds 0-255."""
+    from edgeship.core.tfenv import captured_output, import_keras
     from edgeship.export.embed import embed_tflite
-    from edgeship.export.exporter import load_keras_model, recheck_run, replace_artifact
+    from edgeship.core.tensorflow import load_keras_model
+    from edgeship.export.exporter import recheck_run, replace_artifact
     from edgeship.runtime import Bundle
-    from edgeship.train.tfenv import captured_output, import_keras
 
     tf, keras = import_keras()
     model = load_keras_model(run_copy / "bundle" / "model.keras")
@@ -133,8 +133,8 @@ def test_compare_models_figures_match_the_export_report_on_the_same_images(expor
     import json
     import shutil
 
+    from edgeship.core.splits import SplitManifest
     from edgeship.export.compare import compare_models
-    from edgeship.train.splits import SplitManifest
 
     folder = tmp_path / "test_split"
     for row in SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test"):

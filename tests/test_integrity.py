@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from edgeship.core.errors import DatasetError
 from edgeship.export.gate import GateThresholds, evaluate_gate
-from edgeship.runtime.errors import DatasetError, IntegrityError, UsageError
+from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.spec import Bundle
 
 QUICK_TRAIN = ("--image-size", "32", "--epochs", "1", "--batch-size", "32", "--unknown-recall", "0")
@@ -65,9 +65,9 @@ def test_train_refuses_a_folder_of_user_files_and_overwrite_keeps_them(small_dig
 
 # 2 --------------------------------------------------------------------------------------------------
 def test_explain_never_overwrites_one_overlay_with_another(exported_run, tmp_path):
-    from edgeship.export.tf_models import load_keras_model
+    from edgeship.core.splits import SplitManifest
+    from edgeship.core.tensorflow import load_keras_model
     from edgeship.train.gradcam import explain
-    from edgeship.train.splits import SplitManifest
 
     bundle = Bundle.load(exported_run / "bundle")
     rows = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[:2]
@@ -110,7 +110,7 @@ def test_a_swapped_artifact_is_refused_by_predict_gate_and_bench(run_copy, cli):
 
 
 def _a_test_image(run: Path) -> Path:
-    from edgeship.train.splits import SplitManifest
+    from edgeship.core.splits import SplitManifest
 
     return SplitManifest.read(run / "bundle" / "splits.csv").select("test")[0].path
 
@@ -202,10 +202,10 @@ def test_train_warns_when_validation_stays_at_chance(tmp_path):
 
 
 def test_from_scratch_backbones_get_batchnorm_that_converges(tmp_path):
-    from edgeship.train.backbones import build_classifier
-    from edgeship.train.tfenv import import_keras
-    from edgeship.train.trainer import SCRATCH_BN_MOMENTUM, TrainConfig, _build, _leaf_layers
+    from edgeship.core.tfenv import import_keras
     from edgeship.runtime.spec import InputSpec, ModelInfo
+    from edgeship.train.backbones import build_classifier
+    from edgeship.train.trainer import SCRATCH_BN_MOMENTUM, TrainConfig, _build, _leaf_layers
 
     _, keras = import_keras()
     info = ModelInfo(("a", "b", "c"), InputSpec(32, 32))
@@ -231,7 +231,7 @@ def _classes(root: Path, *names, per_class=4):
 
 
 def test_duplicate_and_control_character_class_names_are_refused(tmp_path, cli):
-    from edgeship.train.dataset import scan_folder
+    from edgeship.core.dataset import scan_folder
 
     data = _classes(tmp_path / "data", "circle", "square")
     with pytest.raises(DatasetError, match="more than once"):
@@ -245,7 +245,7 @@ def test_duplicate_and_control_character_class_names_are_refused(tmp_path, cli):
 
 
 def test_classes_txt_that_leaves_out_a_folder_says_which(tmp_path, caplog):
-    from edgeship.train.dataset import scan_folder
+    from edgeship.core.dataset import scan_folder
 
     data = _classes(tmp_path / "data", "a", "b", "c")
     (data / "classes.txt").write_text("a\nb\n")
@@ -269,8 +269,8 @@ def test_an_image_in_train_and_test_lists_is_refused(tmp_path):
 
 
 def test_undecodable_file_names_are_skipped_and_counted(tmp_path):
-    from edgeship.train.dataset import scan_folder
-    from edgeship.train.splits import make_splits
+    from edgeship.core.dataset import scan_folder
+    from edgeship.core.splits import make_splits
 
     data = _classes(tmp_path / "data", "a", "b", per_class=5)
     bad = os.path.join(os.fsencode(data / "a"), b"\xff\xfe.png")
@@ -383,9 +383,9 @@ def test_the_run_lock_is_reentrant_here_and_refuses_another_process(tmp_path):
     import subprocess
     import sys
 
-    from edgeship.runtime.layout import run_lock
+    from edgeship.core.layout import run_lock
 
-    probe = f"from edgeship.runtime.layout import run_lock\nwith run_lock({str(tmp_path)!r}, 'bench'): pass"
+    probe = f"from edgeship.core.layout import run_lock\nwith run_lock({str(tmp_path)!r}, 'bench'): pass"
     with run_lock(tmp_path, "export"):
         with run_lock(tmp_path, "bench"):  # the demo's export then bench, in one process
             pass

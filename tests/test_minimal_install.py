@@ -26,7 +26,7 @@ def test_runtime_extra_alone_predicts_tflite_and_onnx(exported_run, tmp_path):
     assert {"ai-edge-litert", "onnxruntime", "numpy", "pillow"} <= names
     assert not names & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx"}
 
-    from edgeship.train.splits import SplitManifest
+    from edgeship.core.splits import SplitManifest
 
     image = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[0].path
     for model in ("model_int8.tflite", "model_float32.onnx"):

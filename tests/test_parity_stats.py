@@ -5,9 +5,14 @@ import math
 
 import numpy as np
 import pytest
-
-from edgeship.export.parity import (compare_predictions, mcnemar_exact_p, mean_kl_divergence,
-                                    paired_bootstrap_delta_ci, per_class_delta, top_k_agreement)
+from edgeship.export.parity import (
+    compare_predictions,
+    mcnemar_exact_p,
+    mean_kl_divergence,
+    paired_bootstrap_delta_ci,
+    per_class_delta,
+    top_k_agreement,
+)
 
 
 def test_mcnemar_exact_by_hand():

@@ -6,10 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-
+from edgeship.core.splits import SplitManifest
 from edgeship.runtime.preprocess import prepare_image
 from edgeship.runtime.spec import Bundle
-from edgeship.train.splits import SplitManifest
 
 PROBE = """
 import sys
@@ -29,7 +28,7 @@ def _predict_in_subprocess(*args):
 @pytest.fixture(scope="module")
 def keras_top1(exported_run):
     """Keras' own top-1 label for the first few test images."""
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.core.tensorflow import load_keras_model
 
     bundle = Bundle.load(exported_run / "bundle")
     rows = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[:4]

@@ -4,11 +4,10 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from edgeship.runtime.errors import ImageError
 from edgeship.runtime.preprocess import load_image, prepare_image
 from edgeship.runtime.spec import InputSpec
+from PIL import Image
 
 SPEC = InputSpec(height=24, width=32)
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from edgeship.runtime import Classifier, ModelLoadError
 from edgeship.runtime.backends import _quantize
 from edgeship.runtime.tflite_metadata import read_tflite_metadata
@@ -15,7 +14,7 @@ def test_quantize_uses_scale_and_zero_point():
 
 
 def test_predict_accepts_one_image_or_a_list(exported_run):
-    from edgeship.train.splits import SplitManifest
+    from edgeship.core.splits import SplitManifest
 
     rows = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[:3]
     classifier = Classifier.load(exported_run / "bundle", artifact="tflite")

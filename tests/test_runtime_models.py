@@ -5,7 +5,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from edgeship.runtime import Classifier, InputSpec, ModelInfo, UsageError
 from edgeship.runtime.backends import onnx_providers
 
@@ -13,7 +12,7 @@ SIZE = 16
 
 
 def _keras_model(outputs: int, activation: str):
-    from edgeship.train.tfenv import import_keras
+    from edgeship.core.tfenv import import_keras
 
     _, keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -38,7 +37,7 @@ def _write(tmp_path, name, data, backend, labels, task="multiclass"):
 
 
 def _tflite(model, io_type=None, calibration=None):
-    from edgeship.train.tfenv import captured_output, import_keras
+    from edgeship.core.tfenv import captured_output, import_keras
 
     tf, _ = import_keras()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -57,7 +56,7 @@ def multiclass_model():
 
 
 def test_int8_io_model_is_quantized_from_its_own_scale_and_zero_point(multiclass_model, tmp_path):
-    from edgeship.train.tfenv import import_keras
+    from edgeship.core.tfenv import import_keras
 
     tf, _ = import_keras()
     path = _write(tmp_path, "int8io.tflite", _tflite(multiclass_model, tf.int8, _pixels(64, 1)), "tflite", "abc")
@@ -86,8 +85,7 @@ def test_binary_sigmoid_model_maps_to_two_labels(tmp_path):
 
 def test_fixed_batch_onnx_falls_back_to_a_loop_with_identical_results(multiclass_model, tmp_path):
     import tf2onnx
-
-    from edgeship.train.tfenv import captured_output, import_keras
+    from edgeship.core.tfenv import captured_output, import_keras
 
     tf, _ = import_keras()
     with captured_output():

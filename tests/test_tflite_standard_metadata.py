@@ -5,14 +5,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from edgeship.core.splits import SplitManifest
 from edgeship.export.formats import FORMATS
-from edgeship.export.tflite_standard_metadata import (LABELS_FILE, STANDARD_KEY, normalization, read_associated_files,
-                                                      read_metadata)
+from edgeship.export.tflite_standard_metadata import (
+    LABELS_FILE,
+    STANDARD_KEY,
+    normalization,
+    read_associated_files,
+    read_metadata,
+)
 from edgeship.runtime import Bundle, Classifier
 from edgeship.runtime.preprocess import prepare_batch
 from edgeship.runtime.tflite_metadata import read_tflite_metadata
-from edgeship.train.splits import SplitManifest
 
 TFLITE_FORMATS = [f.name for f in FORMATS.values() if f.filename.endswith(".tflite")]
 

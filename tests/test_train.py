@@ -5,12 +5,11 @@ import json
 
 import numpy as np
 import pytest
-
-from edgeship.runtime.errors import BackboneError
+from edgeship.core.errors import BackboneError
+from edgeship.core.splits import SplitManifest
 from edgeship.runtime.preprocess import prepare_image
 from edgeship.runtime.spec import Bundle
 from edgeship.train.loader import make_sequence
-from edgeship.train.splits import SplitManifest
 
 
 def test_train_writes_bundle_log_curves_and_manifest(trained_run, small_digits):
@@ -31,8 +30,8 @@ def test_train_writes_bundle_log_curves_and_manifest(trained_run, small_digits):
 
 def test_best_checkpoint_is_what_the_bundle_holds(trained_run):
     """The bundle's model scores the best validation accuracy seen in the log, not the last epoch's."""
-    from edgeship.export.exporter import load_keras_model
-    from edgeship.train.loader import load_pixels
+    from edgeship.core.pixels import load_pixels
+    from edgeship.core.tensorflow import load_keras_model
 
     bundle = Bundle.load(trained_run / "bundle")
     with open(trained_run / "training" / "history.csv") as handle:

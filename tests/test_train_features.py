@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
+from edgeship.core.errors import BackboneError, DatasetError
+from edgeship.core.splits import SplitManifest
 from edgeship.runtime import Bundle, Classifier
-from edgeship.runtime.errors import BackboneError, DatasetError, ImageError, UsageError
+from edgeship.runtime.errors import ImageError, UsageError
 from edgeship.train import AugmentConfig, HeadConfig, SplitConfig, TrainConfig, train
-from edgeship.train.splits import SplitManifest
+from PIL import Image
 
 from .conftest import REPO
 
@@ -63,8 +63,8 @@ def test_backbone_builds_and_one_training_step_changes_its_weights(backbone, siz
 
 def test_resnet50_normalization_is_keras_preprocess_input():
     """The frozen 1x1 convolution in front of ResNet50 equals keras' caffe-style preprocess_input."""
+    from edgeship.core.tfenv import import_keras
     from edgeship.train.backbones import _caffe
-    from edgeship.train.tfenv import import_keras
 
     _, keras = import_keras()
     x = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
@@ -182,8 +182,8 @@ def test_bad_list_file_lines_fail_with_the_first_few_listed(small_digits, tmp_pa
 
 
 def test_class_with_no_training_image_fails_before_training(small_digits, tmp_path):
+    from edgeship.core.splits import make_splits
     from edgeship.train.listfiles import scan_list_dataset
-    from edgeship.train.splits import make_splits
 
     root = _food101(tmp_path / "food", small_digits, {"zero": "zero", "one": "one"})
     lines = (root / "meta" / "train.txt").read_text().split()
@@ -194,8 +194,8 @@ def test_class_with_no_training_image_fails_before_training(small_digits, tmp_pa
 
 
 def test_max_per_class_takes_a_seeded_subset(small_digits):
+    from edgeship.core.splits import make_splits
     from edgeship.train import scan_folder
-    from edgeship.train.splits import make_splits
 
     dataset = scan_folder(small_digits, show_progress=False)
     small = make_splits(dataset, SplitConfig(seed=0, max_per_class=12))
@@ -254,11 +254,11 @@ def test_preview_augmentation_cli_trains_nothing(small_digits, tmp_path, cli):
 
 @pytest.mark.slow
 def test_two_phase_training_caches_features_and_fine_tunes_only_the_top(small_digits, tmp_path):
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.core.pixels import load_pixels
+    from edgeship.core.tfenv import import_keras
+    from edgeship.core.tensorflow import load_keras_model
     from edgeship.train.backbones import build_classifier
     from edgeship.train.features import feature_model
-    from edgeship.train.loader import load_pixels
-    from edgeship.train.tfenv import import_keras
 
     _, keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -285,8 +285,8 @@ def test_two_phase_training_caches_features_and_fine_tunes_only_the_top(small_di
 
 
 def test_fine_tuning_unfreezes_only_the_top_layers_and_keeps_batchnorm_frozen():
+    from edgeship.core.tfenv import import_keras
     from edgeship.train.backbones import build_classifier
-    from edgeship.train.tfenv import import_keras
     from edgeship.train.trainer import _leaf_layers, _unfreeze_top
 
     _, keras = import_keras()
@@ -351,8 +351,8 @@ def test_training_report_threshold_and_ood_rejection(small_digits, tmp_path):
                                          **QUICK))
     bundle = Bundle.load(run / "bundle")
     report = json.loads((run / "training" / "report.json").read_text())["test"]
-    from edgeship.export.exporter import load_keras_model
-    from edgeship.train.loader import load_pixels
+    from edgeship.core.pixels import load_pixels
+    from edgeship.core.tensorflow import load_keras_model
 
     model = load_keras_model(run / "bundle" / "model.keras")
     manifest = SplitManifest.read(run / "bundle" / "splits.csv")
@@ -439,7 +439,7 @@ def test_gradcam_peaks_on_the_patch_that_decides_the_class(tmp_path, cli):
     probe = np.random.default_rng(5).integers(0, 90, (32, 32, 3)).astype(np.uint8)
     _draw(probe, "square", 12, 23)  # the decisive square sits in the right third
     Image.fromarray(probe).save(tmp_path / "probe.png")
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.core.tensorflow import load_keras_model
     from edgeship.train.gradcam import explain
 
     bundle = Bundle.load(run / "bundle")
@@ -480,7 +480,7 @@ def test_unknown_strategy_is_a_usage_error():
 @pytest.mark.slow
 def test_two_classes_train_one_sigmoid_output_that_exports_and_runs(small_digits, tmp_path):
     from edgeship.export import export_run
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.core.tensorflow import load_keras_model
 
     run = tmp_path / "run"
     train(small_digits, run, TrainConfig(backbone="small_cnn", epochs=5, classes=["zero", "one"], unknown_recall=None,
@@ -496,9 +496,9 @@ def test_two_classes_train_one_sigmoid_output_that_exports_and_runs(small_digits
 
 
 def test_init_continues_from_a_model_and_checks_its_shape(trained_run, small_digits, tmp_path):
-    from edgeship.export.exporter import load_keras_model
+    from edgeship.core.tfenv import import_keras
+    from edgeship.core.tensorflow import load_keras_model
     from edgeship.runtime.spec import InputSpec, ModelInfo
-    from edgeship.train.tfenv import import_keras
     from edgeship.train.trainer import _build
 
     _, keras = import_keras()

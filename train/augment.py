@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
+from edgeship.core.tfenv import import_keras
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
 from edgeship.runtime.preprocess import prepare_image
 from edgeship.runtime.spec import InputSpec
-
-from .tfenv import import_keras
 
 
 @dataclass(frozen=True)

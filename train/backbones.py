@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-from edgeship.runtime.errors import BackboneError
-
-from .tfenv import import_keras
+from edgeship.core.errors import BackboneError
+from edgeship.core.tfenv import import_keras
 
 BACKBONE_LAYER = "backbone"  # the name of the backbone sub-model inside every classifier
 HUB_PREFIX = "hub:"

@@ -9,9 +9,8 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_text
+from PIL import Image
 
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DONE_MARKER = ".edgeship-digits-complete"

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
 from edgeship.runtime.preprocess import prepare_image
 from edgeship.runtime.spec import InputSpec
 

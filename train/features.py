@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
+from edgeship.core.tfenv import import_keras
 from edgeship.runtime.fileio import atomic_write_json
 from edgeship.runtime.preprocess import prepare_image
 from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import InputSpec
 
 from .backbones import pooled_output
-from .tfenv import import_keras
 
 
 def cache_key(model_fingerprint: dict, paths: Sequence[Path]) -> str:

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
-
-from edgeship.runtime.errors import BackboneError, UsageError
+from edgeship.core.errors import BackboneError
+from edgeship.core.tfenv import import_keras
+from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
 from edgeship.runtime.preprocess import prepare_image
 from edgeship.runtime.spec import ModelInfo
+from PIL import Image
 
 from .backbones import backbone_output
-from .tfenv import import_keras
 
 
 @dataclass

@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from edgeship.runtime.errors import BackboneError
+from edgeship.core.errors import BackboneError
+from edgeship.core.tfenv import captured_output, import_keras
 
 from .backbones import BACKBONE_LAYER, BackboneSpec
-from .tfenv import captured_output, import_keras
 
 HUB_DEFAULT_SIZE = 224
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from edgeship.runtime.errors import DatasetError
+from edgeship.core.dataset import ScannedDataset, check_class_names, check_images
+from edgeship.core.errors import DatasetError
 from edgeship.runtime.preprocess import IMAGE_SUFFIXES
-
-from .dataset import ScannedDataset, check_class_names, check_images
 
 META = "meta"
 IMAGES = "images"

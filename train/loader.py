@@ -7,23 +7,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
+from edgeship.core.pixels import load_pixels  # noqa: F401 - re-exported for train's callers
+from edgeship.core.tfenv import import_keras
 from edgeship.runtime.preprocess import prepare_image
-from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import InputSpec
 
-from .tfenv import import_keras
-
 IN_MEMORY_LIMIT_BYTES = 2 << 30
-
-
-def load_pixels(paths: Sequence[Path], spec: InputSpec, desc: str = "load images",
-                show_progress: bool = True) -> np.ndarray:
-    """NHWC uint8 batch of every path, via runtime.prepare_image."""
-    batch = np.empty((len(paths), spec.height, spec.width, 3), dtype=np.uint8)
-    for i, path in enumerate(progress(paths, total=len(paths), desc=desc, enabled=show_progress)):
-        batch[i] = prepare_image(path, spec)
-    return batch
 
 
 def make_sequence(paths: Sequence[Path], labels: np.ndarray, spec: InputSpec, batch_size: int,

@@ -7,7 +7,6 @@ import os
 import re
 
 import numpy as np
-
 from edgeship.runtime.errors import UsageError
 
 MEMORY_LIMIT_ENV = "EDGESHIP_MEMORY_LIMIT"  # bytes (or 512M, 4G): a lower cap than the machine's, for tests

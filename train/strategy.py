@@ -11,9 +11,8 @@ import contextlib
 import json
 import os
 
+from edgeship.core.tfenv import import_keras
 from edgeship.runtime.errors import UsageError
-
-from .tfenv import import_keras
 
 
 def _default(tf):

@@ -20,26 +20,27 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
+from edgeship.core.dataset import ScannedDataset, check_class_names, scan_folder
+from edgeship.core.errors import BackboneError
+from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.pixels import load_pixels
+from edgeship.core.splits import SplitConfig, SplitManifest, make_splits
+from edgeship.core.tfenv import captured_output, import_keras
 from edgeship.runtime.classifier import class_probabilities
 from edgeship.runtime.environment import library_versions
-from edgeship.runtime.errors import BackboneError, EdgeshipError, UsageError
+from edgeship.runtime.errors import EdgeshipError, UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256_file
-from edgeship.runtime.layout import RunLayout, run_lock
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
 
 from .augment import AugmentConfig, Augmenter, preview_augmentation
 from .backbones import BACKBONE_LAYER, HUB_PREFIX, HeadConfig, build_classifier, get_backbone, output_units
-from .dataset import ScannedDataset, check_class_names, scan_folder
 from .evaluation import evaluate_test, rejection_rate, unknown_threshold
 from .features import cache_key, cached_features, feature_model, feature_sequence
 from .listfiles import is_list_dataset, scan_list_dataset
-from .loader import load_pixels, make_sequence
+from .loader import make_sequence
 from .memory import check_fits
 from .plots import plot_history
-from .splits import SplitConfig, SplitManifest, make_splits
 from .strategy import make_strategy, scope
-from .tfenv import captured_output, import_keras
 
 MODEL_FILE = "model.keras"
 SPLITS_FILE = "splits.csv"
@@ -294,7 +295,7 @@ def _converging_batchnorm(keras, model) -> int:
 
 def _build(keras, config: TrainConfig, info: ModelInfo, size: int):
     if config.init:
-        from edgeship.export.tf_models import load_keras_model
+        from edgeship.core.tensorflow import load_keras_model
 
         model = load_keras_model(Path(config.init))
         units, _ = output_units(len(info.labels))

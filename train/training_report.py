@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from edgeship.core.layout import RunLayout
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
-from edgeship.runtime.layout import RunLayout
 from edgeship.runtime.spec import Bundle
 
 

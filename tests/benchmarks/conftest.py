@@ -4,13 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from edgeship.core.tfenv import captured_output
 from edgeship.export.embed import EMBEDDERS
 from edgeship.export.exporter import ConversionJob
 from edgeship.export.formats import FORMATS
 from edgeship.runtime import InputSpec, ModelInfo
 from edgeship.train.backbones import build_classifier
-from edgeship.train.tfenv import captured_output
 
 BENCH_FORMATS = ("tflite", "tflite_dynamic", "tflite_int8", "onnx", "onnx_int8", "onnx_dynamic")
 

@@ -3,13 +3,12 @@
 import time
 
 import numpy as np
-
+from edgeship.core.tfenv import captured_output
 from edgeship.export.embed import EMBEDDERS
 from edgeship.export.exporter import ConversionJob
 from edgeship.export.formats import FORMATS
 from edgeship.runtime import InputSpec, ModelInfo
 from edgeship.train.backbones import build_classifier
-from edgeship.train.tfenv import captured_output
 
 from .conftest import report_line
 

@@ -3,7 +3,6 @@ cold start and peak RSS without and with TensorFlow. Figures, not asserts: they 
 
 import numpy as np
 import pytest
-
 from edgeship.bench.coldstart import measure_cold_start
 from edgeship.bench.harness import steady_state_times, time_calls
 from edgeship.runtime import Classifier

@@ -4,12 +4,11 @@
 import time
 
 import numpy as np
-
+from edgeship.core.tfenv import import_keras
 from edgeship.runtime.spec import InputSpec
 from edgeship.train.backbones import build_classifier, output_units
 from edgeship.train.features import cache_key, cached_features, feature_model, feature_sequence
 from edgeship.train.loader import make_sequence
-from edgeship.train.tfenv import import_keras
 
 from .conftest import report_line
 

@@ -21,8 +21,8 @@ def import_keras():
     if "tensorflow" not in sys.modules:
         with captured_output():
             import tensorflow  # noqa: F401 - deliberately lazy: predict must never pay for this
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     try:

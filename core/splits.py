@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from edgeship.runtime.errors import DatasetError
 from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
 
 from .dataset import ScannedDataset
+from .errors import DatasetError
 
 SPLITS = ("train", "val", "calib", "test")
 HEADER = ["path", "label", "split"]

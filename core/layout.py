@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RunBusyError, UsageError
-from .spec import MANIFEST_NAME
+from edgeship.runtime.errors import UsageError
+from edgeship.runtime.spec import MANIFEST_NAME
+
+from .errors import RunBusyError
 
 BUNDLE_DIR = "bundle"
 TRAINING_DIR = "training"
@@ -116,7 +118,7 @@ class RunLayout:
         self.root.mkdir(parents=True, exist_ok=True)
         marker = self.root / RUN_MARKER
         if not marker.is_file():
-            from .fileio import atomic_write_json
+            from edgeship.runtime.fileio import atomic_write_json
 
             atomic_write_json(marker, {"tool": "edgeship", "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from edgeship.runtime.errors import EdgeshipError, IntegrityError
 from edgeship.runtime.fileio import sha256_file
-from edgeship.runtime.layout import RunLayout
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle
 
+from .layout import RunLayout
 from .report import load_report
 
 BOUND_KEYS = ("model_sha256", "split_sha256", "info_sha256")

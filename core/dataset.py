@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from edgeship.runtime.errors import DatasetError, ImageError
+from edgeship.runtime.errors import ImageError
 from edgeship.runtime.preprocess import IMAGE_SUFFIXES, load_image
 from edgeship.runtime.progress import progress
+
+from .errors import DatasetError
 
 logger = logging.getLogger("edgeship")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from edgeship.runtime.layout import RunLayout
+
+from .layout import RunLayout
 
 REPORT_SCHEMA = "edgeship.report/1"
 PLOT_FILE = "report_accuracy.png"
