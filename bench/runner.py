@@ -4,7 +4,6 @@ speed, the Pareto front, the baseline comparison, and bench.{json,csv,md,png}.""
 from __future__ import annotations
 
 import logging
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -179,7 +178,7 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                 continue
             except EdgeshipError as exc:
                 target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
-                print(f"edgeship: bench on {label} failed: {str(exc).removeprefix(label + ': ')}", file=sys.stderr)
+                logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
                 continue
             rows += [{**r, "target": label} for r in answer["rows"]]
             target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),

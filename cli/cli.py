@@ -85,9 +85,9 @@ def _preview_augmentation(args, config) -> int:
     from edgeship.runtime.spec import InputSpec
     from edgeship.train.augment import preview_augmentation
     from edgeship.train.backbones import get_backbone
-    from edgeship.train.trainer import _scan
+    from edgeship.train.trainer import scan_dataset
 
-    dataset, _ = _scan(Path(args.data), config)
+    dataset, _ = scan_dataset(args.data, config.classes, config.show_progress)
     size = get_backbone(config.backbone).input_size(config.image_size)
     first = {}
     for sample in dataset.samples:
@@ -99,18 +99,9 @@ def _preview_augmentation(args, config) -> int:
 
 
 def cmd_explain(args) -> int:
-    from edgeship.core.layout import RunLayout
-    from edgeship.core.tensorflow import keras_safe_mode, load_keras_model
-    from edgeship.runtime.spec import Bundle
-    from edgeship.train.gradcam import explain
+    from edgeship.train.gradcam import explain_run
 
-    target = Path(args.model)
-    bundle_dir = target.parent if target.suffix == ".keras" else RunLayout.find(target).bundle
-    bundle = Bundle.load(bundle_dir)
-    model_path = target if target.suffix == ".keras" else bundle_dir / (bundle.keras_model or "model.keras")
-    model = load_keras_model(model_path, keras_safe_mode(bundle))
-    out = Path(args.out) if args.out else bundle_dir.parent / "explain"
-    for explanation, path in explain(model, bundle.info, args.images, out, args.class_name):
+    for explanation, path in explain_run(args.model, args.images, args.out, args.class_name):
         print(f"{explanation.image}: {explanation.class_name} ({explanation.probability:.2%}) -> {path}")
     return 0
 

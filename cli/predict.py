@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import sys
 import time
-from pathlib import Path
 
 from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.errors import ImageError, UsageError
-from edgeship.runtime.preprocess import IMAGE_SUFFIXES
-
-
-def expand_inputs(items) -> list[Path]:
-    """Files as given; folders searched recursively for images; globs expanded."""
-    found: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not images:
-                raise UsageError(f"{item}: no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) in this folder")
-            found += images
-        elif any(ch in item for ch in "*?[") and not path.exists():
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                raise UsageError(f"{item}: the pattern matches no file")
-            found += [Path(m) for m in matches]
-        else:
-            found.append(path)
-    return found
+from edgeship.runtime.inputs import expand_inputs
 
 
 def _emit(key: str, name, predictions, as_json: bool, out) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from edgeship.core.errors import DatasetError
 from edgeship.core.pixels import load_pixels
 from edgeship.core.tensorflow import bundle_dir_of, is_saved_model, open_predictor

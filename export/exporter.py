@@ -3,8 +3,8 @@ measure each artifact's parity with Keras on the test split and write the report
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -21,7 +21,6 @@ from edgeship.core.report import write_report
 from edgeship.core.splits import SplitManifest, portable_path
 from edgeship.core.tensorflow import keras_safe_mode, load_artifact, load_keras_model, reference_predictor
 from edgeship.core.tfenv import captured_output
-from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.environment import fingerprint, library_versions
 from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, sha256_file, tree_digest
@@ -33,6 +32,7 @@ from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
 
+logger = logging.getLogger("edgeship")
 DEFAULT_CALIB_SIZE = 300
 RECOMMENDED_MIN_CALIB = 100
 INT8_IO_TYPES = ("uint8", "int8", "float")
@@ -141,7 +141,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
                             "apps cannot load model_int8.tflite; keep the default --io uint8 unless the target "
                             "needs int8")
         for warning in warnings:
-            print(f"edgeship: warning: {warning}", file=sys.stderr)
+            logger.warning(warning)
         job = ConversionJob(model, bundle.info, calibration, int8_io,
                             keras_path=layout.bundle / (bundle.keras_model or "model.keras"))
         converted = []

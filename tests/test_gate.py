@@ -53,9 +53,9 @@ def test_gate_cli_exit_codes(exported_run, tmp_path, cli):
 
 def test_artifact_expecting_unit_range_fails_with_a_diagnosis(run_copy, cli):
     """A float TFLite exported from a model that wants [0, 1] pixels while the runtime feeds 0-255."""
+    from edgeship.core.tensorflow import load_keras_model
     from edgeship.core.tfenv import captured_output, import_keras
     from edgeship.export.embed import embed_tflite
-    from edgeship.core.tensorflow import load_keras_model
     from edgeship.export.exporter import recheck_run, replace_artifact
     from edgeship.runtime import Bundle
 

@@ -256,7 +256,6 @@ def test_preview_augmentation_cli_trains_nothing(small_digits, tmp_path, cli):
 def test_two_phase_training_caches_features_and_fine_tunes_only_the_top(small_digits, tmp_path):
     from edgeship.core.pixels import load_pixels
     from edgeship.core.tfenv import import_keras
-    from edgeship.core.tensorflow import load_keras_model
     from edgeship.train.backbones import build_classifier
     from edgeship.train.features import feature_model
 
@@ -479,8 +478,8 @@ def test_unknown_strategy_is_a_usage_error():
 
 @pytest.mark.slow
 def test_two_classes_train_one_sigmoid_output_that_exports_and_runs(small_digits, tmp_path):
-    from edgeship.export import export_run
     from edgeship.core.tensorflow import load_keras_model
+    from edgeship.export import export_run
 
     run = tmp_path / "run"
     train(small_digits, run, TrainConfig(backbone="small_cnn", epochs=5, classes=["zero", "one"], unknown_recall=None,
@@ -496,8 +495,8 @@ def test_two_classes_train_one_sigmoid_output_that_exports_and_runs(small_digits
 
 
 def test_init_continues_from_a_model_and_checks_its_shape(trained_run, small_digits, tmp_path):
-    from edgeship.core.tfenv import import_keras
     from edgeship.core.tensorflow import load_keras_model
+    from edgeship.core.tfenv import import_keras
     from edgeship.runtime.spec import InputSpec, ModelInfo
     from edgeship.train.trainer import _build
 

@@ -8,35 +8,14 @@ artifacts need no preprocessing beyond resize (see runtime.preprocess). A backbo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from edgeship.core.errors import BackboneError
 from edgeship.core.tfenv import import_keras
 
-BACKBONE_LAYER = "backbone"  # the name of the backbone sub-model inside every classifier
-HUB_PREFIX = "hub:"
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    default_size: int
-    weights_source: str  # what `--weights imagenet` means for it
-    description: str
-    build: Callable[..., object]  # (input_shape, weights, **options) -> keras.Model returning features
-    options: dict = field(default_factory=dict)
-    min_size: int = 32
-
-    def input_size(self, image_size: int | None) -> int:
-        """The square input size to use: IMAGE_SIZE or the default, refused below the minimum."""
-        size = image_size or self.default_size
-        if size < self.min_size:
-            raise BackboneError(f"{self.name} needs inputs of at least {self.min_size} px, got --image-size {size}")
-        return size
-
+from .backbone_spec import BACKBONE_LAYER, HUB_PREFIX, BackboneSpec  # noqa: E402,F401 - re-exported
 
 BACKBONES: dict[str, BackboneSpec] = {}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from edgeship.core.errors import BackboneError
 from edgeship.core.tfenv import captured_output, import_keras
 
-from .backbones import BACKBONE_LAYER, BackboneSpec
+from .backbone_spec import BACKBONE_LAYER, BackboneSpec
 
 HUB_DEFAULT_SIZE = 224
 

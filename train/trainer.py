@@ -140,10 +140,12 @@ class _Split:
     y: np.ndarray  # class indices; (N, 1) float for binary
 
 
-def _scan(data_dir: Path, config: TrainConfig) -> tuple[ScannedDataset, set[Path] | None]:
+def scan_dataset(data_dir: str | Path, classes=None, show_progress: bool = True) -> tuple[ScannedDataset, set[Path] | None]:
+    """(the dataset, the official test images or None): class folders, or Food-101-style list files."""
+    data_dir = Path(data_dir)
     if is_list_dataset(data_dir):
-        return scan_list_dataset(data_dir, config.classes, show_progress=config.show_progress)
-    return scan_folder(data_dir, config.classes, show_progress=config.show_progress), None
+        return scan_list_dataset(data_dir, classes, show_progress=show_progress)
+    return scan_folder(data_dir, classes, show_progress=show_progress), None
 
 
 def _prepare_run(layout: RunLayout, config: TrainConfig) -> dict | None:
@@ -396,7 +398,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     _check_resumable(layout, config)  # and so is finished work without --overwrite
     size = get_backbone(config.backbone).input_size(config.image_size)  # fails before any scanning (hub: no network yet)
     data_dir = Path(data_dir)
-    dataset, fixed_test = _scan(data_dir, config)
+    dataset, fixed_test = scan_dataset(data_dir, config.classes, config.show_progress)
     info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size),
                      task="binary" if len(dataset.classes) == 2 else "multiclass")
     splits = make_splits(dataset, config.splits, fixed_test)  # a dataset that cannot be split fails here, before any write
