@@ -12,7 +12,8 @@ from edgeship.core.report import format_value, markdown_table, save_png
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
-BENCH_SCHEMA = "edgeship.bench/1"
+BENCH_SCHEMA = "edgeship.bench/1"  # see core/schemas/bench.schema.json
+BENCH_SCHEMA_VERSION = 1
 
 
 def attach_accuracy(rows: list[dict], report: dict | None) -> None:
@@ -176,6 +177,7 @@ def write_outputs(result: dict, out_dir: str | Path) -> Path:
     """bench.json, bench.csv, bench.md (+ bench_pareto.png) in OUT_DIR; returns the Markdown path."""
     out_dir = Path(out_dir)
     result.setdefault("schema", BENCH_SCHEMA)
+    result.setdefault("schema_version", BENCH_SCHEMA_VERSION)
     atomic_write_json(out_dir / "bench.json", result)
     atomic_write_text(out_dir / "bench.csv", to_csv(result["rows"]))
     plot = _plot(result["rows"], out_dir / "bench_pareto.png")

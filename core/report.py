@@ -11,7 +11,8 @@ from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_json, atomi
 
 from .layout import RunLayout
 
-REPORT_SCHEMA = "edgeship.report/1"
+REPORT_SCHEMA = "edgeship.report/1"  # see schemas/report.schema.json
+REPORT_SCHEMA_VERSION = 1
 PLOT_FILE = "report_accuracy.png"
 
 
@@ -204,6 +205,7 @@ def write_report(report: dict, report_json: str | Path) -> Path:
     """Write report.json, the plot and report.md beside it, each atomically."""
     report_json = Path(report_json)
     report.setdefault("schema", REPORT_SCHEMA)
+    report.setdefault("schema_version", REPORT_SCHEMA_VERSION)
     atomic_write_json(report_json, report)
     plot = _plot(report, report_json.parent / PLOT_FILE)
     md_path = report_json.with_suffix(".md")
