@@ -28,31 +28,32 @@ BACKEND_CHOICES = ("tflite", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda
 class Artifact:
     name: str
     path: Path
-    format: str
+    family: str  # what runs it: tflite, onnxruntime, keras or tensorflow (the rows' `backend` choices)
+    format: str  # the file format: tflite, onnx, keras, saved_model
     precision: str | None = None
     size_bytes: int | None = None
     safe_mode: bool = True  # Keras safe_mode for a .keras artifact (False only for TF-Hub bundles)
 
 
-def artifacts_of(target: Path, bundle_records: list[dict] | None = None) -> list[Artifact]:
-    """A model file, or every ok artifact of a bundle directory (plus its Keras model as the reference)."""
+def artifacts_of(target: Path) -> list[Artifact]:
+    """A model file, or every ok artifact of a bundle directory (plus its Keras model as the reference),
+    each verified against its bundle record first."""
     target = Path(target)
     if target.is_file():
         family = backend_for(target).name
-        return [Artifact(target.name, target, family, None, target.stat().st_size)]
+        return [Artifact(target.name, target, family, target.suffix.lstrip("."), None, target.stat().st_size)]
     if not (target / MANIFEST_NAME).is_file():
         raise UsageError(f"{target}: not a model file or an edgeship bundle/run directory")
     bundle = Bundle.load(target)
-    for record in bundle_records or bundle.artifacts:  # never time a file the bundle does not describe
-        if record.get("status", "ok") == "ok":
-            bundle.verify_artifact(target, record)
+    records = [r for r in bundle.artifacts if r.ok]
+    for record in records:  # never time a file the bundle does not describe
+        bundle.verify_artifact(target, record)
     safe_mode = bundle.provenance.get("training", {}).get("keras_safe_mode", True)
-    found = [Artifact(r["name"], target / r["file"], r.get("backend") or backend_for(target / r["file"]).name,
-                      r.get("precision"), r.get("size_bytes"), safe_mode)
-             for r in (bundle_records or bundle.artifacts) if r.get("status", "ok") == "ok"]
-    if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.format == "keras" for a in found):
+    found = [Artifact(r.name, target / r.file, r.backend, r.format, r.precision, r.size_bytes, safe_mode)
+             for r in records]
+    if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.family == "keras" for a in found):
         path = target / bundle.keras_model
-        found.append(Artifact("keras", path, "keras", "float32", path.stat().st_size, safe_mode))
+        found.append(Artifact("keras", path, "keras", "keras", "float32", path.stat().st_size, safe_mode))
     return found
 
 
@@ -67,12 +68,12 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
     cases = []
     for artifact in artifacts:
-        if artifact.format in TF_FAMILIES:
+        if artifact.family in TF_FAMILIES:
             if remote:
                 continue  # TensorFlow formats run only here, never on a board
-            options = TF_FAMILIES[artifact.format]
+            options = TF_FAMILIES[artifact.family]
         else:
-            options = FAMILY_BACKENDS[artifact.format]
+            options = FAMILY_BACKENDS[artifact.family]
         for (name, provider), n_threads, batch in itertools.product(options, threads, batches):
             if not _wanted(name, provider, backend) or (provider in GPU_PROVIDERS and n_threads != threads[0]):
                 continue  # CPU thread counts do not apply to GPU providers: one row per batch size

@@ -8,69 +8,70 @@ import io
 import json
 from pathlib import Path
 
+from edgeship.core.records import BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BenchRow, ParityReport
 from edgeship.core.report import format_value, markdown_table, save_png
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
-BENCH_SCHEMA = "edgeship.bench/1"  # see core/schemas/bench.schema.json
-BENCH_SCHEMA_VERSION = 1
 
-
-def attach_accuracy(rows: list[dict], report: dict | None) -> None:
+def attach_accuracy(rows: list[BenchRow], report: ParityReport | None) -> None:
     """Copy each artifact's parity figures from a parity report onto its rows."""
-    if not report:
+    if report is None:
         return
-    by_name = {a["name"]: a for a in report.get("artifacts", [])}
-    reference = report.get("reference", {})
+    by_name = {a.name: a for a in report.artifacts}
+    reference = report.reference or {}
     for row in rows:
-        if row.get("status") != "ok":
+        if not row.ok:
             continue
-        if row["name"] == "keras" and reference.get("accuracy") is not None:
-            row.update(accuracy=reference["accuracy"], accuracy_delta_pp=0.0)
-        elif row["name"] in by_name and by_name[row["name"]].get("accuracy") is not None:
-            source = by_name[row["name"]]
-            row.update(accuracy=source["accuracy"], accuracy_delta_pp=source.get("accuracy_delta_pp"))
+        if row.name == "keras" and reference.get("accuracy") is not None:
+            row.accuracy, row.accuracy_delta_pp = reference["accuracy"], 0.0
+        elif row.name in by_name and by_name[row.name].accuracy is not None:
+            row.accuracy, row.accuracy_delta_pp = by_name[row.name].accuracy, by_name[row.name].accuracy_delta_pp
 
 
-def mark_pareto(rows: list[dict]) -> None:
+def mark_pareto(rows: list[BenchRow]) -> None:
     """Pareto-optimal = no other row of the same target and batch is at least as fast and as accurate,
     and strictly better in one of the two."""
-    timed = [r for r in rows if r.get("status") == "ok" and r.get("accuracy") is not None]
+    timed = [r for r in rows if r.ok and r.accuracy is not None]
     for row in timed:
-        peers = [p for p in timed if p is not row and p["target"] == row["target"] and p["batch"] == row["batch"]]
-        p50, acc = row["latency_ms"]["p50"], row["accuracy"]
-        row["pareto"] = not any(
-            p["latency_ms"]["p50"] <= p50 and p["accuracy"] >= acc and (p["latency_ms"]["p50"] < p50 or p["accuracy"] > acc)
+        peers = [p for p in timed if p is not row and p.target == row.target and p.batch == row.batch]
+        p50, acc = row.latency_ms["p50"], row.accuracy
+        row.pareto = not any(
+            p.latency_ms["p50"] <= p50 and p.accuracy >= acc and (p.latency_ms["p50"] < p50 or p.accuracy > acc)
             for p in peers)
 
 
-def compare_to_baseline(rows: list[dict], baseline: dict, max_slowdown: float) -> list[dict]:
+def compare_to_baseline(rows: list[BenchRow], baseline: list[BenchRow], max_slowdown: float) -> list[BenchRow]:
     """A row regresses when its median is slower than the baseline's by more than `max_slowdown` *and*
     the two timing distributions' middle halves do not overlap (its p25 above the baseline's p75), so
     run-to-run noise alone never fails the gate. Returns the regressed rows."""
-    base_rows = {(r.get("target"), r.get("id")): r for r in baseline.get("rows", []) if r.get("status") == "ok"}
+    base_rows = {(r.target, r.id): r for r in baseline if r.ok}
     regressions = []
     for row in rows:
-        base = base_rows.get((row.get("target"), row.get("id")))
-        if base is None or row.get("status") != "ok":
+        base = base_rows.get((row.target, row.id))
+        if base is None or not row.ok:
             continue
-        ratio = row["latency_ms"]["p50"] / base["latency_ms"]["p50"]
-        beyond_noise = row["latency_ms"]["p25"] > base["latency_ms"].get("p75", base["latency_ms"]["p50"])
-        row["baseline_ratio"] = ratio
-        row["regression"] = ratio > 1.0 + max_slowdown and beyond_noise
-        if row["regression"]:
+        ratio = row.latency_ms["p50"] / base.latency_ms["p50"]
+        beyond_noise = row.latency_ms["p25"] > base.latency_ms.get("p75", base.latency_ms["p50"])
+        row.baseline_ratio = ratio
+        row.regression = ratio > 1.0 + max_slowdown and beyond_noise
+        if row.regression:
             regressions.append(row)
     return regressions
 
 
-def load_baseline(path: str | Path) -> dict:
+def load_baseline(path: str | Path) -> list[BenchRow]:
+    """The rows of an earlier bench.json (any version that has a 'rows' list)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: cannot read baseline bench JSON ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{path}: not an edgeship bench result (no 'rows' list)")
-    return data
+    try:
+        return [BenchRow.from_json(r) for r in data["rows"]]
+    except TypeError as exc:
+        raise UsageError(f"{path}: malformed bench row ({exc})") from exc
 
 
 def parse_slowdown(text: str) -> float:
@@ -88,24 +89,24 @@ TABLE_HEADERS = ("target", "artifact", "backend", "threads", "batch", "status", 
                  "images/s", "peak RSS MB", "accuracy", "Δ pp", "Pareto", "vs baseline")
 
 
-def table_rows(rows: list[dict]) -> list[list[str]]:
+def table_rows(rows: list[BenchRow]) -> list[list[str]]:
     out = []
     for r in rows:
-        lat = r.get("latency_ms") or {}
-        backend = r["backend"] + (f"-{r['provider']}" if r.get("provider") else "")
-        ratio = r.get("baseline_ratio")
-        out.append([r["target"], r["name"], backend, r.get("threads") or "default", r.get("batch"),
-                    r["status"] if r["status"] != "failed" else f"failed: {r.get('error', '')[:40]}",
+        lat = r.latency_ms or {}
+        backend = r.backend + (f"-{r.provider}" if r.provider else "")
+        ratio = r.baseline_ratio
+        out.append([r.target, r.name, backend, r.threads or "default", r.batch,
+                    r.status if r.status != "failed" else f"failed: {(r.error or '')[:40]}",
                     format_value(lat.get("p50"), ".3f"), format_value(lat.get("p90"), ".3f"), format_value(lat.get("p99"), ".3f"),
-                    format_value(r.get("throughput_ips"), ".1f"), format_value(r.get("peak_rss_mb"), ".0f"),
-                    format_value(r.get("accuracy"), ".2%"), format_value(r.get("accuracy_delta_pp"), "+.2f"),
-                    "★" if r.get("pareto") else "",
-                    "" if ratio is None else f"{ratio:.2f}×" + (" REGRESSION" if r.get("regression") else "")])
+                    format_value(r.throughput_ips, ".1f"), format_value(r.peak_rss_mb, ".0f"),
+                    format_value(r.accuracy, ".2%"), format_value(r.accuracy_delta_pp, "+.2f"),
+                    "★" if r.pareto else "",
+                    "" if ratio is None else f"{ratio:.2f}×" + (" REGRESSION" if r.regression else "")])
     return out
 
 
-def _plot(rows: list[dict], png: Path) -> Path | None:
-    points = [r for r in rows if r.get("status") == "ok" and r.get("accuracy") is not None]
+def _plot(rows: list[BenchRow], png: Path) -> Path | None:
+    points = [r for r in rows if r.ok and r.accuracy is not None]
     if not points:
         return None
     import matplotlib
@@ -114,17 +115,17 @@ def _plot(rows: list[dict], png: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, axis = plt.subplots(figsize=(7, 4.5))
-    biggest = max((r.get("size_bytes") or 1) for r in points)
+    biggest = max((r.size_bytes or 1) for r in points)
     for i, r in enumerate(points):
-        x, y = r["latency_ms"]["p50"], r["accuracy"] * 100
-        axis.scatter(x, y, s=40 + 500 * (r.get("size_bytes") or 0) / biggest, alpha=0.55,
-                     edgecolors="black" if r.get("pareto") else "none")
-        label = f"{r['name']} [{r['backend']}, t{r.get('threads') or 'd'}, b{r['batch']}]" + (
-            f" @{r['target']}" if r["target"] != "local" else "")
+        x, y = r.latency_ms["p50"], r.accuracy * 100
+        axis.scatter(x, y, s=40 + 500 * (r.size_bytes or 0) / biggest, alpha=0.55,
+                     edgecolors="black" if r.pareto else "none")
+        label = f"{r.name} [{r.backend}, t{r.threads or 'd'}, b{r.batch}]" + (
+            f" @{r.target}" if r.target != "local" else "")
         axis.annotate(label, (x, y), fontsize=7, xytext=(6, 6 + 10 * (i % 3)), textcoords="offset points")
-    front = sorted((r for r in points if r.get("pareto")), key=lambda r: r["latency_ms"]["p50"])
+    front = sorted((r for r in points if r.pareto), key=lambda r: r.latency_ms["p50"])
     if len(front) > 1:
-        axis.plot([r["latency_ms"]["p50"] for r in front], [r["accuracy"] * 100 for r in front], "k--", lw=1,
+        axis.plot([r.latency_ms["p50"] for r in front], [r.accuracy * 100 for r in front], "k--", lw=1,
                   label="Pareto front")
         axis.legend(loc="lower right")
     axis.set_xscale("log")
@@ -142,23 +143,24 @@ CSV_FIELDS = ("target", "id", "name", "format", "precision", "backend", "provide
               "baseline_ratio", "regression")
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[BenchRow]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, **(r.get("latency_ms") or {})})
+        data = r.to_json()
+        writer.writerow({**data, **(data.get("latency_ms") or {})})
     return buffer.getvalue()
 
 
-def render_markdown(result: dict, plot_name: str | None) -> str:
+def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None) -> str:
     parts = ["# edgeship bench", ""]
     settings = result["settings"]
     parts.append(f"{settings['runs']} timed runs (at least {settings['min_seconds']} s) after {settings['warmup']} "
                  f"warm-up runs per row; each row in its own process. ★ = Pareto-optimal (accuracy vs p50).")
-    parts += ["", markdown_table(TABLE_HEADERS, table_rows(result["rows"])), ""]
-    reasons = sorted({f"{r['backend']}{'-' + r['provider'] if r.get('provider') else ''} on {r['target']}: {r.get('error')}"
-                      for r in result["rows"] if r["status"] == "unavailable"})
+    parts += ["", markdown_table(TABLE_HEADERS, table_rows(rows)), ""]
+    reasons = sorted({f"{r.backend}{'-' + r.provider if r.provider else ''} on {r.target}: {r.error}"
+                      for r in rows if r.status == "unavailable"})
     if reasons:
         parts += ["Not available:", ""] + [f"- {reason}" for reason in reasons] + [""]
     if plot_name:
@@ -178,9 +180,10 @@ def write_outputs(result: dict, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     result.setdefault("schema", BENCH_SCHEMA)
     result.setdefault("schema_version", BENCH_SCHEMA_VERSION)
+    rows = [BenchRow.from_json(r) for r in result["rows"]]
     atomic_write_json(out_dir / "bench.json", result)
-    atomic_write_text(out_dir / "bench.csv", to_csv(result["rows"]))
-    plot = _plot(result["rows"], out_dir / "bench_pareto.png")
+    atomic_write_text(out_dir / "bench.csv", to_csv(rows))
+    plot = _plot(rows, out_dir / "bench_pareto.png")
     md = out_dir / "bench.md"
-    atomic_write_text(md, render_markdown(result, plot.name if plot else None))
+    atomic_write_text(md, render_markdown(result, rows, plot.name if plot else None))
     return md

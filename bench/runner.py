@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.records import BenchRow, ParityReport
 from edgeship.core.report import load_report, write_report
 from edgeship.runtime.environment import fingerprint
 from edgeship.runtime.errors import EdgeshipError, UsageError
@@ -23,8 +24,7 @@ from .matrix import artifacts_of, build_cases
 from .remote import SSHOptions, SSHTarget, bench_on_target
 
 logger = logging.getLogger("edgeship")
-REPORT_FIELDS = ("latency_ms", "throughput_ips", "load_ms", "first_inference_ms", "runs", "batch", "threads",
-                 "runtime", "peak_rss_mb")
+REPORT_FIELDS = ("throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb")  # besides latency_ms
 
 
 @dataclass
@@ -40,16 +40,17 @@ class BenchSettings:
 
 @dataclass
 class BenchOutcome:
-    result: dict
-    markdown: Path | None
-    regressions: list[dict] = field(default_factory=list)
+    result: dict  # as written to bench.json
+    rows: list[BenchRow]
+    markdown: Path | None = None
+    regressions: list[BenchRow] = field(default_factory=list)
     interrupted: bool = False
     write_error: str | None = None  # the outputs could not be written (the result is still here)
 
     @property
     def failed(self) -> list[str]:
         return [f"{t['target']}: {t['error']}" for t in self.result["targets"] if t["status"] != "ok"] + [
-            f"{r['target']} {r['id']}: {r.get('error')}" for r in self.result["rows"] if r["status"] == "failed"]
+            f"{r.target} {r.id}: {r.error}" for r in self.rows if r.status == "failed"]
 
 
 @dataclass
@@ -57,7 +58,7 @@ class _Model:
     label: str
     bundle_dir: Path | None
     file: Path | None
-    report: dict | None
+    report: ParityReport | None  # only when it still describes the files
     report_path: Path | None
 
 
@@ -80,7 +81,8 @@ def _resolve(target: str | Path) -> _Model:
             logger.warning(f"{report_path}: stale ({problems[0]}); accuracy is left out and the report is not "
                            f"updated; re-run `edgeship export {layout.root}`")
             return _Model(layout.root.name, layout.bundle, None, None, report_path)
-    return _Model(layout.root.name, layout.bundle, None, report, report_path)
+    return _Model(layout.root.name, layout.bundle, None, ParityReport.from_json(report) if report else None,
+                  report_path)
 
 
 def _cases_for(models: list[_Model], settings: BenchSettings, remote: bool) -> list[dict]:
@@ -102,7 +104,7 @@ def _progress(total: int, enabled: bool):
     return bar if hasattr(bar, "update") else None
 
 
-def _update_reports(models: list[_Model], rows: list[dict], settings: BenchSettings, out_dir: Path | None) -> None:
+def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchSettings, out_dir: Path | None) -> None:
     """Write batch-1 latency into a run's report.json, only when this bench is *of that run, into that run*
     (its output folder is the run), measured locally, and the report still describes the files. Each
     figure carries the settings, target, time and artifact sha256 that produced it."""
@@ -111,30 +113,31 @@ def _update_reports(models: list[_Model], rows: list[dict], settings: BenchSetti
     measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     environment = fingerprint()
     for model in models:
-        if model.report is None or model.report_path is None or out_dir is None or Path(out_dir).resolve() != model.report_path.parent.resolve():
+        if model.report is None or model.report_path is None or out_dir is None:
             continue
-        layout = RunLayout(model.report_path.parent)
-        problems = report_problems(model.report, layout)
+        if Path(out_dir).resolve() != model.report_path.parent.resolve():
+            continue
+        problems = report_problems(model.report, RunLayout(model.report_path.parent))
         if problems:
             logger.warning(f"{model.report_path}: not updated with latency, it no longer describes the files "
                            f"({problems[0]}); re-run `edgeship export`")
             continue
-        chosen = {r["name"]: r for r in rows if r["target"] == "local" and r.get("model") == model.label
-                  and r["batch"] == 1 and r["threads"] == settings.threads[0] and r["status"] == "ok"
-                  and r.get("provider") in (None, "cpu")}
+        chosen = {r.name: r for r in rows if r.target == "local" and r.model == model.label and r.batch == 1
+                  and r.threads == settings.threads[0] and r.ok and r.provider in (None, "cpu")}
         if not chosen:
             continue
-        for artifact in model.report["artifacts"]:
-            row = chosen.get(artifact["name"])
+        for artifact in model.report.artifacts:
+            row = chosen.get(artifact.name)
             if row is None:
                 continue
-            artifact.update({k: row.get(k) for k in REPORT_FIELDS})
-            artifact["latency_settings"] = {"runs": row.get("runs", settings.runs), "warmup": settings.warmup,
-                                            "min_seconds": settings.min_seconds, "threads": settings.threads[0],
-                                            "batch": 1, "target": "local", "measured_at": measured_at,
-                                            "sha256": artifact.get("sha256"), "cpu": environment.get("cpu")}
-        model.report.pop("bench", None)  # one global settings block could not describe mixed measurements
-        write_report(model.report, model.report_path)
+            artifact.latency_ms = row.latency_ms
+            artifact.extra.update({k: getattr(row, k) for k in REPORT_FIELDS})
+            artifact.latency_settings = {"runs": row.runs or settings.runs, "warmup": settings.warmup,
+                                         "min_seconds": settings.min_seconds, "threads": settings.threads[0],
+                                         "batch": 1, "target": "local", "measured_at": measured_at,
+                                         "sha256": artifact.sha256, "cpu": environment.get("cpu")}
+        model.report.extra.pop("bench", None)  # one global settings block could not describe mixed measurements
+        write_report(model.report.to_json(), model.report_path)
 
 
 def run_bench(models: Sequence[str | Path], settings: BenchSettings = BenchSettings(),
@@ -164,7 +167,7 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
         futures = {t.label: pool.submit(bench_on_target, t, ssh, remote_cases) for t in parsed_targets}
         if local_cases:
             local_rows, interrupted = run_cases(local_cases, on_row=(lambda _row: bar.update(1)) if bar else None)
-            rows += [{**r, "target": "local"} for r in local_rows]
+            rows += [BenchRow.from_json({**r, "target": "local"}) for r in local_rows]
             target_records.append({"target": "local", "status": "ok", "environment": fingerprint(),
                                    "interrupted": interrupted})
         if bar is not None:
@@ -180,12 +183,12 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                 target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
                 logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
                 continue
-            rows += [{**r, "target": label} for r in answer["rows"]]
+            rows += [BenchRow.from_json({**r, "target": label}) for r in answer["rows"]]
             target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),
                                    "interrupted": answer.get("interrupted", False)})
 
     for model in resolved:
-        results.attach_accuracy([r for r in rows if r.get("model") == model.label], model.report)
+        results.attach_accuracy([r for r in rows if r.model == model.label], model.report)
     results.mark_pareto(rows)
     regressions = results.compare_to_baseline(rows, baseline, max_slowdown) if baseline else []
     result = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -193,9 +196,9 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                            "threads": list(settings.threads), "batches": list(settings.batches),
                            "backend": settings.backend, "max_slowdown": max_slowdown if baseline else None,
                            "baseline": str(compare) if compare else None},
-              "models": [m.label for m in resolved], "targets": target_records, "rows": rows,
-              "interrupted": interrupted}
-    outcome = BenchOutcome(result, None, regressions, interrupted)
+              "models": [m.label for m in resolved], "targets": target_records,
+              "rows": [r.to_json() for r in rows], "interrupted": interrupted}
+    outcome = BenchOutcome(result, rows, None, regressions, interrupted)
     if out_dir is not None:
         try:
             outcome.markdown = results.write_outputs(result, out_dir)

@@ -137,11 +137,11 @@ def cmd_gate(args) -> int:
         from edgeship.export.compare import compare_models
 
         report = compare_models(args.reference, args.candidate, args.data)
-        row = report["artifacts"][0]
-        print(f"{row['name']} vs {Path(args.reference).name} on {report['reference']['n_test']} images: accuracy "
-              f"{row['accuracy']:.2%} vs {report['reference']['accuracy']:.2%} (Δ {row['accuracy_delta_pp']:+.2f} pp, "
-              f"95 % CI [{row['accuracy_delta_ci95_pp'][0]:+.2f}, {row['accuracy_delta_ci95_pp'][1]:+.2f}]), "
-              f"agreement {row['agreement']:.2%}, McNemar p {row['mcnemar_p']:.3g}")
+        row, ref = report.artifacts[0], report.reference
+        print(f"{row.name} vs {Path(args.reference).name} on {ref['n_test']} images: accuracy "
+              f"{row.accuracy:.2%} vs {ref['accuracy']:.2%} (Δ {row.accuracy_delta_pp:+.2f} pp, "
+              f"95 % CI [{row.accuracy_delta_ci95_pp[0]:+.2f}, {row.accuracy_delta_ci95_pp[1]:+.2f}]), "
+              f"agreement {row.agreement:.2%}, McNemar p {row.mcnemar_p:.3g}")
     verdicts = evaluate_gate(report, thresholds)
     if args.junit:
         write_junit(verdicts, args.junit)
@@ -175,7 +175,7 @@ def cmd_bench(args) -> int:
     outcome = run_bench(args.models, settings, targets=args.target or (), ssh=ssh, compare=args.compare,
                         max_slowdown=results.parse_slowdown(args.max_slowdown), out_dir=args.out,
                         local=not args.no_local)
-    print(text_table(results.TABLE_HEADERS, results.table_rows(outcome.result["rows"])))
+    print(text_table(results.TABLE_HEADERS, results.table_rows(outcome.rows)))
     if outcome.markdown:
         print(f"bench: {outcome.markdown}")
     if outcome.write_error:
@@ -186,8 +186,7 @@ def cmd_bench(args) -> int:
 
         atomic_write_json(args.json, outcome.result)
     for row in outcome.regressions:
-        print(f"REGRESSION {row['target']} {row['id']}: {row['baseline_ratio']:.2f}x the baseline's median",
-              file=sys.stderr)
+        print(f"REGRESSION {row.target} {row.id}: {row.baseline_ratio:.2f}x the baseline's median", file=sys.stderr)
     for failure in outcome.failed:
         print(f"failed: {failure}", file=sys.stderr)
     if outcome.interrupted:

@@ -12,14 +12,17 @@ from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle
 
 from .layout import RunLayout
+from .records import ParityReport
 from .report import load_report
 
 BOUND_KEYS = ("model_sha256", "split_sha256", "info_sha256")
 
 
-def report_problems(report: dict, layout: RunLayout) -> list[str]:
+def report_problems(report: ParityReport | dict, layout: RunLayout) -> list[str]:
     """Every way in which REPORT no longer describes the files of LAYOUT's run; [] when it does."""
-    missing = [k for k in BOUND_KEYS if not report.get(k)]
+    if isinstance(report, dict):
+        report = ParityReport.from_json(report)
+    missing = [k for k in BOUND_KEYS if not getattr(report, k)]
     if missing:
         return [f"the report records no {', '.join(missing)} (written by an older edgeship?)"]
     try:
@@ -29,34 +32,32 @@ def report_problems(report: dict, layout: RunLayout) -> list[str]:
     problems = []
     model = layout.bundle / (bundle.keras_model or "model.keras")
     split = layout.bundle / (bundle.split_manifest or "splits.csv")
-    for path, key in ((model, "model_sha256"), (split, "split_sha256")):
+    for path, recorded in ((model, report.model_sha256), (split, report.split_sha256)):
         if not path.is_file():
             problems.append(f"{path.name} is missing")
-        elif sha256_file(path) != report[key]:
+        elif sha256_file(path) != recorded:
             problems.append(f"{path.name} changed after the report was written")
-    if bundle.provenance.get("model_sha256") not in (None, report["model_sha256"]):
+    if bundle.provenance.get("model_sha256") not in (None, report.model_sha256):
         problems.append(f"{MANIFEST_NAME} belongs to another model.keras than the report")
-    if bundle.info.digest() != report["info_sha256"] or list(bundle.info.labels) != report.get("labels"):
+    if bundle.info.digest() != report.info_sha256 or list(bundle.info.labels) != report.labels:
         problems.append(f"the labels or input spec in {MANIFEST_NAME} changed after the report was written")
-    records = {r.get("name"): r for r in bundle.artifacts}
-    reported = set()
-    for row in report.get("artifacts") or []:
-        name = row.get("name")
-        reported.add(name)
-        if row.get("status", "ok") != "ok":
+    records = {r.name: r for r in bundle.artifacts}
+    for row in report.artifacts:
+        if not row.ok:
             continue
-        record = records.get(name)
-        if record is None or record.get("status", "ok") != "ok":
-            problems.append(f"artifact {name!r} is in the report but not in {MANIFEST_NAME}")
+        record = records.get(row.name)
+        if record is None or not record.ok:
+            problems.append(f"artifact {row.name!r} is in the report but not in {MANIFEST_NAME}")
             continue
-        if record.get("sha256") != row.get("sha256"):
-            problems.append(f"{record.get('file')} was re-exported or replaced after the report was written")
+        if record.sha256 != row.sha256:
+            problems.append(f"{record.file} was re-exported or replaced after the report was written")
             continue
         try:
             bundle.verify_artifact(layout.bundle, record)
         except IntegrityError as exc:
-            problems.append(str(exc).split(": ", 1)[-1].split("; re-run")[0] + f" ({record.get('file')})")
-    unmeasured = [n for n, r in records.items() if r.get("status", "ok") == "ok" and n not in reported]
+            problems.append(str(exc).split(": ", 1)[-1].split("; re-run")[0] + f" ({record.file})")
+    reported = {row.name for row in report.artifacts}
+    unmeasured = [n for n, r in records.items() if r.ok and n not in reported]
     if unmeasured:
         problems.append(f"artifact(s) {', '.join(unmeasured)} have no figures in the report")
     return problems

@@ -10,9 +10,8 @@ from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 from .layout import RunLayout
+from .records import REPORT_SCHEMA, REPORT_SCHEMA_VERSION  # noqa: E402 - see schemas/report.schema.json
 
-REPORT_SCHEMA = "edgeship.report/1"  # see schemas/report.schema.json
-REPORT_SCHEMA_VERSION = 1
 PLOT_FILE = "report_accuracy.png"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.errors import ModelLoadError
-from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
+from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
 from .tfenv import captured_output, import_keras
 
@@ -94,7 +94,7 @@ def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInf
     if bundle_dir is not None and path.is_dir() and not is_saved_model(path):
         bundle = Bundle.load(bundle_dir)
         record = bundle.artifact(artifact) if artifact else None
-        if record is not None and record.get("backend") in LOADERS:
+        if record is not None and record.backend in LOADERS:
             bundle.verify_artifact(bundle_dir, record)
             return load_artifact(bundle, bundle_dir, record)
         return Classifier.load(bundle_dir, artifact=artifact)
@@ -104,22 +104,22 @@ def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInf
         if info is None:
             raise ModelLoadError(f"{path}: a .keras model needs an edgeship.json beside it, or a non-Keras model on "
                                  f"the other side, to know its labels and input size")
-        record = next((r for r in (bundle.artifacts if bundle else []) if r.get("file") == path.name), None)
+        record = bundle.record_for_file(path.name) if bundle is not None else None
         if record is not None:
             bundle.verify_artifact(path.parent, record)
         safe = keras_safe_mode(bundle) if bundle is not None else True
         loader = LOADERS["keras" if path.suffix == ".keras" else "tensorflow"]
-        return loader(path, safe, name=record["name"] if record else path.name, info=info)
+        return loader(path, safe, name=record.name if record else path.name, info=info)
     return Classifier.load(path)
 
 
-def load_artifact(bundle: Bundle, directory: Path, record: dict):
+def load_artifact(bundle: Bundle, directory: Path, record: ArtifactRecord):
     """The Predictor for one artifact record of BUNDLE: TensorFlow for keras/saved_model (with the bundle's
     safe-mode record), the device runtime for everything else."""
-    if record.get("backend") in LOADERS:
-        return LOADERS[record["backend"]](directory / record["file"], keras_safe_mode(bundle), name=record["name"],
-                                          info=bundle.info)
-    return Classifier.load(directory, artifact=record["name"])
+    if record.backend in LOADERS:
+        return LOADERS[record.backend](directory / record.file, keras_safe_mode(bundle), name=record.name,
+                                       info=bundle.info)
+    return Classifier.load(directory, artifact=record.name)
 
 
 def reference_predictor(model, info: ModelInfo, name: str = "keras") -> "TensorFlowPredictor":

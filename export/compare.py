@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from edgeship.core.errors import DatasetError
 from edgeship.core.pixels import load_pixels
+from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.tensorflow import bundle_dir_of, is_saved_model, open_predictor
 from edgeship.runtime.errors import ModelLoadError, UsageError
 from edgeship.runtime.spec import Bundle
@@ -33,7 +34,7 @@ def _model_path(path: str | Path, role: str) -> Path:
 
 def compare_models(reference: str | Path, candidate: str | Path, data_dir: str | Path,
                    show_progress: bool = True) -> dict:
-    """A parity report (same keys as export's) of CANDIDATE against REFERENCE on every image in DATA_DIR."""
+    """A parity report (export's record type) of CANDIDATE against REFERENCE on every image in DATA_DIR."""
     from edgeship.core.dataset import scan_folder
 
     named = [("reference", _model_path(reference, "reference")), ("candidate", _model_path(candidate, "candidate"))]
@@ -55,9 +56,10 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
                          f"{cand.info.input.height}x{cand.info.input.width}); compare models of one input size")
     pixels = load_pixels(paths, ref.info.input, "load images", show_progress)  # decoded once for both
     ref_probs, cand_probs = ref.predict_proba(pixels), cand.predict_proba(pixels)
-    row = {"name": Path(candidate).name, "format": Path(candidate).suffix.lstrip(".") or "bundle", "status": "ok",
-           "path": str(candidate), **compare_predictions(ref_probs, cand_probs, labels, ref.info.labels)}
-    row["flipped"] = describe_flipped(row["flipped"], paths, labels, cand_probs, ref.info.labels)
-    return {"reference": {"path": str(reference), "accuracy": accuracy(ref_probs, labels), "n_test": len(paths),
-                          "majority_accuracy": majority_accuracy(labels)},
-            "dataset": dataset.summary(), "labels": list(ref.info.labels), "artifacts": [row]}
+    figures = compare_predictions(ref_probs, cand_probs, labels, ref.info.labels)
+    figures["flipped"] = describe_flipped(figures["flipped"], paths, labels, cand_probs, ref.info.labels)
+    row = ParityRow.from_json({"name": Path(candidate).name, "format": Path(candidate).suffix.lstrip(".") or "bundle",
+                               "status": "ok", "path": str(candidate), "runtime": cand.runtime, **figures})
+    return ParityReport(labels=list(ref.info.labels), artifacts=[row], dataset=dataset.summary(),
+                        reference={"path": str(reference), "runtime": ref.runtime, "accuracy": accuracy(ref_probs, labels),
+                                   "n_test": len(paths), "majority_accuracy": majority_accuracy(labels)})

@@ -17,6 +17,7 @@ import numpy as np
 from edgeship.core.errors import DatasetError, disk_failure
 from edgeship.core.layout import RunLayout, run_lock
 from edgeship.core.pixels import load_pixels
+from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.report import write_report
 from edgeship.core.splits import SplitManifest, portable_path
 from edgeship.core.tensorflow import keras_safe_mode, load_artifact, load_keras_model, reference_predictor
@@ -25,7 +26,7 @@ from edgeship.runtime.environment import fingerprint, library_versions
 from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, sha256_file, tree_digest
 from edgeship.runtime.progress import progress
-from edgeship.runtime.spec import MANIFEST_NAME, Bundle, ModelInfo
+from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
 from .diagnosis import collapsed, diagnose
 from .embed import EMBEDDERS
@@ -65,16 +66,19 @@ class ConversionJob:
 
 @dataclass
 class ExportResult:
-    report: dict
+    parity: ParityReport
     report_md: Path
     failed: list[str]
 
+    @property
+    def report(self) -> dict:
+        """The report as written to report.json."""
+        return self.parity.to_json()
 
-def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> dict:
-    record = {"name": fmt.name, "format": Path(fmt.filename).suffix.lstrip(".") or fmt.name, "precision": fmt.precision,
-              "file": fmt.filename, "backend": fmt.backend}
-    if fmt.name == "tflite_int8":
-        record["io"] = job.int8_io
+
+def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> ArtifactRecord:
+    record = ArtifactRecord(name=fmt.name, file=fmt.filename, format=fmt.file_format, precision=fmt.precision,
+                            backend=fmt.backend, io=job.int8_io if fmt.name == "tflite_int8" else None)
     started = time.perf_counter()
     output = None
     try:
@@ -92,10 +96,10 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
             raise  # a full or read-only disk fails every format: stop, keep the previous files and records
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         tail = output.tail() if output is not None and output.text else ""
-        record.update(status="failed", error=detail + (f" [{tail}]" if tail else ""))
+        record.status, record.error = "failed", detail + (f" [{tail}]" if tail else "")
         return record
-    record.update(status="ok", size_bytes=size, sha256=digest, model_sha256=bundle.provenance.get("model_sha256"),
-                  convert_seconds=round(time.perf_counter() - started, 2), versions=library_versions())
+    record.size_bytes, record.sha256, record.model_sha256 = size, digest, bundle.provenance.get("model_sha256")
+    record.convert_seconds, record.versions = round(time.perf_counter() - started, 2), library_versions()
     return record
 
 
@@ -155,7 +159,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         for record in converted:
             bundle.upsert_artifact(record)
         order = {f.name: i for i, f in enumerate(chosen)}
-        bundle.artifacts.sort(key=lambda r: order.get(r["name"], len(order)))
+        bundle.artifacts.sort(key=lambda r: order.get(r.name, len(order)))
         layout.report_json.unlink(missing_ok=True)  # describes the previous files from here on
         bundle.save(layout.bundle)
         return _report_parity(layout, bundle, model, manifest, show_progress, warnings)
@@ -195,10 +199,10 @@ def _open_run(run: str | Path | RunLayout):
 
 
 def _report_parity(layout, bundle, model, manifest, show_progress: bool, warnings=()) -> ExportResult:
-    report = evaluate_run(layout, bundle, model, manifest, show_progress)
-    report["warnings"] = list(warnings)
-    report_md = write_report(report, layout.report_json)
-    return ExportResult(report, report_md, [a["name"] for a in report["artifacts"] if a.get("status") != "ok"])
+    parity = evaluate_run(layout, bundle, model, manifest, show_progress)
+    parity.warnings = list(warnings)
+    report_md = write_report(parity.to_json(), layout.report_json)
+    return ExportResult(parity, report_md, [row.name for row in parity.artifacts if not row.ok])
 
 
 def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
@@ -209,61 +213,60 @@ def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
         return _report_parity(*_open_run(layout), show_progress)
 
 
-def replace_artifact(run: str | Path, name: str, data: bytes) -> dict:
+def replace_artifact(run: str | Path, name: str, data: bytes) -> ArtifactRecord:
     """Swap in new bytes for artifact NAME on purpose (a hand-tuned model, say) and record their sha256.
     The report is removed: its figures describe the old file until `recheck_run` measures the new one."""
     layout = RunLayout.find(run)
     with run_lock(layout.root, "export"):
         bundle = Bundle.load(layout.bundle)
         record = bundle.artifact(name)
-        size, digest = _store(data, layout.bundle / record["file"])
-        record.update(size_bytes=size, sha256=digest, model_sha256=bundle.provenance.get("model_sha256"),
-                      replaced_by_hand=True)
+        record.size_bytes, record.sha256 = _store(data, layout.bundle / record.file)
+        record.model_sha256, record.replaced_by_hand = bundle.provenance.get("model_sha256"), True
         layout.report_json.unlink(missing_ok=True)
         bundle.save(layout.bundle)
         return record
 
 
-def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> dict:
+def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> ParityReport:
     """Parity of every exported artifact with Keras on the test split."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
     pixels = load_pixels(paths, bundle.info.input, "load test images", show_progress)
     reference = reference_predictor(model, bundle.info).predict_proba(pixels)
-    artifacts = []
+    rows = []
     for record in progress(bundle.artifacts, total=len(bundle.artifacts), desc="parity", enabled=show_progress):
-        row = {k: record[k] for k in ("name", "format", "precision", "status", "error", "size_bytes", "sha256",
-                                      "convert_seconds") if k in record}
-        row["path"] = f"{layout.bundle.name}/{record['file']}"
-        if record.get("status") == "ok":
-            row["sha256"] = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
+        row = ParityRow(record.name, record.format, record.precision, record.status, record.error,
+                        path=f"{layout.bundle.name}/{record.file}", sha256=record.sha256, size_bytes=record.size_bytes,
+                        convert_seconds=record.convert_seconds)
+        if record.ok:
+            row.sha256 = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
             try:
-                classifier = load_artifact(bundle, layout.bundle, record)
-                probs = classifier.predict_proba(pixels)
-                row.update(compare_predictions(reference, probs, labels, bundle.info.labels))
-                row["flipped"] = describe_flipped(row["flipped"], [portable_path(p, layout.root) for p in paths],
-                                                  labels, probs, bundle.info.labels)
-                row["runtime"] = classifier.runtime
-                if collapsed(row["accuracy"], accuracy(reference, labels), len(bundle.info.labels)):
-                    row["diagnosis"] = diagnose(classifier, pixels, reference, row["agreement"])
+                predictor = load_artifact(bundle, layout.bundle, record)
+                probs = predictor.predict_proba(pixels)
+                figures = compare_predictions(reference, probs, labels, bundle.info.labels)
+                figures["flipped"] = describe_flipped(figures["flipped"], [portable_path(p, layout.root) for p in paths],
+                                                      labels, probs, bundle.info.labels)
+                row = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictor.runtime})
+                if collapsed(row.accuracy, accuracy(reference, labels), len(bundle.info.labels)):
+                    row.diagnosis = diagnose(predictor, pixels, reference, row.agreement)
             except Exception as exc:  # an artifact that converts but will not run is a failed artifact
-                row.update(status="failed", error=f"runs badly: {str(exc).splitlines()[0][:300]}")
-        artifacts.append(row)
+                row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
+        rows.append(row)
     curves = layout.training / "curves.png"
-    return {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bundle": layout.bundle.name,
-        "split_manifest": f"{layout.bundle.name}/{bundle.split_manifest}",
-        "split_sha256": sha256_file(layout.bundle / bundle.split_manifest),
-        "model_sha256": sha256_file(layout.bundle / bundle.keras_model),
-        "info_sha256": bundle.info.digest(),
-        "labels": list(bundle.info.labels),
-        "reference": {"format": "keras", "path": f"{layout.bundle.name}/{bundle.keras_model}",
-                      "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
-                      "majority_accuracy": majority_accuracy(labels)},
-        "dataset": bundle.provenance.get("dataset", {}),
-        "training_curves": f"{curves.parent.name}/{curves.name}" if curves.is_file() else None,
-        "artifacts": artifacts,
-        "environment": fingerprint(),
-    }
+    return ParityReport(
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        bundle=layout.bundle.name,
+        split_manifest=f"{layout.bundle.name}/{bundle.split_manifest}",
+        split_sha256=sha256_file(layout.bundle / bundle.split_manifest),
+        model_sha256=sha256_file(layout.bundle / bundle.keras_model),
+        info_sha256=bundle.info.digest(),
+        labels=list(bundle.info.labels),
+        reference={"format": "keras", "path": f"{layout.bundle.name}/{bundle.keras_model}",
+                   "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
+                   "majority_accuracy": majority_accuracy(labels)},
+        dataset=bundle.provenance.get("dataset", {}),
+        training_curves=f"{curves.parent.name}/{curves.name}" if curves.is_file() else None,
+        artifacts=rows,
+        environment=fingerprint(),
+    )

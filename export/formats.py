@@ -23,6 +23,11 @@ class ExportFormat:
         return getattr(module, function)(job)
 
     @property
+    def file_format(self) -> str:
+        """The file format family a report and a bundle record call `format`: tflite, onnx, keras, saved_model."""
+        return self.filename.rsplit(".", 1)[1] if "." in self.filename else self.name
+
+    @property
     def on_device(self) -> bool:
         """Runs with edgeship.runtime (no TensorFlow): what ships to a phone or a board."""
         from edgeship.runtime.backends import BACKENDS

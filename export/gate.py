@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from xml.etree import ElementTree
 
 from edgeship.core.integrity import finite
+from edgeship.core.records import GateVerdict, ParityReport, ParityRow
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
 
@@ -74,25 +75,15 @@ def resolve_thresholds(config: str | Path | None = None, **flags) -> GateThresho
     return GateThresholds(**settings)
 
 
-@dataclass
-class GateVerdict:
-    artifact: str
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'} {self.artifact}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
-
-
 REQUIRED_FIGURES = ("accuracy", "accuracy_delta_pp", "agreement")
 
 
-def _reasons(record: dict, thresholds: GateThresholds, reference: dict) -> list[str]:
-    """Why RECORD fails (diagnosis lines last). Fails closed: a missing or non-finite figure is a failure."""
-    broken = [k for k in REQUIRED_FIGURES if not finite(record.get(k))]
+def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> list[str]:
+    """Why ROW fails (diagnosis lines last). Fails closed: a missing or non-finite figure is a failure."""
+    broken = [k for k in REQUIRED_FIGURES if not finite(getattr(row, k))]
     if broken:
         return [f"{', '.join(broken)} missing or not a finite number in the report"]
-    delta, agreement, acc = float(record["accuracy_delta_pp"]), float(record["agreement"]), float(record["accuracy"])
+    delta, agreement, acc = float(row.accuracy_delta_pp), float(row.agreement), float(row.accuracy)
     reasons = []
     if delta < -thresholds.max_drop_pp:
         reasons.append(f"accuracy dropped {-delta:.2f} pp (allowed {thresholds.max_drop_pp:g} pp)")
@@ -105,8 +96,8 @@ def _reasons(record: dict, thresholds: GateThresholds, reference: dict) -> list[
         reasons.append(f"accuracy {acc:.2%} is no better than always answering the most common class "
                        f"({majority:.2%}): the model learned nothing usable")
     if thresholds.max_class_drop_pp is not None:
-        classes = record.get("per_class")
-        if not isinstance(classes, list) or not all(finite(c.get("delta_pp")) for c in classes):
+        classes = row.per_class
+        if not isinstance(classes, list) or not all(isinstance(c, dict) and finite(c.get("delta_pp")) for c in classes):
             reasons.append("per-class figures missing or not finite in the report")
         else:
             worst = [c for c in classes if c["delta_pp"] < -thresholds.max_class_drop_pp]
@@ -114,21 +105,25 @@ def _reasons(record: dict, thresholds: GateThresholds, reference: dict) -> list[
                 shown = ", ".join(f"{c['class']} {-c['delta_pp']:.1f} pp" for c in worst[:3])
                 reasons.append(f"class accuracy dropped: {shown} (allowed {thresholds.max_class_drop_pp:g} pp per class)")
     if thresholds.max_prob_diff is not None:
-        diff = record.get("max_abs_prob_diff")
+        diff = row.max_abs_prob_diff
         if not finite(diff):
             reasons.append("max |Δp| missing or not finite in the report")
         elif diff > thresholds.max_prob_diff:
             reasons.append(f"max |Δp| {diff:.4f} > {thresholds.max_prob_diff:g}")
-    if record.get("diagnosis"):
-        reasons.append("diagnosis: " + "; ".join(record["diagnosis"]))
+    if row.diagnosis:
+        reasons.append("diagnosis: " + "; ".join(row.diagnosis))
     return reasons
 
 
-def evaluate_gate(report: dict, thresholds: GateThresholds) -> list[GateVerdict]:
-    artifacts = report.get("artifacts")
-    if not isinstance(artifacts, list) or not artifacts:
+def evaluate_gate(report: ParityReport | dict, thresholds: GateThresholds) -> list[GateVerdict]:
+    """One verdict per artifact (and one for the Keras reference under --min-accuracy)."""
+    if isinstance(report, dict):
+        if not isinstance(report.get("artifacts"), list) or not all(isinstance(a, dict) for a in report["artifacts"]):
+            raise UsageError("report has no list of artifacts to gate; run `edgeship export` first")
+        report = ParityReport.from_json(report)
+    if not report.artifacts:
         raise UsageError("report has no artifacts to gate; run `edgeship export` first")
-    reference = report.get("reference") if isinstance(report.get("reference"), dict) else {}
+    reference = report.reference if isinstance(report.reference, dict) else {}
     verdicts = []
     ref_acc = reference.get("accuracy")
     if thresholds.min_accuracy is not None and "accuracy" in reference:
@@ -136,18 +131,14 @@ def evaluate_gate(report: dict, thresholds: GateThresholds) -> list[GateVerdict]
             verdicts.append(GateVerdict("keras (reference)", False, [
                 f"reference accuracy {ref_acc if not finite(ref_acc) else format(ref_acc, '.2%')} below the floor "
                 f"{thresholds.min_accuracy:.2%}"]))
-    for record in artifacts:
-        name = record.get("name", "?") if isinstance(record, dict) else "?"
-        if not isinstance(record, dict):
-            verdicts.append(GateVerdict(name, False, ["malformed artifact entry in the report"]))
+    for row in report.artifacts:
+        if not row.ok:
+            verdicts.append(GateVerdict(row.name, False, [f"export failed: {row.error or 'unknown error'}"]))
             continue
-        if record.get("status", "ok") != "ok":
-            verdicts.append(GateVerdict(name, False, [f"export failed: {record.get('error', 'unknown error')}"]))
-            continue
-        reasons = _reasons(record, thresholds, reference)
+        reasons = _reasons(row, thresholds, reference)
         # A diagnosis only explains a failure; it does not fail an artifact that meets every threshold.
         failing = [r for r in reasons if not r.startswith("diagnosis: ")]
-        verdicts.append(GateVerdict(name, not failing, reasons if failing else []))
+        verdicts.append(GateVerdict(row.name, not failing, reasons if failing else []))
     return verdicts
 
 

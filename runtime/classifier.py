@@ -12,7 +12,7 @@ import numpy as np
 from .backends import BACKENDS, backend_for
 from .errors import IntegrityError, ModelLoadError, UsageError
 from .preprocess import ImageInput, prepare_batch
-from .spec import MANIFEST_NAME, Bundle, InputSpec, ModelInfo
+from .spec import MANIFEST_NAME, ArtifactRecord, Bundle, InputSpec, ModelInfo
 
 UNKNOWN_LABEL = "unknown"
 
@@ -35,13 +35,13 @@ class Prediction:
         return {"label": self.label, "index": self.index, "score": round(self.score, 6)}
 
 
-def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> dict:
+def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> ArtifactRecord:
     if name:
         return bundle.artifact(name)
     for record in bundle.artifacts:
-        if record.get("status", "ok") != "ok" or record.get("backend", "tflite") not in BACKENDS:
+        if not record.ok or record.backend not in BACKENDS:
             continue  # failed, or a TensorFlow-only format (keras, saved_model)
-        backend = backend_for(directory / record["file"])
+        backend = backend_for(directory / record.file)
         if backend.probe():
             return record
     raise ModelLoadError(
@@ -137,10 +137,10 @@ class Classifier:
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)
             bundle.verify_artifact(path, record)
-            file = path / record["file"]
+            file = path / record.file
             session = _open(file, backend, threads, provider)
             _check_embedded(session, bundle.info, file)
-            return cls(session, bundle.info, file, record.get("name"), record.get("precision"), threads)
+            return cls(session, bundle.info, file, record.name, record.precision, threads)
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or bundle directory")
         session = _open(path, backend, threads, provider)
@@ -148,10 +148,11 @@ class Classifier:
             sibling = path.parent / MANIFEST_NAME
             if sibling.is_file():
                 bundle = Bundle.load(path.parent)
-                record = next((r for r in bundle.artifacts if r.get("file") == path.name), {})
-                if record:
+                record = bundle.record_for_file(path.name)
+                if record is not None:
                     bundle.verify_artifact(path.parent, record)
-                return cls(session, bundle.info, path, record.get("name"), record.get("precision"), threads)
+                return cls(session, bundle.info, path, record.name if record else None,
+                           record.precision if record else None, threads)
             raise ModelLoadError(
                 f"{path}: no edgeship metadata embedded in this file; load its bundle directory instead"
             )

@@ -89,12 +89,55 @@ class ModelInfo:
 
 
 @dataclass
+class ArtifactRecord:
+    """One exported artifact in `edgeship.json`. `name` is the format registry's row (tflite_int8), `format`
+    the file format (tflite, onnx, keras, saved_model), `backend` what runs it (tflite, onnxruntime, keras,
+    tensorflow). `sha256` binds the record to the bytes; `model_sha256` to the model.keras it came from."""
+
+    name: str
+    file: str
+    format: str
+    precision: str
+    backend: str
+    status: str = "ok"  # ok | failed
+    sha256: str | None = None
+    model_sha256: str | None = None
+    size_bytes: int | None = None
+    convert_seconds: float | None = None
+    versions: dict[str, str] | None = None
+    io: str | None = None  # tflite_int8's input/output type
+    error: str | None = None
+    replaced_by_hand: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # keys a newer edgeship wrote: kept, written back
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        if not self.replaced_by_hand:
+            data.pop("replaced_by_hand")
+        return {**self.extra, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = MANIFEST_NAME) -> "ArtifactRecord":
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("name", "file")):
+            raise ModelLoadError(f"{source}: malformed artifact record {str(data)[:80]!r}")
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "extra"}
+        known.setdefault("format", Path(data["file"]).suffix.lstrip(".") or data["name"])
+        known.setdefault("precision", "?")
+        known.setdefault("backend", known["format"])
+        return cls(**known, extra={k: v for k, v in data.items() if k not in cls.__dataclass_fields__})
+
+
+@dataclass
 class Bundle:
     """`edgeship.json`: model info, provenance and the list of exported artifacts."""
 
     info: ModelInfo
     provenance: dict[str, Any] = field(default_factory=dict)
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
     keras_model: str | None = "model.keras"
     split_manifest: str | None = "splits.csv"
 
@@ -104,7 +147,7 @@ class Bundle:
             keras_model=self.keras_model,
             split_manifest=self.split_manifest,
             provenance=self.provenance,
-            artifacts=self.artifacts,
+            artifacts=[record.to_json() for record in self.artifacts],
         )
         return data
 
@@ -118,7 +161,7 @@ class Bundle:
         return cls(
             info=ModelInfo.from_dict(data, source),
             provenance=dict(data.get("provenance") or {}),
-            artifacts=list(data.get("artifacts") or []),
+            artifacts=[ArtifactRecord.from_json(r, source) for r in data.get("artifacts") or []],
             keras_model=data.get("keras_model"),
             split_manifest=data.get("split_manifest"),
         )
@@ -137,31 +180,33 @@ class Bundle:
             raise ModelLoadError(f"{path}: cannot read bundle manifest ({exc})") from exc
         return cls.from_dict(data, str(path))
 
-    def artifact(self, name: str) -> dict[str, Any]:
+    def artifact(self, name: str) -> ArtifactRecord:
         for record in self.artifacts:
-            if record.get("name") == name:
+            if record.name == name:
                 return record
-        names = ", ".join(r.get("name", "?") for r in self.artifacts) or "none"
+        names = ", ".join(r.name for r in self.artifacts) or "none"
         raise ModelLoadError(f"bundle has no artifact named {name!r} (it has: {names})")
 
-    def verify_artifact(self, directory: str | Path, record: dict[str, Any]) -> str:
+    def verify_artifact(self, directory: str | Path, record: ArtifactRecord) -> str:
         """The sha256 of the artifact's bytes on disk, after checking it against the record: a file swapped
         in from another run, edited, or converted from an older model.keras is refused, never used."""
-        path = Path(directory) / record["file"]
-        name = record.get("name", path.name)
+        path = Path(directory) / record.file
         if not path.exists():
-            raise IntegrityError(f"{path}: artifact {name!r} is listed in {MANIFEST_NAME} but missing; "
+            raise IntegrityError(f"{path}: artifact {record.name!r} is listed in {MANIFEST_NAME} but missing; "
                                  f"re-run `edgeship export`")
         digest = tree_digest(path)[1] if path.is_dir() else sha256_file(path)
-        if record.get("sha256") != digest:
+        if record.sha256 != digest:
             raise IntegrityError(f"{path}: sha256 {digest[:12]} does not match the bundle record "
-                                 f"({str(record.get('sha256'))[:12]}): the file changed after export; "
+                                 f"({str(record.sha256)[:12]}): the file changed after export; "
                                  f"re-run `edgeship export`")
-        source, current = record.get("model_sha256"), self.provenance.get("model_sha256")
+        source, current = record.model_sha256, self.provenance.get("model_sha256")
         if source is not None and current is not None and source != current:
-            raise IntegrityError(f"{path}: artifact {name!r} was converted from an older model.keras "
+            raise IntegrityError(f"{path}: artifact {record.name!r} was converted from an older model.keras "
                                  f"(sha256 {source[:12]}, now {current[:12]}): it is stale; re-run `edgeship export`")
         return digest
 
-    def upsert_artifact(self, record: dict[str, Any]) -> None:
-        self.artifacts = [r for r in self.artifacts if r.get("name") != record["name"]] + [record]
+    def record_for_file(self, file_name: str) -> ArtifactRecord | None:
+        return next((r for r in self.artifacts if r.file == file_name), None)
+
+    def upsert_artifact(self, record: ArtifactRecord) -> None:
+        self.artifacts = [r for r in self.artifacts if r.name != record.name] + [record]

@@ -40,7 +40,7 @@ def test_bench_cli_writes_latency_into_the_report(run_copy, cli, tmp_path):
     for artifact in report["artifacts"]:
         latency = artifact["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
-        assert artifact["runs"] == 20 and artifact["load_ms"] > 0
+        assert artifact["latency_settings"]["runs"] == 20 and artifact["load_ms"] > 0
         assert artifact["throughput_ips"] == pytest.approx(1000 / latency["mean"])
     assert "## Latency (batch 1)" in (run_copy / "report.md").read_text()
     bench = json.loads((tmp_path / "bench.json").read_text())
@@ -109,8 +109,10 @@ def test_cold_start_probe_runs_in_a_fresh_runtime_only_process(exported_run):
 
 
 def _row(target, id_, p50, accuracy=None, p25=None, p75=None, batch=1):
-    return {"target": target, "id": id_, "name": id_, "batch": batch, "status": "ok", "accuracy": accuracy,
-            "latency_ms": {"p50": p50, "p25": p25 or p50 * 0.95, "p75": p75 or p50 * 1.05}}
+    from edgeship.core.records import BenchRow
+
+    return BenchRow(id_, id_, "tflite", "ok", target, batch, accuracy=accuracy,
+                    latency_ms={"p50": p50, "p25": p25 or p50 * 0.95, "p75": p75 or p50 * 1.05})
 
 
 def test_pareto_front_by_hand():
@@ -120,20 +122,20 @@ def test_pareto_front_by_hand():
             _row("local", "dominated", 6.0, 0.95), _row("local", "tie_slower", 5.5, 0.99),
             _row("pi", "only_on_pi", 50.0, 0.80)]
     mark_pareto(rows)
-    assert {r["id"]: r["pareto"] for r in rows} == {"fast_bad": True, "slow_good": True, "dominated": False,
+    assert {r.id: r.pareto for r in rows} == {"fast_bad": True, "slow_good": True, "dominated": False,
                                                     "tie_slower": False, "only_on_pi": True}
 
 
 def test_compare_needs_both_threshold_and_noise():
     from edgeship.bench.results import compare_to_baseline, parse_slowdown
 
-    baseline = {"rows": [_row("local", "a", 1.0, p75=1.05), _row("local", "b", 1.0, p75=1.5), _row("local", "c", 1.0)]}
+    baseline = [_row("local", "a", 1.0, p75=1.05), _row("local", "b", 1.0, p75=1.5), _row("local", "c", 1.0)]
     rows = [_row("local", "a", 1.2, p25=1.1),   # 20 % slower, outside the noise: regression
             _row("local", "b", 1.2, p25=1.1),   # 20 % slower but inside the baseline's spread: noise
             _row("local", "c", 1.05, p25=1.0)]  # 5 %: under the threshold
     regressions = compare_to_baseline(rows, baseline, parse_slowdown("10%"))
-    assert [r["id"] for r in regressions] == ["a"]
-    assert rows[0]["baseline_ratio"] == pytest.approx(1.2)
+    assert [r.id for r in regressions] == ["a"]
+    assert rows[0].baseline_ratio == pytest.approx(1.2)
     assert parse_slowdown("0.25") == 0.25
 
 

@@ -73,7 +73,7 @@ def test_bad_target_is_one_clear_line(exported_run, ssh_server, cli, tmp_path, p
     result = cli("bench", exported_run / "bundle" / "model_int8.tflite", "--target", ssh_server.url, *args,
                  "--no-local", "--runs", "3", "--warmup", "0")
     assert result.returncode == 1
-    failures = [line for line in result.stderr.splitlines() if line.startswith("edgeship: bench on")]
+    failures = [line for line in result.stderr.splitlines() if line.startswith("edgeship: error: bench on")]
     assert len(failures) == 1 and message in failures[0], result.stderr
     assert "Traceback" not in result.stderr
 

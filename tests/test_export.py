@@ -22,20 +22,20 @@ def _report(run):
 
 def test_every_registry_format_exports_with_sha_and_size(exported_run):
     bundle = Bundle.load(exported_run / "bundle")
-    assert [a["name"] for a in bundle.artifacts] == list(FORMATS)
+    assert [a.name for a in bundle.artifacts] == list(FORMATS)
     for record in bundle.artifacts:
-        assert record["status"] == "ok", record
-        path = exported_run / "bundle" / record["file"]
+        assert record.status == "ok", record
+        path = exported_run / "bundle" / record.file
         if path.is_dir():  # SavedModel: hash over every file, computed here independently
             files = sorted(p for p in path.rglob("*") if p.is_file())
             listing = "".join(f"{p.relative_to(path).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
                               for p in files)
-            assert record["sha256"] == hashlib.sha256(listing.encode()).hexdigest()
-            assert record["size_bytes"] == sum(p.stat().st_size for p in files)
+            assert record.sha256 == hashlib.sha256(listing.encode()).hexdigest()
+            assert record.size_bytes == sum(p.stat().st_size for p in files)
             continue
         data = path.read_bytes()
-        assert record["sha256"] == hashlib.sha256(data).hexdigest()
-        assert record["size_bytes"] == len(data)
+        assert record.sha256 == hashlib.sha256(data).hexdigest()
+        assert record.size_bytes == len(data)
 
 
 @pytest.mark.parametrize("name", [f.name for f in FORMATS.values() if f.on_device])
@@ -149,18 +149,18 @@ def test_readme_format_table_matches_the_registry():
     assert [calib != "no" for _, _, _, calib in rows] == [f.needs_calibration for f in FORMATS.values()]
 
 
-def test_int8_io_choice_and_calibration_warning(run_copy, capfd):
+def test_int8_io_choice_and_calibration_warning(run_copy, caplog):
     from edgeship.export.exporter import export_run
 
-    result = export_run(run_copy, ["tflite_int8"], calib_size=50, show_progress=False, int8_io="int8")
-    warnings = capfd.readouterr().err
-    assert "calibration images is few" in warnings and any("MediaPipe" in w for w in result.report["warnings"])
+    with caplog.at_level("WARNING", logger="edgeship"):
+        result = export_run(run_copy, ["tflite_int8"], calib_size=50, show_progress=False, int8_io="int8")
+    assert "calibration images is few" in caplog.text and any("MediaPipe" in w for w in result.report["warnings"])
     assert "> **Warning:**" in (run_copy / "report.md").read_text()
     classifier = Classifier.load(run_copy / "bundle", artifact="tflite_int8")
     assert classifier.session.input_dtype == np.int8 and classifier.session.quantization["input_zero_point"] == -128
     row = result.report["artifacts"][0]
-    assert row["agreement"] >= 0.9 and Bundle.load(run_copy / "bundle").artifact("tflite_int8")["io"] == "int8"
-    assert Bundle.load(run_copy / "bundle").artifact("tflite_int8")["versions"]["tensorflow-cpu"]
+    assert row["agreement"] >= 0.9 and Bundle.load(run_copy / "bundle").artifact("tflite_int8").io == "int8"
+    assert Bundle.load(run_copy / "bundle").artifact("tflite_int8").versions["tensorflow-cpu"]
 
 
 def test_corrupt_keras_model_and_empty_calib_split_are_one_line_errors(run_copy, cli):

@@ -144,6 +144,6 @@ def test_compare_models_figures_match_the_export_report_on_the_same_images(expor
     expected = next(a for a in report["artifacts"] if a["name"] == "tflite_int8")
     got = compare_models(exported_run / "bundle" / "model.keras", exported_run / "bundle" / "model_int8.tflite",
                          folder, show_progress=False)
-    assert got["reference"]["accuracy"] == pytest.approx(report["reference"]["accuracy"])
+    assert got.reference["accuracy"] == pytest.approx(report["reference"]["accuracy"])
     for key in ("accuracy", "agreement", "accuracy_delta_pp", "mcnemar_p"):
-        assert got["artifacts"][0][key] == pytest.approx(expected[key], abs=1e-6), key
+        assert getattr(got.artifacts[0], key) == pytest.approx(expected[key], abs=1e-6), key

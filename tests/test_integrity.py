@@ -127,7 +127,7 @@ def test_reversed_labels_in_the_bundle_record_are_refused(run_copy, cli):
 def test_an_artifact_from_an_older_model_is_stale(run_copy):
     bundle = Bundle.load(run_copy / "bundle")
     record = bundle.artifact("tflite")
-    assert bundle.verify_artifact(run_copy / "bundle", record) == record["sha256"]
+    assert bundle.verify_artifact(run_copy / "bundle", record) == record.sha256
     bundle.provenance["model_sha256"] = "0" * 64  # model.keras retrained since this artifact was converted
     with pytest.raises(IntegrityError, match="converted from an older model.keras"):
         bundle.verify_artifact(run_copy / "bundle", record)
