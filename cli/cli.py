@@ -58,19 +58,31 @@ _dropout = _number(float, 0.0, 1.0, high_open=True, what="a dropout rate in [0, 
 
 
 def cmd_train(args) -> int:
-    from edgeship.train import AugmentConfig, HeadConfig, SplitConfig, TrainConfig, train
+    from edgeship.train import (
+        AugmentConfig,
+        DataOptions,
+        HeadConfig,
+        HParams,
+        ModelOptions,
+        SplitConfig,
+        TrainConfig,
+        train,
+    )
 
-    config = TrainConfig(backbone=args.backbone, image_size=args.image_size, epochs=args.epochs,
-                         fine_tune_epochs=args.fine_tune_epochs, fine_tune_layers=args.fine_tune_layers,
-                         batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         fine_tune_learning_rate=args.fine_tune_learning_rate, weights=args.weights, init=args.init,
-                         alpha=args.alpha, head=HeadConfig(dropout=args.dropout, l2=args.l2, hidden_units=args.hidden),
-                         freeze_backbone=args.freeze_backbone, cache_features=not args.no_cache,
-                         augment=AugmentConfig.parse(args.augment), class_weights=args.class_weights,
-                         classes=args.classes, patience=args.patience, lr_schedule=args.lr_schedule,
-                         splits=SplitConfig(seed=args.seed, max_per_class=args.max_per_class),
+    config = TrainConfig(
+        model=ModelOptions(backbone=args.backbone, image_size=args.image_size, weights=args.weights, init=args.init,
+                           alpha=args.alpha, freeze_backbone=args.freeze_backbone,
+                           head=HeadConfig(dropout=args.dropout, l2=args.l2, hidden_units=args.hidden)),
+        hparams=HParams(epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+                        fine_tune_layers=args.fine_tune_layers, batch_size=args.batch_size,
+                        learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
+                        cache_features=not args.no_cache, augment=AugmentConfig.parse(args.augment),
+                        class_weights=args.class_weights, patience=args.patience, lr_schedule=args.lr_schedule,
+                        strategy=args.strategy),
+        data=DataOptions(classes=args.classes, splits=SplitConfig(seed=args.seed, max_per_class=args.max_per_class),
                          unknown_recall=None if args.unknown_recall == 0 else args.unknown_recall,
-                         ood_dir=args.ood_dir, strategy=args.strategy, overwrite=args.overwrite)
+                         ood_dir=args.ood_dir),
+        overwrite=args.overwrite)
     if args.preview_augmentation:
         return _preview_augmentation(args, config)
     result = train(args.data, args.out, config)

@@ -71,3 +71,18 @@ def test_unknown_backbone_and_missing_weights_file():
         build_classifier("vgg99", 3)
     with pytest.raises(BackboneError, match="weights file not found"):
         build_classifier("mobilenet_v2", 3, image_size=32, weights="/nope/weights.h5", alpha=0.35)
+
+
+def test_train_config_groups_like_model_maker_and_flat_keywords_land_in_them():
+    from edgeship.train import DataOptions, HParams, ModelOptions, SplitConfig, TrainConfig
+
+    grouped = TrainConfig(model=ModelOptions("mobilenet_v2", alpha=0.35), hparams=HParams(epochs=3, batch_size=8),
+                          data=DataOptions(splits=SplitConfig(seed=7), unknown_recall=None))
+    flat = TrainConfig(backbone="mobilenet_v2", alpha=0.35, epochs=3, batch_size=8, splits=SplitConfig(seed=7),
+                       unknown_recall=None)
+    assert (grouped.model, grouped.hparams, grouped.data) == (flat.model, flat.hparams, flat.data)
+    assert flat.epochs == 3 and flat.seed == 7 and flat.resume_key() == grouped.resume_key()
+    flat.epochs = 5  # a flat write goes to its group too
+    assert flat.hparams.epochs == 5 and "epochs" not in vars(flat)
+    with pytest.raises(TypeError, match="unknown option 'epoch'"):
+        TrainConfig(epoch=3)

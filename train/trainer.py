@@ -51,32 +51,85 @@ logger = logging.getLogger("edgeship")
 
 
 @dataclass
-class TrainConfig:
+class ModelOptions:
+    """Which model: the backbone, its weights and input size, and the head on top (MediaPipe's model spec)."""
+
     backbone: str = "small_cnn"
     image_size: int | None = None
+    weights: str | None = None  # none, imagenet or a weights file
+    init: str | None = None  # a .keras model to continue from
+    alpha: float | None = None
+    head: HeadConfig = field(default_factory=HeadConfig)
+    freeze_backbone: bool | None = None  # None: frozen when pretrained (weights, hub or init)
+
+
+@dataclass
+class HParams:
+    """How to train it (MediaPipe's HParams): epochs, batch, learning rates, schedule, augmentation."""
+
     epochs: int = 10  # phase 1: the head on a frozen backbone, or the whole model when training from scratch
     fine_tune_epochs: int = 0  # phase 2 (frozen-backbone runs only)
     fine_tune_layers: int = 20  # top backbone layers phase 2 unfreezes (BatchNorm layers stay frozen)
     batch_size: int = 32
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-5
-    weights: str | None = None  # none, imagenet or a weights file
-    init: str | None = None  # a .keras model to continue from
-    alpha: float | None = None
-    head: HeadConfig = field(default_factory=HeadConfig)
-    freeze_backbone: bool | None = None  # None: frozen when pretrained (weights, hub or init)
     cache_features: bool = True  # phase 1 on cached backbone features
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_weights: bool = False  # weight the loss by inverse class frequency
     patience: int = 5
     lr_schedule: str = "plateau"
+    strategy: str | None = None  # tf.distribute: mirrored | multi-worker
+
+
+@dataclass
+class DataOptions:
+    """Which data and how to cut it: classes, splits, and the unknown-class calibration."""
+
     classes: Sequence[str] | None = None
     splits: SplitConfig = field(default_factory=SplitConfig)
     unknown_recall: float | None = 0.95  # calibrate an `unknown` threshold keeping this val recall; None: off
     ood_dir: str | None = None  # images of no known class: the report gives their rejection rate
-    strategy: str | None = None  # tf.distribute: mirrored | multi-worker
-    overwrite: bool = False  # replace a finished run in the output directory
-    show_progress: bool = True
+
+
+_GROUPS = {"model": ModelOptions, "hparams": HParams, "data": DataOptions}
+
+
+class TrainConfig:
+    """Everything `train()` needs: `model` (ModelOptions), `hparams` (HParams), `data` (DataOptions), plus
+    `overwrite` and `show_progress`. Flat keywords work too and land in their group:
+    `TrainConfig(backbone="mobilenet_v2", epochs=5)` == `TrainConfig(model=ModelOptions("mobilenet_v2"),
+    hparams=HParams(epochs=5))`; reading `config.epochs` reads `config.hparams.epochs`."""
+
+    def __init__(self, model: ModelOptions | None = None, hparams: HParams | None = None,
+                 data: DataOptions | None = None, overwrite: bool = False, show_progress: bool = True, **flat):
+        groups = {"model": model or ModelOptions(), "hparams": hparams or HParams(), "data": data or DataOptions()}
+        for key, value in flat.items():
+            owner = next((name for name, cls in _GROUPS.items() if key in cls.__dataclass_fields__), None)
+            if owner is None:
+                raise TypeError(f"TrainConfig got an unknown option {key!r}")
+            setattr(groups[owner], key, value)
+        self.model, self.hparams, self.data = groups["model"], groups["hparams"], groups["data"]
+        self.overwrite = overwrite  # replace a finished run in the output directory (edgeship's files only)
+        self.show_progress = show_progress
+
+    def __setattr__(self, name: str, value) -> None:
+        for group in ("model", "hparams", "data"):
+            options = self.__dict__.get(group)
+            if options is not None and name in type(options).__dataclass_fields__:
+                setattr(options, name, value)
+                return
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str):
+        for group in ("model", "hparams", "data"):
+            options = self.__dict__.get(group)
+            if options is not None and name in type(options).__dataclass_fields__:
+                return getattr(options, name)
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return (f"TrainConfig(model={self.model!r}, hparams={self.hparams!r}, data={self.data!r}, "
+                f"overwrite={self.overwrite})")
 
     @property
     def seed(self) -> int:
@@ -413,125 +466,186 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
             raise
 
 
+@dataclass
+class _Run:
+    """What the named phases of one training run share."""
+
+    layout: RunLayout
+    config: TrainConfig
+    dataset: ScannedDataset
+    fixed_test: set[Path] | None
+    info: ModelInfo
+    size: int
+    started: float
+    state: dict | None = None
+    manifest: SplitManifest | None = None
+    split_sha: str | None = None
+    splits: dict[str, _Split] = field(default_factory=dict)
+    augmenter: Augmenter | None = None
+    keras: object = None
+    strategy: object = None
+    model: object = None
+    class_weight: dict[int, float] | None = None
+    phases_done: list[str] = field(default_factory=list)
+    epochs: dict[str, int] = field(default_factory=dict)
+    fine_tuned: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def binary(self) -> bool:
+        return self.info.task == "binary"
+
+
 def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, fresh_splits: SplitManifest, info: ModelInfo,
               size: int, config: TrainConfig, started: float) -> TrainResult:
-    state = _prepare_run(layout, config)
+    run = _Run(layout, config, dataset, fixed_test, info, size, started)
+    _prepare_splits(run, fresh_splits)
+    _build_model(run)
+    _train_phase1(run)
+    _train_phase2(run)
+    evaluation = _evaluate(run)
+    bundle = _write_bundle(run, evaluation)
+    return TrainResult(layout, bundle, float(evaluation["accuracy"]), sum(run.epochs.values()))
+
+
+def _prepare_splits(run: _Run, fresh_splits: SplitManifest) -> None:
+    """Resume or start: the split manifest on disk (reused when resuming), the splits as (paths, y)."""
+    layout, config = run.layout, run.config
+    run.state = _prepare_run(layout, config)
     layout.bundle.mkdir(parents=True, exist_ok=True)
     layout.training.mkdir(parents=True, exist_ok=True)
-    if state and (layout.bundle / SPLITS_FILE).is_file():
-        manifest = SplitManifest.read(layout.bundle / SPLITS_FILE)
+    if run.state and (layout.bundle / SPLITS_FILE).is_file():
+        run.manifest = SplitManifest.read(layout.bundle / SPLITS_FILE)
         logger.warning(f"resuming the interrupted run in {layout.root} (done: "
-                       f"{', '.join(state.get('phases_done') or []) or 'nothing yet'})")
+                       f"{', '.join(run.state.get('phases_done') or []) or 'nothing yet'})")
     else:
-        manifest = fresh_splits
-        manifest.write(layout.bundle / SPLITS_FILE)
-    split_sha = sha256_file(layout.bundle / SPLITS_FILE)
-    phases_done = list(state.get("phases_done", [])) if state else []
-
-    binary = info.task == "binary"
-    splits = {}
+        run.manifest = fresh_splits
+        run.manifest.write(layout.bundle / SPLITS_FILE)
+    run.split_sha = sha256_file(layout.bundle / SPLITS_FILE)
+    run.phases_done = list(run.state.get("phases_done", [])) if run.state else []
     for name in ("train", "val", "test"):
-        paths, y = manifest.paths_and_indices(name, info.labels)
-        splits[name] = _Split(paths, y.astype(np.float32).reshape(-1, 1) if binary else y)
-    augmenter = Augmenter(config.augment, config.seed) if config.augment.enabled else None
-    if augmenter is not None:
-        preview_augmentation(splits["train"].paths[:4], info.input, config.augment,
+        paths, y = run.manifest.paths_and_indices(name, run.info.labels)
+        run.splits[name] = _Split(paths, y.astype(np.float32).reshape(-1, 1) if run.binary else y)
+    if config.augment.enabled:
+        run.augmenter = Augmenter(config.augment, config.seed)
+        preview_augmentation(run.splits["train"].paths[:4], run.info.input, config.augment,
                              layout.training / "augmentation.png", seed=config.seed)
 
-    tf, keras = import_keras()
-    keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy)
-    with scope(strategy), captured_output():
-        model = _build(keras, config, info, size)
-    check_fits(model, config.batch_size, trains_backbone=not config.frozen() or bool(config.fine_tune_epochs),
-               eval_images=max(len(splits["val"].paths), len(splits["test"].paths)))
-    _save_state(layout, config, "running", phases_done)  # from here on a rerun resumes
-    class_weight = _class_weights(splits["train"].y, len(info.labels)) if config.class_weights else None
-    frozen = config.frozen()
-    epochs = {}
 
-    if "phase1" in phases_done:
+def _build_model(run: _Run) -> None:
+    """Build (or load --init), refuse what cannot fit in memory, then mark the run resumable."""
+    config = run.config
+    _, run.keras = import_keras()
+    run.keras.utils.set_random_seed(config.seed)
+    run.strategy = make_strategy(config.strategy)
+    with scope(run.strategy), captured_output():
+        run.model = _build(run.keras, config, run.info, run.size)
+    check_fits(run.model, config.batch_size, trains_backbone=not config.frozen() or bool(config.fine_tune_epochs),
+               eval_images=max(len(run.splits["val"].paths), len(run.splits["test"].paths)))
+    _save_state(run.layout, config, "running", run.phases_done)  # from here on a rerun resumes
+    if config.class_weights:
+        run.class_weight = _class_weights(run.splits["train"].y, len(run.info.labels))
+
+
+def _train_phase1(run: _Run) -> None:
+    """The head on cached features (frozen backbone), or the whole model (from scratch)."""
+    layout, config, keras, model = run.layout, run.config, run.keras, run.model
+    if "phase1" in run.phases_done:
         model.load_weights(layout.training / "phase1.weights.h5")
-        epochs["phase1"] = _logged_epochs(layout.training / HISTORY["phase1"])
+        run.epochs["phase1"] = _logged_epochs(layout.training / HISTORY["phase1"])
+        return
+    frozen = config.frozen()
+    if frozen and config.cache_features:
+        run.epochs["phase1"] = _train_head_on_features(keras, model, run.splits, run.info, layout, config,
+                                                       run.strategy, run.class_weight)
     else:
-        if frozen and config.cache_features:
-            epochs["phase1"] = _train_head_on_features(keras, model, splits, info, layout, config, strategy,
-                                                       class_weight)
-        else:
-            model.get_layer(BACKBONE_LAYER).trainable = not frozen
-            with scope(strategy):
-                _compile(keras, model, config.learning_rate, binary)
-            train_seq, val_seq = _sequences(splits, info, config, augmenter)
-            epochs["phase1"] = _fit(keras, model, train_seq, val_seq, layout, "phase1", config, config.epochs, None,
-                                    class_weight)
-        model.save_weights(layout.training / "phase1.weights.h5")
-        phases_done.append("phase1")
-        _save_state(layout, config, "running", phases_done)
+        model.get_layer(BACKBONE_LAYER).trainable = not frozen
+        with scope(run.strategy):
+            _compile(keras, model, config.learning_rate, run.binary)
+        train_seq, val_seq = _sequences(run.splits, run.info, config, run.augmenter)
+        run.epochs["phase1"] = _fit(keras, model, train_seq, val_seq, layout, "phase1", config, config.epochs, None,
+                                    run.class_weight)
+    model.save_weights(layout.training / "phase1.weights.h5")
+    run.phases_done.append("phase1")
+    _save_state(layout, config, "running", run.phases_done)
 
-    fine_tuned = 0
-    if frozen and config.fine_tune_epochs and "phase2" not in phases_done:
-        floor = _best_logged(layout.training / HISTORY["phase1"])
-        with scope(strategy):
-            fine_tuned = _unfreeze_top(keras, model, config.fine_tune_layers)
-            _compile(keras, model, config.fine_tune_learning_rate, binary)
-        train_seq, val_seq = _sequences(splits, info, config, augmenter)
-        epochs["phase2"] = _fit(keras, model, train_seq, val_seq, layout, "phase2", config, config.fine_tune_epochs,
-                                floor, class_weight)
-        if not (layout.training / "best_phase2.weights.h5").is_file():  # fine-tuning never beat phase 1
-            model.load_weights(layout.training / "phase1.weights.h5")
-        phases_done.append("phase2")
-        _save_state(layout, config, "running", phases_done)
 
-    warnings = [w for w in (_chance_warning(layout.training / HISTORY["phase1"], len(info.labels),
-                                            _majority(splits["val"].y)),) if w]
-    for warning in warnings:
+def _train_phase2(run: _Run) -> None:
+    """Fine-tune the top backbone layers (frozen-backbone runs with --fine-tune-epochs)."""
+    layout, config, keras, model = run.layout, run.config, run.keras, run.model
+    if not (config.frozen() and config.fine_tune_epochs) or "phase2" in run.phases_done:
+        return
+    floor = _best_logged(layout.training / HISTORY["phase1"])
+    with scope(run.strategy):
+        run.fine_tuned = _unfreeze_top(keras, model, config.fine_tune_layers)
+        _compile(keras, model, config.fine_tune_learning_rate, run.binary)
+    train_seq, val_seq = _sequences(run.splits, run.info, config, run.augmenter)
+    run.epochs["phase2"] = _fit(keras, model, train_seq, val_seq, layout, "phase2", config, config.fine_tune_epochs,
+                                floor, run.class_weight)
+    if not (layout.training / "best_phase2.weights.h5").is_file():  # fine-tuning never beat phase 1
+        model.load_weights(layout.training / "phase1.weights.h5")
+    run.phases_done.append("phase2")
+    _save_state(layout, config, "running", run.phases_done)
+
+
+def _evaluate(run: _Run) -> dict:
+    """The unknown threshold from validation, then the test split's figures (and the OOD rejection rate)."""
+    config, model = run.config, run.model
+    warning = _chance_warning(run.layout.training / HISTORY["phase1"], len(run.info.labels),
+                              _majority(run.splits["val"].y))
+    if warning:
         logger.warning(warning)
-
-    # Evaluation, threshold, reports and the bundle
-    val_probs = _predict(model, splits["val"].paths, info, config)
+        run.warnings.append(warning)
+    val_probs = _predict(model, run.splits["val"].paths, run.info, config)
     threshold = unknown_threshold(val_probs, config.unknown_recall) if config.unknown_recall else None
-    info = ModelInfo(info.labels, info.input, info.task, threshold)
-    test_probs = _predict(model, splits["test"].paths, info, config)
-    test_true = splits["test"].y.reshape(-1).astype(int)
-    evaluation = evaluate_test(test_probs, test_true, info.labels, splits["test"].paths, info.input, layout.training)
+    run.info = ModelInfo(run.info.labels, run.info.input, run.info.task, threshold)
+    test = run.splits["test"]
+    test_probs = _predict(model, test.paths, run.info, config)
+    evaluation = evaluate_test(test_probs, test.y.reshape(-1).astype(int), run.info.labels, test.paths,
+                               run.info.input, run.layout.training)
     if threshold is not None:
         evaluation["unknown"] = {"threshold": threshold, "target_val_recall": config.unknown_recall,
                                  "test_rejection_rate": rejection_rate(test_probs, threshold)}
         if config.ood_dir:
             ood = _ood_paths(config.ood_dir)
             evaluation["unknown"].update(ood_dir=str(config.ood_dir), ood_images=len(ood),
-                                         ood_rejection_rate=rejection_rate(_predict(model, ood, info, config), threshold))
+                                         ood_rejection_rate=rejection_rate(_predict(model, ood, run.info, config),
+                                                                           threshold))
+    return evaluation
 
+
+def _write_bundle(run: _Run, evaluation: dict) -> Bundle:
+    """model.keras, labels, curves, edgeship.json with provenance, the training report; then state 'done'."""
+    layout, config = run.layout, run.config
     model_path = layout.bundle / MODEL_FILE
     tmp = model_path.with_name(f".{model_path.stem}.tmp.keras")  # Keras insists on the .keras suffix
-    model.save(tmp)
+    run.model.save(tmp)
     tmp.replace(model_path)
     for phase in ("phase1", "phase2"):
         if (layout.training / HISTORY[phase]).is_file():
             plot_history(layout.training / HISTORY[phase], layout.training / ("curves.png" if phase == "phase1"
                                                                                else "curves_fine_tune.png"))
-    atomic_write_text(layout.bundle / "labels.txt", "\n".join(info.labels) + "\n")
-    test_accuracy = evaluation["accuracy"]
-    epochs_run = sum(epochs.values())
+    atomic_write_text(layout.bundle / "labels.txt", "\n".join(run.info.labels) + "\n")
+    frozen = config.frozen()
     training = {
-        "backbone": config.backbone, "image_size": size, "weights": config.weights or "none", "init": config.init,
+        "backbone": config.backbone, "image_size": run.size, "weights": config.weights or "none", "init": config.init,
         "frozen_backbone": frozen, "cached_features": frozen and config.cache_features,
         "epochs_requested": config.epochs, "fine_tune_epochs_requested": config.fine_tune_epochs,
-        "epochs_run": epochs_run, "epochs_per_phase": epochs, "fine_tuned_layers": fine_tuned,
-        "augment": config.augment.describe(), "class_weights": class_weight, "strategy": config.strategy or "default",
-        "head": asdict(config.head), "lr_schedule": config.lr_schedule,
+        "epochs_run": sum(run.epochs.values()), "epochs_per_phase": run.epochs, "fine_tuned_layers": run.fine_tuned,
+        "augment": config.augment.describe(), "class_weights": run.class_weight,
+        "strategy": config.strategy or "default", "head": asdict(config.head), "lr_schedule": config.lr_schedule,
         "best_val_accuracy": max(v for v in (_best_logged(layout.training / h) for h in HISTORY.values())
                                  if v is not None),
-        "test_accuracy": test_accuracy, "seconds": round(time.time() - started, 1),
+        "test_accuracy": evaluation["accuracy"], "seconds": round(time.time() - run.started, 1),
         # A TF-Hub backbone is a TFSMLayer: Keras reloads it only with safe_mode=False (see hub.py)
         "keras_safe_mode": not config.backbone.startswith(HUB_PREFIX),
-        "warnings": warnings,
+        "warnings": run.warnings,
     }
-    bundle = Bundle(info=info, keras_model=MODEL_FILE, split_manifest=SPLITS_FILE, provenance={
+    bundle = Bundle(info=run.info, keras_model=MODEL_FILE, split_manifest=SPLITS_FILE, provenance={
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_sha256": sha256_file(model_path),
-        "dataset": {**dataset.summary(), "layout": "list files" if fixed_test is not None else "class folders"},
-        "split": {"file": SPLITS_FILE, "sha256": split_sha, "counts": manifest.counts(), **asdict(config.splits)},
+        "dataset": {**run.dataset.summary(), "layout": "list files" if run.fixed_test is not None else "class folders"},
+        "split": {"file": SPLITS_FILE, "sha256": run.split_sha, "counts": run.manifest.counts(), **asdict(config.splits)},
         "training": training,
         "versions": library_versions(),
     })
@@ -539,5 +653,5 @@ def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, fresh_spli
     from .training_report import write_training_report
 
     write_training_report(layout, bundle, evaluation)
-    _save_state(layout, config, "done", phases_done)
-    return TrainResult(layout, bundle, float(test_accuracy), epochs_run)
+    _save_state(layout, config, "done", run.phases_done)
+    return bundle
