@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from edgeship.core.errors import DatasetError, disk_failure
 from edgeship.core.layout import RunLayout, run_lock
-from edgeship.core.pixels import load_pixels
+from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
 from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.report import write_report
 from edgeship.core.splits import SplitManifest, portable_path
@@ -227,32 +227,51 @@ def replace_artifact(run: str | Path, name: str, data: bytes) -> ArtifactRecord:
         return record
 
 
-def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool) -> ParityReport:
-    """Parity of every exported artifact with Keras on the test split."""
+def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool,
+                 chunk_size: int = CHUNK_IMAGES) -> ParityReport:
+    """Parity of every exported artifact with Keras on the test split, streamed: each chunk of test images is
+    decoded once and goes through the Keras reference and every artifact before the next is read, so peak
+    memory does not grow with the split (only the probabilities, N x classes floats, are kept)."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
-    pixels = load_pixels(paths, bundle.info.input, "load test images", show_progress)
-    reference = reference_predictor(model, bundle.info).predict_proba(pixels)
-    rows = []
-    for record in progress(bundle.artifacts, total=len(bundle.artifacts), desc="parity", enabled=show_progress):
+    reference_model = reference_predictor(model, bundle.info)
+    rows, predictors = [], {}
+    for record in bundle.artifacts:
         row = ParityRow(record.name, record.format, record.precision, record.status, record.error,
                         path=f"{layout.bundle.name}/{record.file}", sha256=record.sha256, size_bytes=record.size_bytes,
                         convert_seconds=record.convert_seconds)
         if record.ok:
             row.sha256 = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
             try:
-                predictor = load_artifact(bundle, layout.bundle, record)
-                probs = predictor.predict_proba(pixels)
-                figures = compare_predictions(reference, probs, labels, bundle.info.labels)
-                figures["flipped"] = describe_flipped(figures["flipped"], [portable_path(p, layout.root) for p in paths],
-                                                      labels, probs, bundle.info.labels)
-                row = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictor.runtime})
-                if collapsed(row.accuracy, accuracy(reference, labels), len(bundle.info.labels)):
-                    row.diagnosis = diagnose(predictor, pixels, reference, row.agreement)
-            except Exception as exc:  # an artifact that converts but will not run is a failed artifact
+                predictors[record.name] = load_artifact(bundle, layout.bundle, record)
+            except Exception as exc:  # an artifact that converts but will not load is a failed artifact
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)
+    reference_parts, parts, first_chunk = [], {name: [] for name in predictors}, None
+    for _, chunk in iter_pixel_chunks(paths, bundle.info.input, chunk_size, "parity", show_progress):
+        first_chunk = chunk if first_chunk is None else first_chunk  # kept for the diagnosis of a collapse
+        reference_parts.append(reference_model.predict_proba(chunk))
+        for name, predictor in list(predictors.items()):
+            try:
+                parts[name].append(predictor.predict_proba(chunk))
+            except Exception as exc:  # an artifact that will not run is a failed artifact; the others go on
+                row = next(r for r in rows if r.name == name)
+                row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
+                del predictors[name]
+    reference = np.concatenate(reference_parts)
+    shown_paths = [portable_path(p, layout.root) for p in paths]
+    for index, row in enumerate(rows):
+        if row.name not in predictors:
+            continue
+        probs = np.concatenate(parts[row.name])
+        figures = compare_predictions(reference, probs, labels, bundle.info.labels)
+        figures["flipped"] = describe_flipped(figures["flipped"], shown_paths, labels, probs, bundle.info.labels)
+        row = rows[index] = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictors[row.name].runtime})
+        if collapsed(row.accuracy, accuracy(reference, labels), len(bundle.info.labels)):
+            sample = len(first_chunk)
+            agreement = float(np.mean(probs[:sample].argmax(1) == reference[:sample].argmax(1)))
+            row.diagnosis = diagnose(predictors[row.name], first_chunk, reference[:sample], agreement)
     curves = layout.training / "curves.png"
     return ParityReport(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_BLOCK_ELEMENTS = 4_000_000
 CONFIDENCE = 0.95
 EPS = 1e-7
 
@@ -21,8 +22,13 @@ def paired_bootstrap_delta_ci(ref_correct: np.ndarray, cand_correct: np.ndarray,
     ref, cand = np.asarray(ref_correct, float), np.asarray(cand_correct, float)
     if ref.size == 0:
         return (0.0, 0.0)
-    index = np.random.default_rng(seed).integers(0, ref.size, (samples, ref.size))
-    deltas = (cand[index].mean(axis=1) - ref[index].mean(axis=1)) * 100.0
+    # Resamples are drawn in blocks of rows (the generator yields the same numbers as one big draw), so
+    # memory stays ~32 MB instead of samples x images x 8 bytes (1.2 GB at Food-101's 25,250 test images).
+    rng, block = np.random.default_rng(seed), max(1, BOOTSTRAP_BLOCK_ELEMENTS // ref.size)
+    deltas = np.empty(samples)
+    for start in range(0, samples, block):
+        index = rng.integers(0, ref.size, (min(block, samples - start), ref.size))
+        deltas[start:start + len(index)] = (cand[index].mean(axis=1) - ref[index].mean(axis=1)) * 100.0
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(deltas, [tail, 100.0 - tail])
     return float(low), float(high)

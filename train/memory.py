@@ -54,8 +54,8 @@ def _leaf_output_sizes(model) -> list[int]:
 
 def estimate_training_bytes(model, batch_size: int, trains_backbone: bool, eval_images: int) -> int:
     """A rough upper estimate of peak memory: weights with Adam's two moments and gradients; per-layer
-    activations kept for backprop (or the largest two, for inference through a frozen backbone); and the
-    decoded val/test images, held at once (uint8 plus a float32 copy) until evaluation streams."""
+    activations kept for backprop (or the largest two, for inference through a frozen backbone); and one
+    chunk of decoded evaluation images (uint8 plus a float32 copy): evaluation streams in chunks."""
     sizes = _leaf_output_sizes(model) or [0]
     params = model.count_params() * 4 * 4
     if trains_backbone:

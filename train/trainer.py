@@ -23,7 +23,7 @@ import numpy as np
 from edgeship.core.dataset import ScannedDataset, check_class_names, scan_folder
 from edgeship.core.errors import BackboneError
 from edgeship.core.layout import RunLayout, run_lock
-from edgeship.core.pixels import load_pixels
+from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks
 from edgeship.core.splits import SplitConfig, SplitManifest, make_splits
 from edgeship.core.tfenv import captured_output, import_keras
 from edgeship.runtime.classifier import class_probabilities
@@ -421,11 +421,12 @@ def _sequences(splits, info, config, augmenter):
     return make("train", True, augmenter), make("val", False)
 
 
-def _predict(model, paths, info, config) -> np.ndarray:
-    pixels = load_pixels(paths, info.input, "load images", config.show_progress).astype(np.float32)
-    if not len(pixels):
-        return np.zeros((0, len(info.labels)), dtype=np.float32)
-    return class_probabilities(model.predict(pixels, batch_size=64, verbose=0))
+def _predict(model, paths, info, config, desc: str = "evaluate") -> np.ndarray:
+    """Class probabilities for PATHS, streamed in chunks (memory does not grow with the split)."""
+    parts = [class_probabilities(model.predict(chunk.astype(np.float32), batch_size=64, verbose=0))
+             for _, chunk in iter_pixel_chunks(paths, info.input, desc=desc, show_progress=config.show_progress)
+             if len(chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, len(info.labels)), dtype=np.float32)
 
 
 def _majority(y: np.ndarray) -> float:
@@ -541,7 +542,7 @@ def _build_model(run: _Run) -> None:
     with scope(run.strategy), captured_output():
         run.model = _build(run.keras, config, run.info, run.size)
     check_fits(run.model, config.batch_size, trains_backbone=not config.frozen() or bool(config.fine_tune_epochs),
-               eval_images=max(len(run.splits["val"].paths), len(run.splits["test"].paths)))
+               eval_images=min(CHUNK_IMAGES, max(len(run.splits["val"].paths), len(run.splits["test"].paths))))
     _save_state(run.layout, config, "running", run.phases_done)  # from here on a rerun resumes
     if config.class_weights:
         run.class_weight = _class_weights(run.splits["train"].y, len(run.info.labels))
@@ -596,11 +597,11 @@ def _evaluate(run: _Run) -> dict:
     if warning:
         logger.warning(warning)
         run.warnings.append(warning)
-    val_probs = _predict(model, run.splits["val"].paths, run.info, config)
+    val_probs = _predict(model, run.splits["val"].paths, run.info, config, "evaluate val")
     threshold = unknown_threshold(val_probs, config.unknown_recall) if config.unknown_recall else None
     run.info = ModelInfo(run.info.labels, run.info.input, run.info.task, threshold)
     test = run.splits["test"]
-    test_probs = _predict(model, test.paths, run.info, config)
+    test_probs = _predict(model, test.paths, run.info, config, "evaluate test")
     evaluation = evaluate_test(test_probs, test.y.reshape(-1).astype(int), run.info.labels, test.paths,
                                run.info.input, run.layout.training)
     if threshold is not None:
