@@ -79,7 +79,8 @@ def cmd_train(args) -> int:
                         cache_features=not args.no_cache, augment=AugmentConfig.parse(args.augment),
                         class_weights=args.class_weights, patience=args.patience, lr_schedule=args.lr_schedule,
                         strategy=args.strategy),
-        data=DataOptions(classes=args.classes, splits=SplitConfig(seed=args.seed, max_per_class=args.max_per_class),
+        data=DataOptions(classes=args.classes, splits=SplitConfig(seed=args.seed, max_per_class=args.max_per_class,
+                                                                  calib=args.calib_fraction, calib_max=args.calib_max),
                          unknown_recall=None if args.unknown_recall == 0 else args.unknown_recall,
                          ood_dir=args.ood_dir),
         overwrite=args.overwrite)
@@ -87,9 +88,18 @@ def cmd_train(args) -> int:
         return _preview_augmentation(args, config)
     result = train(args.data, args.out, config)
     print(f"trained {config.backbone}: test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epoch(s)")
+    _print_skipped(result.bundle.provenance.get("dataset", {}), result.layout.training / "report.md")
     print(f"bundle: {result.layout.bundle}")
     print(f"training report: {result.layout.training / 'report.md'}")
     return 0
+
+
+def _print_skipped(dataset: dict, listed_in: Path) -> None:
+    """One console line for the images the scan could not read (the report lists them)."""
+    count = dataset.get("n_skipped") or 0
+    if count:
+        print(f"skipped {count} unreadable image(s) of {count + (dataset.get('n_images') or 0)}; "
+              f"the list is in {listed_in}", file=sys.stderr)
 
 
 def _preview_augmentation(args, config) -> int:
@@ -125,6 +135,7 @@ def cmd_export(args) -> int:
     result = export_run(args.run, args.formats, calib_size=args.calib_size, int8_io=args.io)
     print(text_table(SUMMARY_HEADERS, summary_rows(result.report)))
     print(f"report: {result.report_md}")
+    _print_skipped(result.parity.dataset, result.report_md)
     if result.failed:
         print(f"edgeship: {len(result.failed)} format(s) failed: {', '.join(result.failed)}", file=sys.stderr)
         return 1
@@ -242,6 +253,10 @@ def cmd_backbones(args) -> int:
     return 0
 
 
+FORMAT_NAMES = ("keras", "saved_model", "tflite", "tflite_dynamic", "tflite_fp16", "tflite_int8", "onnx", "onnx_int8",
+                "onnx_dynamic")  # the export registry's rows; a test keeps this list equal to it (no TF import here)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeship", description="Ship image classifiers to edge devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -275,9 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l2", type=_non_negative_float, default=0.0, help="head L2 weight decay")
     p.add_argument("--hidden", type=_non_negative_int, default=0, help="units of a hidden Dense layer in the head (default none)")
     p.add_argument("--augment", default="none",
-                   help="training-split augmentation: none, standard, or e.g. flip,rotation=0.1,zoom=0.2,contrast=0.1")
+                   help="training-split augmentation: none; standard (includes left-right flips: wrong for text, "
+                        "digits and many product photos); standard-no-flip; or e.g. rotation=0.1,zoom=0.2,contrast=0.1")
     p.add_argument("--preview-augmentation", metavar="PNG", help="write an augmentation preview grid and exit")
     p.add_argument("--max-per-class", type=_positive_int, help="use at most N images per class (seeded subset)")
+    p.add_argument("--calib-fraction", type=_number(float, 0.0, 1.0, high_open=True, what="a fraction in [0, 1)"),
+                   default=0.1, help="share of the training pool kept apart for int8 calibration (default 0.1)")
+    p.add_argument("--calib-max", type=_positive_int, default=300,
+                   help="at most this many calibration images in all (default 300)")
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
     p.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine", "constant"])
     p.add_argument("--unknown-recall", type=_fraction, default=0.95,
@@ -296,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="convert a trained run to edge formats and check parity")
     p.add_argument("run", help="run directory (or its bundle/)")
-    p.add_argument("--formats", type=_csv_list, default=None, help="comma-separated, or all (see `edgeship formats`)")
+    p.add_argument("--formats", type=_csv_list, default=None,
+                   help=f"comma-separated, or all (the default: {', '.join(FORMAT_NAMES)}; see `edgeship formats`)")
     p.add_argument("--calib-size", type=_positive_int, default=300, help="calibration images for int8 (default 300)")
     p.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8",
                    help="input/output type of tflite_int8 (default uint8: camera pixels as they are)")
@@ -365,8 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv=None) -> argparse.Namespace:
+    """Options may come anywhere, as `xargs` and habit put them: `predict MODEL --json a.png b.png`,
+    `bench M1 --runs 5 M2`. argparse's intermixed parsing does not support sub-commands, so the command is
+    found first and its own parser (whose usage line an error then shows) parses the rest intermixed."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)  # -h, no command, a typo: argparse's own message and usage
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     _log_to_stderr()
     try:
         return args.func(args)

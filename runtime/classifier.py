@@ -133,6 +133,8 @@ class Classifier:
         `provider` picks an ONNX Runtime execution provider (cpu, cuda, tensorrt); default: the best available.
         """
         path = Path(path)
+        if path.is_dir() and not (path / MANIFEST_NAME).is_file() and (path / "bundle" / MANIFEST_NAME).is_file():
+            path = path / "bundle"  # a run directory, accepted wherever a bundle is
         if path.is_dir():
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)

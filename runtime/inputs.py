@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import sys
 from pathlib import Path
 
 from .errors import UsageError
@@ -12,6 +13,10 @@ from .preprocess import IMAGE_SUFFIXES
 def expand_inputs(items) -> list[Path]:
     """Files as given; folders searched recursively for images; globs expanded."""
     found: list[Path] = []
+    items = list(items)
+    if "-" in items:  # `find ... | edgeship predict MODEL -`: one path per line on standard input
+        position = items.index("-")
+        items[position:position + 1] = [line.strip() for line in sys.stdin if line.strip()]
     for item in items:
         path = Path(item)
         if path.is_dir():

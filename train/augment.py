@@ -1,7 +1,8 @@
 """Training-split augmentation (Keras preprocessing layers) and its preview grid.
 
 Augmentation runs in the input pipeline, never inside the model, so exported artifacts contain no random
-layers. `--augment` takes `none`, `standard`, or comma-separated `name[=amount]` items.
+layers. `--augment` takes `none`, a preset (`standard`, which flips left-right; `standard-no-flip`), or
+comma-separated `name[=amount]` items.
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ class AugmentConfig:
         """'none', 'standard', or e.g. 'flip,rotation=0.1,zoom=0.2' (a bare number-valued name means 0.1)."""
         if not text or text == "none":
             return cls()
-        if text == "standard":
-            return STANDARD
+        if text in PRESETS:
+            return PRESETS[text]
         config, names = cls(), {f.name: f for f in fields(cls)}
         for item in text.split(","):
             name, _, value = item.strip().partition("=")
             name = name.replace("-", "_")
             if name not in names:
-                raise UsageError(f"--augment: unknown item {name!r}; use none, standard or {', '.join(names)}")
+                raise UsageError(f"--augment: unknown item {name!r}; use none, {', '.join(PRESETS)} or "
+                                 f"{', '.join(names)}")
             if names[name].type in (bool, "bool"):
                 config = replace(config, **{name: value.lower() not in ("0", "false", "no")})
                 continue
@@ -88,6 +90,9 @@ class AugmentConfig:
 
 
 STANDARD = AugmentConfig(flip=True, rotation=0.05, zoom=0.1, translate=0.05, contrast=0.1)
+# Mirroring changes the class of text, digits, arrows and many product photos: this one never flips.
+STANDARD_NO_FLIP = replace(STANDARD, flip=False)
+PRESETS = {"standard": STANDARD, "standard-no-flip": STANDARD_NO_FLIP}
 
 
 class Augmenter:
