@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edgeship.runtime.backends import backend_for
 from edgeship.runtime.classifier import Classifier
+from edgeship.runtime.errors import ModelLoadError, UsageError
 
 
 def time_calls(call, warmup: int = 10, runs: int = 100, min_seconds: float = 0.0) -> np.ndarray:
@@ -57,18 +59,40 @@ def steady_state_times(classifier: Classifier, x: np.ndarray, warmup: int = 10, 
     return time_calls(lambda: session.run_prepared(tensor), warmup, runs, min_seconds)
 
 
+def raw_input_shape(session, batch: int) -> tuple[int, ...]:
+    """The batch shape a model takes, in its own layout (NHWC, or NCHW for many ONNX models), from its
+    input tensor alone: latency needs neither labels nor preprocessing, so third-party files bench too."""
+    shape = list(session.input_shape)
+    if any(d is None or d < 0 for d in shape[1:]):
+        raise UsageError(f"{session.path}: input shape {tuple(shape)} has unknown dimensions; a latency benchmark "
+                         f"needs a fixed image size")
+    return (batch, *shape[1:])
+
+
 def bench_artifact(path: str | Path, artifact: str | None = None, warmup: int = 10, runs: int = 100,
                    min_seconds: float = 0.0, threads: int | None = None, batch: int = 1,
                    provider: str | None = None, backend: str = "auto") -> dict:
-    """Everything we time for one artifact: load, first inference, steady state."""
+    """Everything we time for one artifact: load, first inference, steady state. A file without edgeship
+    metadata (a plain converter's output) is timed from its tensor shapes with random pixels."""
     started = time.perf_counter()
-    classifier = Classifier.load(path, backend=backend, threads=threads, artifact=artifact, provider=provider)
+    try:
+        classifier = Classifier.load(path, backend=backend, threads=threads, artifact=artifact, provider=provider)
+        session, x = classifier.session, None
+    except ModelLoadError as exc:
+        if "no edgeship metadata" not in str(exc):
+            raise
+        chosen = backend_for(Path(path), backend)
+        session = chosen.open(Path(path), threads=threads, **({"provider": provider} if provider else {}))
+        x = np.random.default_rng(0).integers(0, 256, raw_input_shape(session, batch), dtype=np.uint8)
     load_ms = (time.perf_counter() - started) * 1000.0
-    x = sample_input(classifier, batch)
+    if x is None:
+        x = sample_input(classifier, batch)
+    tensor = session.prepare(x)
     started = time.perf_counter()
-    classifier.predict_proba(x)
+    session.run_prepared(tensor)
     first_ms = (time.perf_counter() - started) * 1000.0
-    result = summarize(steady_state_times(classifier, x, warmup, runs, min_seconds), batch)
+    times = time_calls(lambda: session.run_prepared(tensor), warmup, runs, min_seconds)
+    result = summarize(times, batch)
     result.update(load_ms=load_ms, first_inference_ms=first_ms, batch=batch, threads=threads,
-                  runtime=classifier.session.implementation)
+                  runtime=session.implementation, input_shape=list(x.shape))
     return result

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from edgeship.cli import FORMAT_NAMES, parse_arguments
 
 from .conftest import REPO
@@ -100,3 +99,49 @@ def test_skipped_images_get_one_console_line(small_digits, tmp_path, cli):
     assert done.returncode == 0, done.stderr
     line = next(l for l in done.stderr.splitlines() if l.startswith("skipped"))
     assert line.startswith("skipped 1 unreadable image(s) of 161; the list is in ") and line.endswith("report.md")
+
+
+def _plain_onnx_nchw(path):
+    """A small NCHW conv classifier built with onnx.helper: no edgeship metadata, channels first."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+         helper.make_node("Softmax", ["f"], ["y"])],
+        "plain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 40, 48])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_bench_times_third_party_models_without_metadata(exported_run, tmp_path, cli):
+    """A plain TFLiteConverter file and a channels-first ONNX model: no labels, no edgeship metadata."""
+    import json
+
+    from edgeship.core.tensorflow import load_keras_model
+    from edgeship.core.tfenv import captured_output, import_keras
+
+    tf, _ = import_keras()
+    with captured_output():
+        data = tf.lite.TFLiteConverter.from_keras_model(load_keras_model(exported_run / "bundle" / "model.keras")).convert()
+    plain_tflite = tmp_path / "plain.tflite"
+    plain_tflite.write_bytes(data)
+    plain_onnx = _plain_onnx_nchw(tmp_path / "plain.onnx")
+    from edgeship.core.splits import SplitManifest
+
+    image = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[0].path
+    refused = cli("predict", plain_tflite, image)
+    assert refused.returncode == 2 and "no edgeship metadata" in refused.stderr  # predict still needs labels
+    done = cli("bench", plain_tflite, plain_onnx, "--runs", "5", "--warmup", "1", "--backend", "all",
+               "--json", tmp_path / "b.json")
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    timed = {r["name"]: r for r in rows if r["status"] == "ok"}
+    assert timed["plain.tflite"]["input_shape"] == [1, 32, 32, 3] and timed["plain.tflite"]["latency_ms"]["p50"] > 0
+    assert timed["plain.onnx"]["input_shape"] == [1, 3, 40, 48] and timed["plain.onnx"]["latency_ms"]["p50"] > 0
+    assert done.returncode == 0, done.stderr
