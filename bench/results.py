@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from edgeship.core.records import BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BenchRow, ParityReport
-from edgeship.core.report import format_value, markdown_table, save_png
+from edgeship.core.report import format_value, markdown_table
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
@@ -106,35 +106,13 @@ def table_rows(rows: list[BenchRow]) -> list[list[str]]:
 
 
 def _plot(rows: list[BenchRow], png: Path) -> Path | None:
-    points = [r for r in rows if r.ok and r.accuracy is not None]
-    if not points:
-        return None
-    import matplotlib
+    from edgeship.core.plots import Point, plot_accuracy_latency
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(7, 4.5))
-    biggest = max((r.size_bytes or 1) for r in points)
-    for i, r in enumerate(points):
-        x, y = r.latency_ms["p50"], r.accuracy * 100
-        axis.scatter(x, y, s=40 + 500 * (r.size_bytes or 0) / biggest, alpha=0.55,
-                     edgecolors="black" if r.pareto else "none")
-        label = f"{r.name} [{r.backend}, t{r.threads or 'd'}, b{r.batch}]" + (
-            f" @{r.target}" if r.target != "local" else "")
-        axis.annotate(label, (x, y), fontsize=7, xytext=(6, 6 + 10 * (i % 3)), textcoords="offset points")
-    front = sorted((r for r in points if r.pareto), key=lambda r: r.latency_ms["p50"])
-    if len(front) > 1:
-        axis.plot([r.latency_ms["p50"] for r in front], [r.accuracy * 100 for r in front], "k--", lw=1,
-                  label="Pareto front")
-        axis.legend(loc="lower right")
-    axis.set_xscale("log")
-    axis.set_xlabel("p50 latency (ms, log scale)")
-    axis.set_ylabel("test accuracy (%)")
-    axis.set_title("accuracy vs latency (marker area ~ file size, outlined = Pareto-optimal)")
-    axis.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_png(fig, png)
+    points = [Point(f"{r.name} on {r.target} ({r.backend}{'-' + r.provider if r.provider else ''}; threads: "
+                    f"{r.threads or 'default'}, batch {r.batch})" + (" ★ Pareto" if r.pareto else ""),
+                    r.latency_ms["p50"], r.accuracy, r.size_bytes, bool(r.pareto))
+              for r in rows if r.ok and r.accuracy is not None]
+    return plot_accuracy_latency(points, png, "accuracy vs latency (outlined = Pareto-optimal)", log_latency=True)
 
 
 CSV_FIELDS = ("target", "id", "name", "format", "precision", "backend", "provider", "threads", "batch", "status",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
 from .layout import RunLayout
+from .plots import Point, plot_accuracy_bars, plot_accuracy_latency, save_png  # noqa: F401 - save_png re-exported
 from .records import REPORT_SCHEMA, REPORT_SCHEMA_VERSION  # noqa: E402 - see schemas/report.schema.json
 
 PLOT_FILE = "report_accuracy.png"
@@ -75,47 +75,21 @@ def text_table(headers, rows) -> str:
     return "\n".join([line(headers), line("-" * w for w in widths), *(line(r) for r in rows)])
 
 
-def save_png(fig, png_path: Path) -> Path:
-    """Render a matplotlib figure to PNG bytes, close it, write atomically."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(png_path, buffer.getvalue())
-
-
 def _plot(report: dict, png_path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     ok = [a for a in report["artifacts"] if a.get("status", "ok") == "ok" and a.get("accuracy") is not None]
-    if not ok:
-        return None
-    fig, axis = plt.subplots(figsize=(6.5, 4))
     timed = [a for a in ok if (a.get("latency_ms") or {}).get("p50") is not None]
-    if timed:
-        biggest = max(a["size_bytes"] for a in timed) or 1
-        for i, a in enumerate(timed):  # staggered labels: equal accuracies are common
-            axis.scatter(a["latency_ms"]["p50"], a["accuracy"] * 100, s=40 + 400 * a["size_bytes"] / biggest, alpha=0.6)
-            axis.annotate(a["name"], (a["latency_ms"]["p50"], a["accuracy"] * 100), fontsize=8,
-                          xytext=(6, 6 + 11 * (i % 3)), textcoords="offset points")
-        axis.set_xlabel("p50 latency, batch 1 (ms)")
-        axis.set_title("accuracy vs latency (marker area ~ file size)")
-    else:
-        axis.bar([a["name"] for a in ok], [a["accuracy"] * 100 for a in ok])
-        axis.tick_params(axis="x", rotation=30)
-        axis.set_title("test accuracy per artifact")
-    reference = report.get("reference", {}).get("accuracy")
-    if reference is not None:
-        axis.axhline(reference * 100, color="gray", linestyle="--", linewidth=1, label="Keras")
-        axis.legend(loc="lower right")
-    axis.set_ylabel("test accuracy (%)")
-    axis.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_png(fig, png_path)
+    if not timed:  # after export, before any bench: accuracy alone
+        return plot_accuracy_bars([a["name"] for a in ok], [a["accuracy"] for a in ok], png_path,
+                                  "test accuracy per artifact", report.get("reference", {}).get("accuracy"))
+    points = []
+    for a in timed:
+        how = a.get("latency_settings") or {}
+        points.append(Point(f"{a['name']} ({a.get('format')}, {a.get('precision')}; threads: "
+                            f"{how.get('threads') or 'default'}, batch 1)", a["latency_ms"]["p50"], a["accuracy"],
+                            a.get("size_bytes")))
+    return plot_accuracy_latency(points, png_path, "test accuracy vs latency, batch 1",
+                                 reference=report.get("reference", {}).get("accuracy"))
 
 
 MAX_FLIPPED_SHOWN = 12

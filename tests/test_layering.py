@@ -160,3 +160,30 @@ def test_the_schemas_reject_what_a_gate_must_not_trust():
                              "backend": "tflite", "status": "ok", "size_bytes": 1}]}
     errors = schema_errors("bundle", bundle)
     assert any(e.startswith("labels/1") for e in errors) and any("'sha256' is a required property" in e for e in errors)
+
+
+def test_accuracy_latency_plots_stay_legible():
+    """Ties become latency bars with one label per bar; a spread stays within 0-100 % with its legend beside
+    the axes and only point numbers on the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from edgeship.core.plots import Point, accuracy_latency_figure
+
+    tied = [Point(f"artifact {i}", 0.1 * (i + 1), 0.9944, 1000) for i in range(9)]
+    fig = accuracy_latency_figure(tied, "demo")
+    axis = fig.axes[0]
+    assert [t.get_text().split(". ", 1)[1] for t in axis.get_yticklabels()] == [p.label for p in tied]
+    assert "tie on test accuracy (99.44 %)" in axis.get_title()
+    plt.close(fig)
+
+    spread = [Point(f"artifact {i}", 0.1 * (i + 1), 1.0 - 0.01 * i, 1000) for i in range(9)]
+    fig = accuracy_latency_figure(spread, "demo", reference=1.0)
+    axis = fig.axes[0]
+    assert axis.get_ylim()[1] == 100.0 and axis.get_ylim()[0] >= 0
+    fig.canvas.draw()
+    legend = axis.get_legend().get_window_extent()
+    assert legend.x0 >= axis.get_window_extent().x1  # beside the axes, never over the points
+    assert sorted(t.get_text() for t in axis.texts) == sorted(str(i + 1) for i in range(9))
+    plt.close(fig)

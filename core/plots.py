@@ -1,0 +1,125 @@
+"""Accuracy beside latency, legible: one plot for the parity report and for bench.
+
+Points are numbered and explained in a legend beside the axes (never over the data); the accuracy axis
+stops at 100 %. When every point has the same accuracy (the usual demo: all artifacts tie), a scatter
+would pile every label on one line, so the plot says so and shows latency bars instead.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.runtime.fileio import atomic_write_bytes
+
+TIE_PP = 0.05  # accuracies closer than this (percentage points) count as a tie
+
+
+def save_png(fig, png_path: Path) -> Path:
+    """Render a matplotlib figure to PNG bytes, close it, write atomically."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(png_path, buffer.getvalue())
+
+
+@dataclass(frozen=True)
+class Point:
+    label: str  # what the legend says, e.g. "tflite_int8 — tflite, threads: default, batch 1"
+    latency_ms: float
+    accuracy: float | None  # a fraction
+    size_bytes: int | None = None
+    highlighted: bool = False  # e.g. Pareto-optimal: outlined
+
+
+def plot_accuracy_latency(points: list[Point], png: Path, title: str, reference: float | None = None,
+                          log_latency: bool = False) -> Path | None:
+    """Write the plot to PNG (None when no point has a latency)."""
+    fig = accuracy_latency_figure(points, title, reference, log_latency)
+    return save_png(fig, png) if fig is not None else None
+
+
+def accuracy_latency_figure(points: list[Point], title: str, reference: float | None = None,
+                            log_latency: bool = False):
+    """The matplotlib figure (tests read its axes: limits, legend placement, labels)."""
+    points = [p for p in points if p.latency_ms is not None and p.latency_ms > 0]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    accuracies = [p.accuracy * 100 for p in points if p.accuracy is not None]
+    tie = not accuracies or max(accuracies) - min(accuracies) < TIE_PP
+    height = max(3.6, 0.32 * len(points) + 1.6)
+    fig, axis = plt.subplots(figsize=(10, height))
+    colours = plt.get_cmap("tab20").colors
+    if tie:
+        order = sorted(range(len(points)), key=lambda i: points[i].latency_ms)
+        names = [f"{n + 1}. {points[i].label}" for n, i in enumerate(order)]
+        values = [points[i].latency_ms for i in order]
+        bars = axis.barh(range(len(order)), values, color=[colours[i % 20] for i in order],
+                         edgecolor=["black" if points[i].highlighted else "none" for i in order])
+        axis.set_yticks(range(len(order)), names, fontsize=8)
+        axis.invert_yaxis()
+        for bar, value in zip(bars, values):
+            axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value:.3g} ms", va="center", fontsize=7)
+        axis.set_xscale("log" if log_latency or max(values) / min(values) > 30 else "linear")
+        axis.margins(x=0.12)  # room for the value printed after the longest bar
+        axis.set_xlabel("p50 latency (ms)")
+        shared = f"{accuracies[0]:.2f} %" if accuracies else "no accuracy figures"
+        axis.set_title(f"{title}\nall artifacts tie on test accuracy ({shared}): latency only", fontsize=10)
+    else:
+        biggest = max((p.size_bytes or 1) for p in points)
+        for n, p in enumerate(points):
+            if p.accuracy is None:
+                continue
+            axis.scatter(p.latency_ms, min(100.0, p.accuracy * 100), s=40 + 400 * (p.size_bytes or 0) / biggest,
+                         color=colours[n % 20], alpha=0.7, edgecolors="black" if p.highlighted else "none",
+                         label=f"{n + 1}. {p.label}")
+            axis.annotate(str(n + 1), (p.latency_ms, min(100.0, p.accuracy * 100)), fontsize=7, ha="center",
+                          va="center")
+        if reference is not None:
+            axis.axhline(reference * 100, color="gray", linestyle="--", linewidth=1, label="Keras reference")
+        low = min(accuracies)
+        axis.set_ylim(max(0.0, low - max(1.0, (100 - low) * 0.2)), 100.0)
+        axis.set_xscale("log" if log_latency else "linear")
+        axis.set_xlabel("p50 latency (ms)")
+        axis.set_ylabel("test accuracy (%)")
+        axis.set_title(f"{title} (marker area ~ file size)", fontsize=10)
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_bars(names: list[str], accuracies: list[float], png: Path, title: str,
+                       reference: float | None = None) -> Path | None:
+    """Test accuracy per artifact (before any latency was measured), one labelled bar each, axis 0-100 %."""
+    if not names:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(8, max(3.0, 0.32 * len(names) + 1.4)))
+    bars = axis.barh(range(len(names)), [a * 100 for a in accuracies], color="#4c72b0")
+    axis.set_yticks(range(len(names)), names, fontsize=8)
+    axis.invert_yaxis()
+    for bar, value in zip(bars, accuracies):
+        axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value:.2%}", va="center", fontsize=7)
+    if reference is not None:
+        axis.axvline(reference * 100, color="gray", linestyle="--", linewidth=1, label="Keras reference")
+        axis.legend(loc="lower left", fontsize=7)
+    axis.set_xlim(0, 112)  # 0-100 %, and room for the values printed after the bars
+    axis.set_xticks(range(0, 101, 20))
+    axis.set_xlabel("test accuracy (%)")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return save_png(fig, png)
