@@ -142,6 +142,14 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
         markdown_table(SUMMARY_HEADERS, summary_rows(report)),
         "",
     ]
+    threshold = ref.get("unknown_threshold")
+    if threshold is not None:
+        shares = ", ".join(f"{a['name']} {a['unknown_rejection_rate']:.1%}" for a in report["artifacts"]
+                           if a.get("unknown_rejection_rate") is not None)
+        parts += ["## Unknown images", "",
+                  f"Top score below **{threshold:.3f}** is answered `unknown` (on the device, and by MediaPipe's "
+                  f"ImageClassifier from the model's metadata). Share of test images rejected: Keras "
+                  f"{format_value(ref.get('unknown_rejection_rate'), '.1%')}" + (f"; {shares}." if shares else "."), ""]
     parts += _parity_details(report)
     timed = [a for a in report["artifacts"] if a.get("latency_ms")]
     if timed:

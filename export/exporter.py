@@ -267,6 +267,9 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         probs = np.concatenate(parts[row.name])
         figures = compare_predictions(reference, probs, labels, bundle.info.labels)
         figures["flipped"] = describe_flipped(figures["flipped"], shown_paths, labels, probs, bundle.info.labels)
+        threshold = bundle.info.unknown_threshold
+        if threshold is not None:  # what the device (and MediaPipe, from the metadata) answers "unknown" to
+            figures["unknown_rejection_rate"] = float(np.mean(probs.max(axis=1) < threshold))
         row = rows[index] = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictors[row.name].runtime})
         if collapsed(row.accuracy, accuracy(reference, labels), len(bundle.info.labels)):
             sample = len(first_chunk)
@@ -283,7 +286,10 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         labels=list(bundle.info.labels),
         reference={"format": "keras", "path": f"{layout.bundle.name}/{bundle.keras_model}",
                    "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
-                   "majority_accuracy": majority_accuracy(labels)},
+                   "majority_accuracy": majority_accuracy(labels),
+                   "unknown_threshold": bundle.info.unknown_threshold,
+                   "unknown_rejection_rate": (float(np.mean(reference.max(axis=1) < bundle.info.unknown_threshold))
+                                              if bundle.info.unknown_threshold is not None else None)},
         dataset=bundle.provenance.get("dataset", {}),
         training_curves=f"{curves.parent.name}/{curves.name}" if curves.is_file() else None,
         artifacts=rows,

@@ -71,6 +71,14 @@ def _output_metadata(info: ModelInfo):
     labels.description = "class names, one per output index"
     labels.type = md.AssociatedFileType.TENSOR_AXIS_LABELS
     tensor.associatedFiles = [labels]
+    if info.unknown_threshold is not None:
+        # Phone apps reject the same images as edgeship's runtime: MediaPipe's classifier drops every category
+        # scoring below this, so an image whose top score is under the threshold gets no class ("unknown").
+        unit = md.ProcessUnitT()
+        unit.optionsType = md.ProcessUnitOptions.ScoreThresholdingOptions
+        unit.options = md.ScoreThresholdingOptionsT()
+        unit.options.globalScoreThreshold = float(info.unknown_threshold)
+        tensor.processUnits = [unit]
     return tensor
 
 

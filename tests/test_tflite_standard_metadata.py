@@ -78,3 +78,41 @@ def test_mediapipe_image_classifier_agrees_with_edgeship_runtime(exported_run, t
     edgeship_top = [ours.labels[i] for i in ours.predict_proba(test_images).argmax(axis=1)]
     assert len(mediapipe_top) == len(test_images) > 0
     assert mediapipe_top == edgeship_top
+
+
+@pytest.mark.slow
+def test_mediapipe_rejects_the_same_images_as_the_runtime(small_digits, tmp_path):
+    """A bundle with an unknown threshold: MediaPipe's ImageClassifier, reading only the .tflite metadata,
+    rejects exactly the test images edgeship's runtime answers `unknown` to, and names the same class for
+    the rest; the report gives the share rejected, computed here again from the runtime's own scores."""
+    mp = pytest.importorskip("mediapipe")
+    import json
+
+    from edgeship.export import export_run
+    from edgeship.runtime import Classifier
+    from edgeship.train import TrainConfig, train
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    run = tmp_path / "run"
+    train(small_digits, run, TrainConfig(backbone="small_cnn", image_size=32, epochs=3, batch_size=16,
+                                         unknown_recall=0.8, show_progress=False))
+    export_run(run, ["tflite", "tflite_int8"], show_progress=False)
+    bundle = Bundle.load(run / "bundle")
+    images = prepare_batch([r.path for r in SplitManifest.read(run / "bundle" / "splits.csv").select("test")],
+                           bundle.info.input)
+    report = json.loads((run / "report.json").read_text())
+    for name in ("tflite", "tflite_int8"):
+        path = run / "bundle" / FORMATS[name].filename
+        ours = [p[0].label for p in Classifier.load(path).predict(list(images))]
+        options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
+        with vision.ImageClassifier.create_from_options(options) as classifier:
+            theirs = []
+            for image in images:
+                categories = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                                          data=np.ascontiguousarray(image))).classifications[0].categories
+                theirs.append(categories[0].category_name if categories else "unknown")
+        assert theirs == ours, name
+        assert "unknown" in ours, "the threshold path was not exercised"
+        row = next(a for a in report["artifacts"] if a["name"] == name)
+        assert row["unknown_rejection_rate"] == pytest.approx(ours.count("unknown") / len(ours))
+    assert "## Unknown images" in (run / "report.md").read_text()
