@@ -48,7 +48,9 @@ def artifacts_of(target: Path) -> list[Artifact]:
     records = [r for r in bundle.artifacts if r.ok]
     for record in records:  # never time a file the bundle does not describe
         bundle.verify_artifact(target, record)
-    safe_mode = bundle.provenance.get("training", {}).get("keras_safe_mode", True)
+    from edgeship.core.tensorflow import keras_safe_mode  # the one reading of the record (no TF import)
+
+    safe_mode = keras_safe_mode(bundle)
     found = [Artifact(r.name, target / r.file, r.backend, r.format, r.precision, r.size_bytes, safe_mode)
              for r in records]
     if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.family == "keras" for a in found):

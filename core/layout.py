@@ -30,14 +30,16 @@ TMP_DIR = ".edgeship-tmp"  # conversions' scratch space: inside the run, so a ki
 
 # Paths (globs relative to the run root) that edgeship writes. `train --overwrite` removes these and
 # nothing else; the report comes first so that a half-finished removal never leaves a report standing.
+# What a killed writer leaves in the bundle: atomic writes' temp files, a half-swapped SavedModel, Keras' temp model.
+BUNDLE_TEMP_PATTERNS = (f"{BUNDLE_DIR}/.*.tmp", f"{BUNDLE_DIR}/.*.old", f"{BUNDLE_DIR}/.*.tmp.keras")
 OWNED = (
     REPORT_JSON, REPORT_MD, "report_accuracy.png", "bench.json", "bench.csv", "bench.md", "bench_pareto.png",
     f"{BUNDLE_DIR}/{MANIFEST_NAME}", f"{BUNDLE_DIR}/model.keras", f"{BUNDLE_DIR}/splits.csv",
     f"{BUNDLE_DIR}/labels.txt", f"{BUNDLE_DIR}/model_*.tflite", f"{BUNDLE_DIR}/model_*.onnx",
-    f"{BUNDLE_DIR}/saved_model", f"{BUNDLE_DIR}/.*.tmp", f"{BUNDLE_DIR}/.*.old",
+    f"{BUNDLE_DIR}/saved_model", *BUNDLE_TEMP_PATTERNS, f"{TRAINING_DIR}/.*.tmp",
     f"{TRAINING_DIR}/state.json", f"{TRAINING_DIR}/history*.csv", f"{TRAINING_DIR}/*.weights.h5",
     f"{TRAINING_DIR}/backup", f"{TRAINING_DIR}/*.png", f"{TRAINING_DIR}/report.md", f"{TRAINING_DIR}/report.json",
-    f"{BUNDLE_DIR}/.*.tmp.keras", f"{TRAINING_DIR}/.*.tmp", "explain/*_gradcam_*.png", TMP_DIR,
+    "explain/*_gradcam_*.png", TMP_DIR,
 )
 
 
@@ -125,7 +127,7 @@ class RunLayout:
     def clean_scratch(self) -> None:
         """Remove what a killed export left behind: scratch folders and half-written temp files."""
         shutil.rmtree(self.scratch, ignore_errors=True)
-        for pattern in (f"{BUNDLE_DIR}/.*.tmp", f"{BUNDLE_DIR}/.*.old", f"{BUNDLE_DIR}/.*.tmp.keras", ".*.tmp"):
+        for pattern in (*BUNDLE_TEMP_PATTERNS, ".*.tmp"):
             for path in self.root.glob(pattern):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 

@@ -18,8 +18,6 @@ from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelIn
 
 from .tfenv import captured_output, import_keras
 
-TF_BACKENDS = ("keras", "tensorflow")  # the format registry's backends that TensorFlow runs
-
 
 def keras_safe_mode(bundle) -> bool:
     """False only for a bundle whose training used a TF-Hub backbone (a TFSMLayer, refused in safe mode)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from edgeship.core.metrics import majority_accuracy  # noqa: F401 - re-exported for parity's callers
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_BLOCK_ELEMENTS = 4_000_000
@@ -111,9 +112,3 @@ def describe_flipped(indices, shown_paths, labels: np.ndarray, candidate: np.nda
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(probabilities.argmax(axis=1) == labels))
-
-
-def majority_accuracy(labels: np.ndarray) -> float:
-    """Accuracy of always answering the most common class: a model at or below it learned nothing usable."""
-    labels = np.asarray(labels, dtype=np.int64)
-    return float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0

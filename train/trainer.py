@@ -23,6 +23,7 @@ import numpy as np
 from edgeship.core.dataset import ScannedDataset, check_class_names, scan_folder
 from edgeship.core.errors import BackboneError
 from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.metrics import majority_accuracy
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks
 from edgeship.core.splits import SplitConfig, SplitManifest, make_splits
 from edgeship.core.tfenv import captured_output, import_keras
@@ -429,11 +430,6 @@ def _predict(model, paths, info, config, desc: str = "evaluate") -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, len(info.labels)), dtype=np.float32)
 
 
-def _majority(y: np.ndarray) -> float:
-    indices = np.asarray(y).reshape(-1).astype(np.int64)
-    return float(np.bincount(indices).max() / len(indices)) if len(indices) else 0.0
-
-
 def _ood_paths(ood_dir: str) -> list[Path]:
     from edgeship.runtime.preprocess import IMAGE_SUFFIXES
 
@@ -593,7 +589,7 @@ def _evaluate(run: _Run) -> dict:
     """The unknown threshold from validation, then the test split's figures (and the OOD rejection rate)."""
     config, model = run.config, run.model
     warning = _chance_warning(run.layout.training / HISTORY["phase1"], len(run.info.labels),
-                              _majority(run.splits["val"].y))
+                              majority_accuracy(run.splits["val"].y))
     if warning:
         logger.warning(warning)
         run.warnings.append(warning)
