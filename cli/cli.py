@@ -88,6 +88,11 @@ def cmd_train(args) -> int:
         return _preview_augmentation(args, config)
     result = train(args.data, args.out, config)
     print(f"trained {config.backbone}: test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epoch(s)")
+    if result.role.workers > 1:
+        print(f"{result.role.describe()}: weights sha256 {result.weights_sha256}")
+    if not result.role.chief:
+        print(f"the chief writes the bundle to {args.out}")
+        return 0
     _print_skipped(result.bundle.provenance.get("dataset", {}), result.layout.training / "report.md")
     print(f"bundle: {result.layout.bundle}")
     print(f"training report: {result.layout.training / 'report.md'}")

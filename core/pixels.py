@@ -29,7 +29,7 @@ def load_pixels(paths: Sequence[Path], spec: InputSpec, desc: str = "load images
                 show_progress: bool = True) -> np.ndarray:
     """NHWC uint8 batch of every path, via runtime.prepare_image."""
     batch = np.empty((len(paths), spec.height, spec.width, 3), dtype=np.uint8)
-    for i, path in enumerate(progress(paths, total=len(paths), desc=desc, enabled=show_progress)):
+    for i, path in enumerate(progress(paths, total=len(paths), desc=desc, enabled=show_progress, unit="img")):
         batch[i] = prepare_image(path, spec)
     return batch
 

@@ -4,6 +4,7 @@ two-phase training, resume after a kill, reports, the unknown threshold, Grad-CA
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -522,3 +523,20 @@ def test_init_continues_from_a_model_and_checks_its_shape(trained_run, small_dig
     three = ModelInfo(("a", "b", "c"), InputSpec(32, 32))
     with pytest.raises(BackboneError, match="--init model has input .* and 4 outputs; this run needs .* and 3"):
         _build(keras, TrainConfig(init=str(source)), three, 32)
+
+
+def test_long_work_reports_images_per_second_and_eta(small_digits, tmp_path, monkeypatch, capsys):
+    """The feature-cache build (and, through the same iterator, parity and evaluation) shows a rate and an ETA."""
+    import keras
+    from edgeship.core.dataset import scan_folder
+    from edgeship.runtime.spec import InputSpec
+    from edgeship.train.features import cached_features
+
+    monkeypatch.setenv("EDGESHIP_PROGRESS", "1")
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")  # draw every update, not at most 10 per second
+    paths = [s.path for s in scan_folder(small_digits, show_progress=False).samples][:100]
+    extractor = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D()])
+    features = cached_features(extractor, paths, InputSpec(32, 32), tmp_path, "train", "key", 16, show_progress=True)
+    bar = capsys.readouterr().err
+    assert features.shape == (100, 3)
+    assert re.search(r"cache train features: 100%.*100/100 \[\d\d:\d\d<00:00, +[\d.]+img/s\]", bar), bar

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from edgeship.core.pixels import iter_pixel_chunks
 from edgeship.core.tfenv import import_keras
 from edgeship.runtime.fileio import atomic_write_json
-from edgeship.runtime.preprocess import prepare_image
-from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import InputSpec
 
 from .backbones import pooled_output
@@ -51,11 +50,11 @@ def cached_features(extractor, paths: Sequence[Path], spec: InputSpec, cache_dir
     dim = int(extractor.output_shape[-1])
     partial = cache_dir / f".{name}.partial.npy"
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(paths), dim))
-    batches = range(math.ceil(len(paths) / batch_size))
-    for b in progress(batches, total=len(batches), desc=f"cache {name} features", enabled=show_progress):
-        chunk = paths[b * batch_size : (b + 1) * batch_size]
-        pixels = np.stack([prepare_image(p, spec) for p in chunk]).astype(np.float32)
-        out[b * batch_size : b * batch_size + len(chunk)] = np.asarray(extractor(pixels, training=False))
+    # decoded in parallel threads, a chunk at a time (progress: images/s and the ETA)
+    for start, pixels in iter_pixel_chunks(paths, spec, desc=f"cache {name} features", show_progress=show_progress):
+        for b in range(0, len(pixels), batch_size):
+            batch = pixels[b:b + batch_size].astype(np.float32)
+            out[start + b:start + b + len(batch)] = np.asarray(extractor(batch, training=False))
     out.flush()
     del out
     os.replace(partial, data_path)  # complete or absent: an interrupted cache is recomputed

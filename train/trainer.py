@@ -9,12 +9,14 @@ layers at a low learning rate with BatchNorm kept in inference mode. A from-scra
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -41,7 +43,7 @@ from .listfiles import is_list_dataset, scan_list_dataset
 from .loader import make_sequence
 from .memory import check_fits
 from .plots import plot_history
-from .strategy import make_strategy, scope
+from .strategy import WorkerRole, make_strategy, multi_worker_fit, scope, set_synchronized_batchnorm, worker_role
 
 MODEL_FILE = "model.keras"
 SPLITS_FILE = "splits.csv"
@@ -186,6 +188,8 @@ class TrainResult:
     bundle: Bundle
     test_accuracy: float
     epochs_run: int
+    weights_sha256: str = ""  # the trained weights' digest: equal on every worker of a multi-worker run
+    role: WorkerRole = field(default_factory=lambda: WorkerRole("chief", 0, 1))
 
 
 @dataclass
@@ -306,6 +310,15 @@ def _fit(keras, model, train_data, val_data, layout, phase, config, epochs, floo
     return _logged_epochs(history_csv)
 
 
+def weights_sha256(model) -> str:
+    """A digest of the weight values (not of the .keras file, whose zip metadata differs run to run): two
+    workers, or two runs from one seed, trained the same model exactly when their digests are equal."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
 def _logged_epochs(history_csv: Path) -> int:
     if not history_csv.is_file():
         return 0
@@ -403,6 +416,7 @@ def _train_head_on_features(keras, model, splits, info, layout, config, strategy
         inputs = keras.Input((features["train"].shape[1],), name="features")
         head = keras.Model(inputs, config.head.build(keras, inputs, units, activation), name="head")
         _compile(keras, head, config.learning_rate, units == 1)
+    multi_worker_fit(head, strategy)
     epochs = _fit(keras, head, feature_sequence(features["train"], splits["train"].y, config.batch_size, True,
                                                 config.seed),
                   feature_sequence(features["val"], splits["val"].y, config.batch_size, False),
@@ -440,14 +454,27 @@ def _ood_paths(ood_dir: str) -> list[Path]:
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Train a classifier on class folders (or Food-101-style list files) and write the run directory."""
-    started = time.time()
+    """Train a classifier on class folders (or Food-101-style list files) and write the run directory.
+
+    Under `strategy="multi-worker"` every worker named in TF_CONFIG runs this same call; the chief writes
+    OUT_DIR (usually on shared storage) and the other workers train in a private scratch folder they remove."""
     config.validate()
-    layout = RunLayout(Path(out_dir))
+    role = worker_role(config.strategy)
+    if role.chief:
+        return _train_run(Path(data_dir), Path(out_dir), config, role)
+    scratch = Path(tempfile.mkdtemp(prefix=f"edgeship-{role.task_type}{role.index}-"))
+    try:
+        return _train_run(Path(data_dir), scratch / "run", config, role)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_run(data_dir: Path, out_dir: Path, config: TrainConfig, role: WorkerRole) -> TrainResult:
+    started = time.time()
+    layout = RunLayout(out_dir)
     layout.check_claimable()  # before scanning: a folder of the user's own files is refused at once
     _check_resumable(layout, config)  # and so is finished work without --overwrite
     size = get_backbone(config.backbone).input_size(config.image_size)  # fails before any scanning (hub: no network yet)
-    data_dir = Path(data_dir)
     dataset, fixed_test = scan_dataset(data_dir, config.classes, config.show_progress)
     info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size),
                      task="binary" if len(dataset.classes) == 2 else "multiclass")
@@ -456,7 +483,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = Train
     with run_lock(layout.root, "train"):
         layout.claim()
         try:
-            return _train_in(layout, dataset, fixed_test, splits, info, size, config, started)
+            return replace(_train_in(layout, dataset, fixed_test, splits, info, size, config, started), role=role)
         except EdgeshipError:
             if fresh and not (layout.training / STATE_FILE).is_file() and not layout.foreign_entries():
                 shutil.rmtree(layout.root, ignore_errors=True)  # refused before training began: leave nothing
@@ -502,7 +529,8 @@ def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, fresh_spli
     _train_phase2(run)
     evaluation = _evaluate(run)
     bundle = _write_bundle(run, evaluation)
-    return TrainResult(layout, bundle, float(evaluation["accuracy"]), sum(run.epochs.values()))
+    return TrainResult(layout, bundle, float(evaluation["accuracy"]), sum(run.epochs.values()),
+                       bundle.provenance["training"]["weights_sha256"])
 
 
 def _prepare_splits(run: _Run, fresh_splits: SplitManifest) -> None:
@@ -533,10 +561,11 @@ def _build_model(run: _Run) -> None:
     """Build (or load --init), refuse what cannot fit in memory, then mark the run resumable."""
     config = run.config
     _, run.keras = import_keras()
+    run.strategy = make_strategy(config.strategy)  # first: a multi-worker strategy must precede other TF work
     run.keras.utils.set_random_seed(config.seed)
-    run.strategy = make_strategy(config.strategy)
     with scope(run.strategy), captured_output():
         run.model = _build(run.keras, config, run.info, run.size)
+    multi_worker_fit(run.model, run.strategy)
     check_fits(run.model, config.batch_size, trains_backbone=not config.frozen() or bool(config.fine_tune_epochs),
                eval_images=min(CHUNK_IMAGES, max(len(run.splits["val"].paths), len(run.splits["test"].paths))))
     _save_state(run.layout, config, "running", run.phases_done)  # from here on a rerun resumes
@@ -615,6 +644,7 @@ def _write_bundle(run: _Run, evaluation: dict) -> Bundle:
     """model.keras, labels, curves, edgeship.json with provenance, the training report; then state 'done'."""
     layout, config = run.layout, run.config
     model_path = layout.bundle / MODEL_FILE
+    set_synchronized_batchnorm(run.model, False)
     tmp = model_path.with_name(f".{model_path.stem}.tmp.keras")  # Keras insists on the .keras suffix
     run.model.save(tmp)
     tmp.replace(model_path)
@@ -634,6 +664,7 @@ def _write_bundle(run: _Run, evaluation: dict) -> Bundle:
         "best_val_accuracy": max(v for v in (_best_logged(layout.training / h) for h in HISTORY.values())
                                  if v is not None),
         "test_accuracy": evaluation["accuracy"], "seconds": round(time.time() - run.started, 1),
+        "weights_sha256": weights_sha256(run.model),
         # A TF-Hub backbone is a TFSMLayer: Keras reloads it only with safe_mode=False (see hub.py)
         "keras_safe_mode": not config.backbone.startswith(HUB_PREFIX),
         "warnings": run.warnings,
