@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgeship.runtime.backends import backend_for
+from edgeship.runtime.backends import backend_for, image_size
 from edgeship.runtime.classifier import Classifier
-from edgeship.runtime.errors import ModelLoadError, UsageError
+from edgeship.runtime.errors import UsageError
+from edgeship.runtime.foreign import ModelInfoMissing
 
 
 def time_calls(call, warmup: int = 10, runs: int = 100, min_seconds: float = 0.0) -> np.ndarray:
@@ -59,14 +60,15 @@ def steady_state_times(classifier: Classifier, x: np.ndarray, warmup: int = 10, 
     return time_calls(lambda: session.run_prepared(tensor), warmup, runs, min_seconds)
 
 
-def raw_input_shape(session, batch: int) -> tuple[int, ...]:
-    """The batch shape a model takes, in its own layout (NHWC, or NCHW for many ONNX models), from its
-    input tensor alone: latency needs neither labels nor preprocessing, so third-party files bench too."""
-    shape = list(session.input_shape)
-    if any(d is None or d < 0 for d in shape[1:]):
-        raise UsageError(f"{session.path}: input shape {tuple(shape)} has unknown dimensions; a latency benchmark "
-                         f"needs a fixed image size")
-    return (batch, *shape[1:])
+def raw_pixel_shape(session, batch: int) -> tuple[int, ...]:
+    """The NHWC pixel batch a model takes, from its input tensor alone (session.prepare turns it into the
+    model's own layout, NCHW for many ONNX models): latency needs neither labels nor normalization, so
+    third-party files bench too."""
+    height, width = image_size(session)
+    if height <= 0 or width <= 0:
+        raise UsageError(f"{session.path}: input shape {tuple(session.input_shape)} has unknown dimensions; a "
+                         f"latency benchmark needs a fixed image size")
+    return (batch, height, width, 3)
 
 
 def bench_artifact(path: str | Path, artifact: str | None = None, warmup: int = 10, runs: int = 100,
@@ -78,12 +80,10 @@ def bench_artifact(path: str | Path, artifact: str | None = None, warmup: int = 
     try:
         classifier = Classifier.load(path, backend=backend, threads=threads, artifact=artifact, provider=provider)
         session, x = classifier.session, None
-    except ModelLoadError as exc:
-        if "no edgeship metadata" not in str(exc):
-            raise
+    except ModelInfoMissing:  # a model made elsewhere, without labels or normalization: random pixels will do
         chosen = backend_for(Path(path), backend)
         session = chosen.open(Path(path), threads=threads, **({"provider": provider} if provider else {}))
-        x = np.random.default_rng(0).integers(0, 256, raw_input_shape(session, batch), dtype=np.uint8)
+        x = np.random.default_rng(0).integers(0, 256, raw_pixel_shape(session, batch), dtype=np.uint8)
     load_ms = (time.perf_counter() - started) * 1000.0
     if x is None:
         x = sample_input(classifier, batch)
@@ -94,5 +94,5 @@ def bench_artifact(path: str | Path, artifact: str | None = None, warmup: int = 
     times = time_calls(lambda: session.run_prepared(tensor), warmup, runs, min_seconds)
     result = summarize(times, batch)
     result.update(load_ms=load_ms, first_inference_ms=first_ms, batch=batch, threads=threads,
-                  runtime=session.implementation, input_shape=list(x.shape))
+                  runtime=session.implementation, input_shape=list(tensor.shape))
     return result

@@ -6,6 +6,7 @@ Imports are lazy so that `edgeship predict` on a Raspberry Pi never imports Tens
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def cmd_gate(args) -> int:
     else:
         from edgeship.export.compare import compare_models
 
-        report = compare_models(args.reference, args.candidate, args.data)
+        report = compare_models(args.reference, args.candidate, args.data, hints=_model_hints(args))
         row, ref = report.artifacts[0], report.reference
         print(f"{row.name} vs {Path(args.reference).name} on {ref['n_test']} images: accuracy "
               f"{row.accuracy:.2%} vs {ref['accuracy']:.2%} (Δ {row.accuracy_delta_pp:+.2f} pp, "
@@ -228,7 +229,23 @@ def cmd_predict(args) -> int:
 
     return run_predict(args.model, args.images, top_k=args.top_k, as_json=args.json, backend=args.backend,
                        threads=args.threads, artifact=args.artifact, provider=args.provider, video=args.video,
-                       every=args.every, max_frames=args.max_frames)
+                       every=args.every, max_frames=args.max_frames, hints=_model_hints(args))
+
+
+def _add_model_hint_flags(p) -> None:
+    """What a model made elsewhere may not say about itself (its own metadata wins when it does)."""
+    p.add_argument("--labels", metavar="FILE", help="class names, one per line in output order, for a model "
+                                                    "without edgeship or standard metadata")
+    p.add_argument("--input-range", metavar="0,255|0,1|-1,1",
+                   help="pixel values such a model was trained on (or --mean/--std)")
+    p.add_argument("--mean", metavar="M[,M,M]", help="with --std: the model takes (pixel - mean) / std")
+    p.add_argument("--std", metavar="S[,S,S]", help="with --mean")
+
+
+def _model_hints(args):
+    from edgeship.runtime.foreign import ModelHints
+
+    return ModelHints.from_flags(args.labels, args.input_range, args.mean, args.std)
 
 
 def cmd_demo(args) -> int:
@@ -343,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read defaults from [tool.edgeship.gate] of this file (default ./pyproject.toml if present; "
                         "a --config that cannot be read is an error)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per artifact")
+    _add_model_hint_flags(p)
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("bench", help="latency, throughput and memory per artifact, here and on SSH targets")
@@ -377,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", metavar="FILE_OR_CAMERA_INDEX", help="classify frames of a video (needs OpenCV)")
     p.add_argument("--every", type=_positive_int, default=1, help="with --video: classify every Nth frame")
     p.add_argument("--max-frames", type=_positive_int, help="with --video: stop after this many classified frames")
+    _add_model_hint_flags(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
@@ -400,9 +419,25 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     if not argv or argv[0] not in commands:
         return parser.parse_args(argv)  # -h, no command, a typo: argparse's own message and usage
-    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args = commands[argv[0]].parse_intermixed_args(_attach_dash_values(argv[1:]))
     args.command = argv[0]
     return args
+
+
+DASH_VALUED = ("--input-range", "--mean")  # their values may start with '-': `--input-range -1,1`
+
+
+def _attach_dash_values(argv: list[str]) -> list[str]:
+    """`--input-range -1,1` as `--input-range=-1,1`: argparse would take '-1,1' for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in DASH_VALUED and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def main(argv=None) -> int:

@@ -21,10 +21,12 @@ def _emit(key: str, name, predictions, as_json: bool, out) -> None:
 
 def run_predict(model: str, images=(), top_k: int = 1, as_json: bool = False, backend: str = "auto",
                 threads: int | None = None, artifact: str | None = None, provider: str | None = None,
-                video: str | None = None, every: int = 1, max_frames: int | None = None, out=sys.stdout) -> int:
+                video: str | None = None, every: int = 1, max_frames: int | None = None, out=sys.stdout,
+                hints=None) -> int:
     if not images and video is None:
         raise UsageError("give image files, folders or globs, or --video FILE_OR_CAMERA_INDEX")
-    classifier = Classifier.load(model, backend=backend, threads=threads, artifact=artifact, provider=provider)
+    classifier = Classifier.load(model, backend=backend, threads=threads, artifact=artifact, provider=provider,
+                                 hints=hints)
     paths = expand_inputs(images)
     failures = []
     done = 0

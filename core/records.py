@@ -58,7 +58,8 @@ class ParityRow(_Record):
     accuracy_delta_ci95_pp: list[float] | None = None
     mcnemar_p: float | None = None
     agreement: float | None = None
-    top5_agreement: float | None = None
+    top5_agreement: float | None = None  # over the images whose top-5 set is defined in both (no tie at 5th/6th)
+    top5_defined: float | None = None  # the share of test images where it is
     max_abs_prob_diff: float | None = None
     mean_abs_prob_diff: float | None = None
     kl_divergence: float | None = None
@@ -92,6 +93,7 @@ class ParityReport(_Record):
     training_curves: str | None = None
     warnings: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)  # images, seconds per step (decode, keras, artifacts)
     schema: str = REPORT_SCHEMA
     schema_version: int = REPORT_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

@@ -95,6 +95,12 @@ def _plot(report: dict, png_path: Path) -> Path | None:
 MAX_FLIPPED_SHOWN = 12
 
 
+def _top5(row: dict) -> str:
+    if row.get("top5_defined") is None:
+        return format_value(row.get("top5_agreement"), ".2%")
+    return f"{format_value(row.get('top5_agreement'), '.2%')} ({row['top5_defined']:.0%} of images)"
+
+
 def _parity_details(report: dict) -> list[str]:
     """Statistics per artifact, the worst classes, and the flipped images (Keras right, artifact wrong)."""
     measured = [a for a in report["artifacts"] if a.get("status", "ok") == "ok" and "accuracy_delta_ci95_pp" in a]
@@ -102,12 +108,14 @@ def _parity_details(report: dict) -> list[str]:
         return []
     rows = [[a["name"], format_value(a["accuracy_delta_pp"], "+.2f"),
              f"[{a['accuracy_delta_ci95_pp'][0]:+.2f}, {a['accuracy_delta_ci95_pp'][1]:+.2f}]",
-             format_value(a.get("mcnemar_p"), ".3g"), format_value(a.get("top5_agreement"), ".2%"), format_value(a.get("kl_divergence"), ".2e"),
+             format_value(a.get("mcnemar_p"), ".3g"), _top5(a), format_value(a.get("kl_divergence"), ".2e"),
              ", ".join(f"{c['class']} {c['delta_pp']:+.1f}" for c in (a.get("per_class") or [])[:3]) or "–"]
             for a in measured]
     parts = ["## Parity statistics", "",
              "Δ pp with its 95 % paired-bootstrap interval; McNemar: exact two-sided p-value of the images the two "
-             "models get differently right (small p = a real difference); top-5: same set of five classes; KL: mean "
+             "models get differently right (small p = a real difference); top-5: same set of five classes, counted only "
+             "on images where both models' 5th score is above their 6th (quantized outputs tie in 1/256 steps, "
+             "and a set chosen among tied classes is arbitrary), with that share of images in brackets; KL: mean "
              "KL(Keras ‖ artifact) in nats; worst classes: per-class Δ pp.", "",
              markdown_table(("artifact", "Δ pp", "95 % CI", "McNemar p", "top-5 agreement", "KL", "worst classes"), rows), ""]
     for a in measured:

@@ -83,10 +83,11 @@ class TensorFlowPredictor:
 LOADERS = {"keras": TensorFlowPredictor.load_keras, "tensorflow": TensorFlowPredictor.load_saved_model}
 
 
-def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInfo | None = None):
+def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInfo | None = None, hints=None):
     """A Predictor for anything a user may name: a run or bundle directory (ARTIFACT, default the first
     this machine runs), a `.tflite`/`.onnx` file, a `.keras` file or a SavedModel directory. TensorFlow
-    formats honour the bundle's safe-mode record; their labels come from the bundle beside them, or INFO."""
+    formats honour the bundle's safe-mode record; their labels come from the bundle beside them, or INFO.
+    HINTS (runtime.foreign.ModelHints) describe a .tflite/.onnx made elsewhere."""
     path = Path(path)
     bundle_dir = bundle_dir_of(path)
     if bundle_dir is not None and path.is_dir() and not is_saved_model(path):
@@ -108,7 +109,7 @@ def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInf
         safe = keras_safe_mode(bundle) if bundle is not None else True
         loader = LOADERS["keras" if path.suffix == ".keras" else "tensorflow"]
         return loader(path, safe, name=record.name if record else path.name, info=info)
-    return Classifier.load(path)
+    return Classifier.load(path, hints=hints)
 
 
 def load_artifact(bundle: Bundle, directory: Path, record: ArtifactRecord):

@@ -32,16 +32,21 @@ def _model_path(path: str | Path, role: str) -> Path:
     return path
 
 
+def _image_size(predictor) -> tuple[int, int]:
+    return predictor.info.input.height, predictor.info.input.width
+
+
 def compare_models(reference: str | Path, candidate: str | Path, data_dir: str | Path,
-                   show_progress: bool = True) -> dict:
-    """A parity report (export's record type) of CANDIDATE against REFERENCE on every image in DATA_DIR."""
+                   show_progress: bool = True, hints=None) -> dict:
+    """A parity report (export's record type) of CANDIDATE against REFERENCE on every image in DATA_DIR.
+    HINTS (runtime.foreign.ModelHints) describe a side made elsewhere that lacks labels or normalization."""
     from edgeship.core.dataset import scan_folder
 
     named = [("reference", _model_path(reference, "reference")), ("candidate", _model_path(candidate, "candidate"))]
     sides = {}
     for role, path in sorted(named, key=lambda s: s[1].suffix == ".keras" or is_saved_model(s[1])):
         # runtime models first, so a lone .keras side can borrow their labels
-        sides[role] = open_predictor(path, info=next((s.info for s in sides.values()), None))
+        sides[role] = open_predictor(path, info=next((s.info for s in sides.values()), None), hints=hints)
     ref, cand = sides["reference"], sides["candidate"]
     if ref.info.labels != cand.info.labels:
         raise UsageError(f"the two models have different labels: {list(ref.info.labels)} vs {list(cand.info.labels)}")
@@ -51,7 +56,7 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
         raise DatasetError(f"{data_dir}: class folder(s) {', '.join(unknown)} are not labels of the models")
     paths = [s.path for s in dataset.samples]
     labels = np.array([ref.info.labels.index(s.label) for s in dataset.samples])
-    if ref.info.input != cand.info.input:
+    if _image_size(ref) != _image_size(cand):  # their normalizations may differ: each applies its own
         raise UsageError(f"the two models take different inputs ({ref.info.input.height}x{ref.info.input.width} vs "
                          f"{cand.info.input.height}x{cand.info.input.width}); compare models of one input size")
     pixels = load_pixels(paths, ref.info.input, "load images", show_progress)  # decoded once for both

@@ -249,12 +249,15 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)
     reference_parts, parts, first_chunk = [], {name: [] for name in predictors}, None
-    for _, chunk in iter_pixel_chunks(paths, bundle.info.input, chunk_size, "parity", show_progress):
+    clock = _Stopwatch(["decode", "keras", *predictors])
+    chunks = iter_pixel_chunks(paths, bundle.info.input, chunk_size, "parity", show_progress)
+    while (item := clock.timed("decode", next, chunks, None)) is not None:
+        chunk = item[1]
         first_chunk = chunk if first_chunk is None else first_chunk  # kept for the diagnosis of a collapse
-        reference_parts.append(reference_model.predict_proba(chunk))
+        reference_parts.append(clock.timed("keras", reference_model.predict_proba, chunk))
         for name, predictor in list(predictors.items()):
             try:
-                parts[name].append(predictor.predict_proba(chunk))
+                parts[name].append(clock.timed(name, predictor.predict_proba, chunk))
             except Exception as exc:  # an artifact that will not run is a failed artifact; the others go on
                 row = next(r for r in rows if r.name == name)
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
@@ -294,4 +297,27 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         training_curves=f"{curves.parent.name}/{curves.name}" if curves.is_file() else None,
         artifacts=rows,
         environment=fingerprint(),
+        timing={"images": int(len(paths)), "seconds": clock.report(), "total_seconds": clock.total()},
     )
+
+
+class _Stopwatch:
+    """Seconds spent per step of the parity loop: decoding, the Keras reference, each artifact. The scale
+    benchmark compares the loop's wall time with their sum (the loop should add nothing of its own)."""
+
+    def __init__(self, names):
+        self.seconds = dict.fromkeys(names, 0.0)
+        self.started = time.perf_counter()
+
+    def timed(self, name, func, *args):
+        start = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def report(self) -> dict[str, float]:
+        return {name: round(value, 3) for name, value in self.seconds.items()}
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 3)

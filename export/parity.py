@@ -47,11 +47,25 @@ def mcnemar_exact_p(ref_correct: np.ndarray, cand_correct: np.ndarray) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def top_k_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 5) -> float:
-    """Fraction of images whose top-k *sets* of classes are the same for both models."""
-    ref = np.sort(np.argsort(-reference, axis=1, kind="stable")[:, :k], axis=1)
-    cand = np.sort(np.argsort(-candidate, axis=1, kind="stable")[:, :k], axis=1)
+def top_k_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 5) -> float | None:
+    """Fraction of images whose top-k *sets* of classes are the same for both models, over the images where
+    both sets are defined (see top_k_defined); None when there is none."""
+    defined = top_k_defined(reference, k) & top_k_defined(candidate, k)
+    if not defined.any():
+        return None
+    ref = np.sort(np.argsort(-reference[defined], axis=1, kind="stable")[:, :k], axis=1)
+    cand = np.sort(np.argsort(-candidate[defined], axis=1, kind="stable")[:, :k], axis=1)
     return float(np.mean(np.all(ref == cand, axis=1)))
+
+
+def top_k_defined(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per image: is its top-k set well defined, i.e. is the k-th score above the (k+1)-th? Quantized outputs
+    come in steps of 1/256: with 10 classes most of them tie at 0, and which tied class enters a "top 5"
+    is arbitrary, so a set comparison there measures the tie-breaking, not the model."""
+    if scores.shape[1] <= k:
+        return np.zeros(len(scores), dtype=bool)
+    ordered = -np.sort(-scores, axis=1)
+    return ordered[:, k - 1] > ordered[:, k]
 
 
 def mean_kl_divergence(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -92,7 +106,9 @@ def compare_predictions(reference: np.ndarray, candidate: np.ndarray, labels: np
         "accuracy_delta_ci95_pp": [round(low, 6), round(high, 6)],
         "mcnemar_p": mcnemar_exact_p(ref_correct, cand_correct),
         "agreement": float(np.mean(ref_top == cand_top)),
-        "top5_agreement": top_k_agreement(reference, candidate, 5) if reference.shape[1] >= 5 else None,
+        "top5_agreement": top_k_agreement(reference, candidate, 5),
+        "top5_defined": (float(np.mean(top_k_defined(reference, 5) & top_k_defined(candidate, 5)))
+                         if reference.shape[1] > 5 else None),
         "max_abs_prob_diff": float(diff.max()) if diff.size else 0.0,
         "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
         "kl_divergence": mean_kl_divergence(reference, candidate),

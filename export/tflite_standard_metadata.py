@@ -13,8 +13,7 @@ import zipfile
 
 import flatbuffers
 from edgeship.runtime.spec import ModelInfo
-
-from .vendor import tflite_metadata_schema_py_generated as md
+from edgeship.runtime.vendor import tflite_metadata_schema_py_generated as md
 
 STANDARD_KEY = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"

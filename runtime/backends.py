@@ -71,6 +71,8 @@ class TFLiteSession:
             raise ModelLoadError(f"{path}: TFLite interpreter cannot load it ({_first_line(exc)})") from exc
         if len(self.input_shape) != 4:
             raise ModelLoadError(f"{path}: expected an NHWC image input, got shape {self.input_shape}")
+        self.layout = image_layout(self.input_shape)
+        self.output_shape = tuple(int(d) for d in out["shape"])
         self._in_quantized = self.input_dtype.kind in "iu" and self._in_scale > 0
         self._out_quantized = out_dtype.kind in "iu" and self._out_scale > 0
         # Pixels are uint8: quantizing them is a 256-entry table, often the identity (scale 1, zero-point 0).
@@ -89,12 +91,19 @@ class TFLiteSession:
         return {"input_scale": self._in_scale, "input_zero_point": int(self._in_zero),
                 "output_scale": self._out_scale, "output_zero_point": int(self._out_zero)}
 
+    @property
+    def model_bytes(self) -> bytes:
+        return self._data
+
     def prepare(self, batch: np.ndarray) -> np.ndarray:
+        """NHWC pixels (uint8, or floats already normalized) -> the input tensor in the model's dtype and layout."""
         if not self._in_quantized:
-            return batch.astype(self.input_dtype, copy=False)
-        if batch.dtype == np.uint8:
-            return batch if self._pixels_pass_through else self._pixel_table[batch]
-        return _quantize(batch, self.input_dtype, self._in_scale, int(self._in_zero))
+            tensor = batch.astype(self.input_dtype, copy=False)
+        elif batch.dtype == np.uint8:
+            tensor = batch if self._pixels_pass_through else self._pixel_table[batch]
+        else:
+            tensor = _quantize(batch, self.input_dtype, self._in_scale, int(self._in_zero))
+        return to_layout(tensor, self.layout)
 
     def _resize(self, batch_size: int) -> bool:
         try:
@@ -185,7 +194,10 @@ class OnnxSession:
                                      "tensor(float16)": np.float16}.get(inp.type, np.float32))
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
         if len(self.input_shape) != 4:
-            raise ModelLoadError(f"{path}: expected an NHWC image input, got shape {inp.shape}")
+            raise ModelLoadError(f"{path}: expected an NHWC or NCHW image input, got shape {inp.shape}")
+        self.layout = image_layout(self.input_shape)
+        self.output_shape = tuple(d if isinstance(d, int) else -1 for d in out.shape)
+        self.metadata_props = dict(meta)
         self._fixed_batch = self.input_shape[0] if self.input_shape[0] > 0 else None
 
     def clone(self) -> "OnnxSession":
@@ -196,18 +208,35 @@ class OnnxSession:
         return {}
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
-        return batch.astype(self.input_dtype, copy=False)
+        """NHWC pixels -> the input tensor in the model's dtype and layout (NCHW for many ONNX models)."""
+        return to_layout(batch.astype(self.input_dtype, copy=False), self.layout)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Float outputs for a batch of 0-255 pixels."""
         return self.run_prepared(self.prepare(batch))
 
     def run_prepared(self, tensor: np.ndarray) -> np.ndarray:
-        """Float outputs for a batch already in the model's input dtype (see prepare)."""
+        """Float outputs for a batch already in the model's input dtype and layout (see prepare)."""
         if self._fixed_batch is not None and tensor.shape[0] != self._fixed_batch:
             return np.concatenate([self.run_prepared(tensor[i : i + 1]) for i in range(tensor.shape[0])])
         out = self._session.run([self._out_name], {self._in_name: tensor})[0]
         return out.astype(np.float32, copy=False)
+
+
+def image_layout(shape: tuple[int, ...]) -> str:
+    """NHWC or NCHW, from a 4-D input shape: channels first when dimension 1 holds 1 or 3 channels and the
+    last does not (edgeship's own models, TFLite and Keras exports are NHWC; PyTorch's ONNX exports NCHW)."""
+    return "NCHW" if shape[1] in (1, 3) and shape[3] not in (1, 3) else "NHWC"
+
+
+def image_size(session) -> tuple[int, int]:
+    """(height, width) of a session's input, -1 where the model leaves it open."""
+    shape = session.input_shape
+    return (shape[2], shape[3]) if session.layout == "NCHW" else (shape[1], shape[2])
+
+
+def to_layout(batch: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if layout == "NCHW" else batch
 
 
 def _first_line(exc: Exception) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 
 from .backends import BACKENDS, backend_for
 from .errors import IntegrityError, ModelLoadError, UsageError
+from .foreign import ModelHints, foreign_info
 from .preprocess import ImageInput, prepare_batch
 from .spec import MANIFEST_NAME, ArtifactRecord, Bundle, InputSpec, ModelInfo
 
@@ -101,6 +102,7 @@ class Classifier:
         self.info = info
         self.path = path
         self.artifact = artifact
+        self._normalization = info.input.normalization()  # None for edgeship's models: they take 0-255
 
     @property
     def session(self):
@@ -127,10 +129,12 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", threads: int | None = None,
-             artifact: str | None = None, provider: str | None = None) -> "Classifier":
+             artifact: str | None = None, provider: str | None = None,
+             hints: ModelHints | None = None) -> "Classifier":
         """Load a bundle directory (choosing `artifact` or the first runnable one) or a lone file.
 
         `provider` picks an ONNX Runtime execution provider (cpu, cuda, tensorrt); default: the best available.
+        `hints` (labels, input range) describe a file made elsewhere that lacks them in its own metadata.
         """
         path = Path(path)
         if path.is_dir() and not (path / MANIFEST_NAME).is_file() and (path / "bundle" / MANIFEST_NAME).is_file():
@@ -155,9 +159,8 @@ class Classifier:
                     bundle.verify_artifact(path.parent, record)
                 return cls(session, bundle.info, path, record.name if record else None,
                            record.precision if record else None, threads)
-            raise ModelLoadError(
-                f"{path}: no edgeship metadata embedded in this file; load its bundle directory instead"
-            )
+            # a model made elsewhere: its standard metadata, else what the user says (hints)
+            return cls(session, foreign_info(session, path, hints), path, None, None, threads)
         return cls(session, ModelInfo.from_dict(session.embedded, str(path)), path, session.embedded.get("format"),
                    session.embedded.get("precision"), threads)
 
@@ -169,6 +172,9 @@ class Classifier:
                 f"got {batch.shape}"
             )
         session = self.session
+        if self._normalization is not None:  # a model made elsewhere, e.g. trained on -1..1
+            mean, std = self._normalization
+            batch = (batch.astype(np.float32) - mean) / std
         batch_size = min(batch_size, self.max_batch or batch_size)
         if len(batch) <= batch_size:
             outputs = session.run(batch)

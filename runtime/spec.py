@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import IntegrityError, ModelLoadError
 from .fileio import atomic_write_json, sha256_bytes, sha256_file, tree_digest
 
@@ -24,7 +26,9 @@ TASKS = ("multiclass", "binary")
 class InputSpec:
     """What the artifact expects and how the runtime must prepare pixels for it.
 
-    Normalization lives inside the model graph, so every artifact takes RGB pixels in 0-255.
+    edgeship's own models normalize inside the graph, so they take RGB pixels in 0-255 (value_range). A
+    model made elsewhere may expect (pixel - mean) / std per channel, e.g. -1..1: `mean`/`std` say so
+    (from its standard metadata, or from --input-range / --mean / --std) and the runtime applies them.
     """
 
     height: int
@@ -33,10 +37,17 @@ class InputSpec:
     color: str = "RGB"
     value_range: tuple[float, float] = (0.0, 255.0)
     resize: str = "bilinear"
+    mean: tuple[float, ...] | None = None  # None: derived from value_range
+    std: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["value_range"] = list(self.value_range)
+        for key in ("mean", "std"):  # absent for edgeship's models, so their digests stay what they were
+            if data[key] is None:
+                del data[key]
+            else:
+                data[key] = list(data[key])
         return data
 
     @classmethod
@@ -44,7 +55,25 @@ class InputSpec:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         if "value_range" in known:
             known["value_range"] = tuple(float(v) for v in known["value_range"])
+        for key in ("mean", "std"):
+            if known.get(key) is not None:
+                known[key] = tuple(float(v) for v in known[key])
         return cls(**known)
+
+    def normalization(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, std) per channel that map 0-255 pixels onto the model's input, or None when the model
+        takes the pixels as they are (edgeship's models: value range 0-255)."""
+        if self.mean is not None and self.std is not None:
+            mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        else:
+            low, high = self.value_range
+            if (low, high) == (0.0, 255.0):
+                return None
+            std = np.float32(255.0 / (high - low))
+            mean = np.float32(-low) * std
+        if np.all(mean == 0) and np.all(std == 1):
+            return None
+        return mean, std
 
 
 @dataclass(frozen=True)

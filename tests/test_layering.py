@@ -19,8 +19,9 @@ ALLOWED = {
     "bench": {"runtime", "core"},
     "cli": {"runtime", "core", "train", "export", "bench"},
 }
-# Child-process programs whose stdout *is* their JSON protocol, read by the parent: not messages to people.
-PRINT_ALLOWED = {"bench/agent.py", "bench/probe.py"}
+# Child-process programs whose stdout *is* their JSON protocol, read by the parent: not messages to people;
+# and the scale benchmark, a program of its own (`python -m edgeship.bench.scale`) whose output is its table.
+PRINT_ALLOWED = {"bench/agent.py", "bench/probe.py", "bench/scale.py"}
 
 
 def _module_name(path: Path) -> str:

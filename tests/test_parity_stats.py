@@ -12,6 +12,7 @@ from edgeship.export.parity import (
     paired_bootstrap_delta_ci,
     per_class_delta,
     top_k_agreement,
+    top_k_defined,
 )
 
 
@@ -37,10 +38,12 @@ def test_paired_bootstrap_matches_exact_enumeration():
 
 
 def test_top5_kl_and_per_class_by_hand():
-    ref = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05], [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
-    cand = np.array([[0.5, 0.2, 0.1, 0.05, 0.1, 0.05], [0.02, 0.9, 0.02, 0.02, 0.02, 0.02]])
-    # image 0: top-5 sets are equal ({0,1,2,3,4} vs {0,1,2,4,3}); image 1: ties make argsort stable -> sets equal too
+    ref = np.array([[0.5, 0.2, 0.1, 0.1, 0.06, 0.04], [0.9, 0.02, 0.02, 0.02, 0.02, 0.02]])
+    cand = np.array([[0.5, 0.2, 0.1, 0.06, 0.1, 0.04], [0.02, 0.9, 0.02, 0.02, 0.02, 0.02]])
+    # image 0: top-5 sets are equal ({0,1,2,3,4} vs {0,1,2,4,3}); image 1: five classes tie at 0.02 in both,
+    # so its top-5 set is not defined and it is left out (not counted as an agreement made by tie-breaking)
     assert top_k_agreement(ref, cand, 5) == 1.0
+    assert top_k_defined(ref, 5).tolist() == [True, False]
     assert top_k_agreement(ref, cand, 1) == 0.5
     expected_kl = np.mean([np.sum(p * np.log(p / q)) for p, q in zip(ref, cand)])
     assert mean_kl_divergence(ref, cand) == pytest.approx(expected_kl, rel=1e-6)
@@ -54,4 +57,21 @@ def test_compare_predictions_lists_flipped_images():
     figures = compare_predictions(ref, cand, np.array([0, 1, 2, 1]), ["x", "y", "z"])
     assert figures["flipped"] == [1]  # image 3 is the reverse (Keras wrong, artifact right): not a flip
     assert figures["accuracy_delta_pp"] == pytest.approx(0.0)
-    assert figures["top5_agreement"] is None  # fewer than five classes
+    assert figures["top5_agreement"] is None and figures["top5_defined"] is None  # fewer than six classes
+
+
+def test_top5_agreement_ignores_ties_of_quantized_outputs():
+    """Ten classes, uint8-quantized outputs: most classes sit at 0, so the old "top-5 set" was arbitrary (the
+    demo reported 18.66 % next to 100 % top-1 agreement). Counted where defined, it measures the model."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 10)) * 4
+    ref = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    quantized = np.round(ref * 256) / 256  # what a uint8 output with scale 1/256 gives back
+    defined = top_k_defined(ref, 5) & top_k_defined(quantized, 5)
+    assert 0 < defined.mean() < 1  # some images tie at the 5th score, some do not
+    expected = np.mean([set(np.argsort(-r)[:5]) == set(np.argsort(-q)[:5])
+                        for r, q in zip(ref[defined], quantized[defined])])
+    assert top_k_agreement(ref, quantized, 5) == pytest.approx(expected)
+    assert expected == 1.0  # rounding never reorders scores a whole step apart
+    figures = compare_predictions(ref, quantized, ref.argmax(axis=1), [str(i) for i in range(10)])
+    assert figures["top5_defined"] == pytest.approx(defined.mean())

@@ -30,7 +30,7 @@ from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks
 from edgeship.core.splits import SplitConfig, SplitManifest, make_splits
 from edgeship.core.tfenv import captured_output, import_keras
 from edgeship.runtime.classifier import class_probabilities
-from edgeship.runtime.environment import library_versions
+from edgeship.runtime.environment import library_versions, peak_rss_mb
 from edgeship.runtime.errors import EdgeshipError, UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256_file
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
@@ -399,32 +399,55 @@ def _chance_warning(history_csv: Path, n_classes: int, majority: float) -> str |
     return None
 
 
-def _train_head_on_features(keras, model, splits, info, layout, config, strategy, class_weight) -> int:
+def _train_head_on_features(run: "_Run") -> int:
     """Phase 1 on cached features: a small head model trains on memory-mapped backbone outputs, then its
     weights move into the full classifier (same layer names)."""
+    keras, model, splits, info, config = run.keras, run.model, run.splits, run.info, run.config
     extractor = feature_model(model)
     fingerprint = {"backbone": config.backbone, "size": info.input.height, "weights": str(config.weights),
                    "alpha": config.alpha, "init": config.init,
                    "backbone_weights": float(sum(np.asarray(w, dtype=np.float64).sum()
                                                  for w in model.get_layer(BACKBONE_LAYER).get_weights()))}
-    cache = layout.training / "cache"
+    cache = run.layout.training / "cache"
+    start = time.time()
     features = {name: cached_features(extractor, splits[name].paths, info.input, cache, name,
                                       cache_key(fingerprint, splits[name].paths), config.batch_size,
                                       config.show_progress) for name in ("train", "val")}
+    run.profile["feature_cache"] = _profile_point(start)
+    warning = _constant_features_warning(features["train"], config)
+    if warning:
+        logger.warning(warning)
+        run.warnings.append(warning)
     units, activation = output_units(len(info.labels))
-    with scope(strategy):
+    with scope(run.strategy):
         inputs = keras.Input((features["train"].shape[1],), name="features")
         head = keras.Model(inputs, config.head.build(keras, inputs, units, activation), name="head")
         _compile(keras, head, config.learning_rate, units == 1)
-    multi_worker_fit(head, strategy)
+    multi_worker_fit(head, run.strategy)
     epochs = _fit(keras, head, feature_sequence(features["train"], splits["train"].y, config.batch_size, True,
                                                 config.seed),
                   feature_sequence(features["val"], splits["val"].y, config.batch_size, False),
-                  layout, "phase1", config, config.epochs, None, class_weight)
+                  run.layout, "phase1", config, config.epochs, None, run.class_weight)
     for layer in head.layers[1:]:
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())
     return epochs
+
+
+CONSTANT_FEATURES = 1e-6
+
+
+def _constant_features_warning(features: np.ndarray, config: TrainConfig) -> str | None:
+    """A frozen Keras application with random weights computes features of ~1e-10 for every image (its
+    BatchNorm statistics are the untrained 0/1): a head on them learns nothing. Measured here on
+    MobileNetV2, MobileNetV3-Small and EfficientNet-B0 at 224 px; small_cnn's random features do vary."""
+    sample = np.asarray(features[:2048], dtype=np.float64)
+    spread = float(sample.std(axis=0).max()) if len(sample) > 1 else 1.0
+    if spread >= CONSTANT_FEATURES:
+        return None
+    return (f"the frozen backbone gives every image the same features (largest spread {spread:.1e}): "
+            f"{config.backbone} with weights={config.weights or 'none'} has nothing to offer a head; pass "
+            f"--weights imagenet (or a weights file), or train it whole without --freeze-backbone")
 
 
 def _sequences(splits, info, config, augmenter):
@@ -511,6 +534,7 @@ class _Run:
     model: object = None
     class_weight: dict[int, float] | None = None
     phases_done: list[str] = field(default_factory=list)
+    profile: dict[str, dict] = field(default_factory=dict)  # per phase: seconds, peak RSS so far
     epochs: dict[str, int] = field(default_factory=dict)
     fine_tuned: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -523,14 +547,26 @@ class _Run:
 def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, fresh_splits: SplitManifest, info: ModelInfo,
               size: int, config: TrainConfig, started: float) -> TrainResult:
     run = _Run(layout, config, dataset, fixed_test, info, size, started)
-    _prepare_splits(run, fresh_splits)
-    _build_model(run)
-    _train_phase1(run)
-    _train_phase2(run)
-    evaluation = _evaluate(run)
+    run.profile["scan_split"] = _profile_point(started)  # scanning and splitting happened before the lock
+    for phase in (_prepare_splits, _build_model, _train_phase1, _train_phase2):
+        _profiled(run, phase, *((run, fresh_splits) if phase is _prepare_splits else (run,)))
+    evaluation = _profiled(run, _evaluate, run)
     bundle = _write_bundle(run, evaluation)
     return TrainResult(layout, bundle, float(evaluation["accuracy"]), sum(run.epochs.values()),
                        bundle.provenance["training"]["weights_sha256"])
+
+
+def _profile_point(since: float) -> dict:
+    """Seconds since SINCE, and the process's peak RSS so far (MiB): the scale benchmark reads these."""
+    return {"seconds": round(time.time() - since, 2),
+            "peak_rss_mib": round(peak_rss_mb() or 0.0, 1)}
+
+
+def _profiled(run: _Run, phase, *args):
+    start = time.time()
+    result = phase(*args)
+    run.profile[phase.__name__.lstrip("_")] = _profile_point(start)
+    return result
 
 
 def _prepare_splits(run: _Run, fresh_splits: SplitManifest) -> None:
@@ -582,8 +618,7 @@ def _train_phase1(run: _Run) -> None:
         return
     frozen = config.frozen()
     if frozen and config.cache_features:
-        run.epochs["phase1"] = _train_head_on_features(keras, model, run.splits, run.info, layout, config,
-                                                       run.strategy, run.class_weight)
+        run.epochs["phase1"] = _train_head_on_features(run)
     else:
         model.get_layer(BACKBONE_LAYER).trainable = not frozen
         with scope(run.strategy):
@@ -665,6 +700,7 @@ def _write_bundle(run: _Run, evaluation: dict) -> Bundle:
                                  if v is not None),
         "test_accuracy": evaluation["accuracy"], "seconds": round(time.time() - run.started, 1),
         "weights_sha256": weights_sha256(run.model),
+        "profile": run.profile,  # seconds and peak RSS so far, per phase
         # A TF-Hub backbone is a TFSMLayer: Keras reloads it only with safe_mode=False (see hub.py)
         "keras_safe_mode": not config.backbone.startswith(HUB_PREFIX),
         "warnings": run.warnings,
