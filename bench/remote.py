@@ -2,121 +2,32 @@
 
 For each target: make a temp dir, stream a tar of `edgeship/runtime`, the harness, the agent and the
 artifacts into it, check (or install) the runtime's dependencies, run the agent, read its JSON back and
-remove the temp dir. Host keys are checked by default; every remote command is one `shlex.join`ed
-argument list, and artifacts travel under generated names, so no user-supplied name reaches a shell.
+remove the temp dir (the transport is core/ssh.py). Artifacts travel under generated names.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
-import shlex
-import subprocess
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from edgeship.runtime.errors import EdgeshipError, UsageError
-
-_SAFE_HOST = re.compile(r"^[A-Za-z0-9._:-]+$")
-_SAFE_USER = re.compile(r"^[A-Za-z0-9._-]+$")
-_TEMP_DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
-RUNTIME_REQUIREMENTS = ("numpy", "pillow", "flatbuffers", "ai-edge-litert", "onnxruntime")
-DEPENDENCY_CHECK = "import numpy, PIL, flatbuffers\ntry:\n import ai_edge_litert\nexcept ImportError:\n import onnxruntime"
-
-
-class RemoteError(EdgeshipError):
-    """One target failed; the others go on."""
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    host: str
-    user: str | None = None
-    port: int = 22
-
-    @classmethod
-    def parse(cls, url: str) -> "SSHTarget":
-        parts = urlsplit(url)
-        try:
-            port = parts.port or 22
-        except ValueError as exc:
-            raise UsageError(f"{url}: bad port") from exc
-        host, user = parts.hostname or "", parts.username
-        if parts.scheme != "ssh" or not host or parts.path not in ("", "/") or parts.password:
-            raise UsageError(f"{url}: expected ssh://[user@]host[:port]")
-        if not _SAFE_HOST.match(host) or (user is not None and not _SAFE_USER.match(user)):
-            raise UsageError(f"{url}: host and user may contain only letters, digits and . _ - :")
-        return cls(host, user, port)
-
-    @property
-    def label(self) -> str:
-        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class SSHOptions:
-    accept_new_host_key: bool = False
-    known_hosts: str | None = None
-    identity: str | None = None
-    remote_python: str | None = None  # default: python3; either way the runtime is installed if it lacks it
-    connect_timeout: int = 10
-    timeout: float = 1800
-
-
-def ssh_command(target: SSHTarget, options: SSHOptions, remote_argv: list[str]) -> list[str]:
-    command = ["ssh", "-p", str(target.port), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={options.connect_timeout}",
-               "-o", f"StrictHostKeyChecking={'accept-new' if options.accept_new_host_key else 'yes'}",
-               "-o", "LogLevel=ERROR"]
-    if options.known_hosts:
-        command += ["-o", f"UserKnownHostsFile={options.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
-    if options.identity:
-        command += ["-i", options.identity, "-o", "IdentitiesOnly=yes"]
-    destination = f"{target.user}@{target.host}" if target.user else target.host
-    return command + [destination, "--", shlex.join(remote_argv)]
-
-
-def _explain(stderr: str) -> str:
-    text = stderr.strip()
-    lowered = text.lower()
-    if "remote host identification has changed" in lowered or "host key for" in lowered and "has changed" in lowered:
-        return "host key mismatch: the target's key differs from known_hosts (possible man-in-the-middle)"
-    if "host key verification failed" in lowered:
-        return "host key verification failed: unknown host key (add it to known_hosts, or --accept-new-host-key)"
-    if "permission denied" in lowered:
-        return "authentication failed: the target did not accept the key"
-    for marker in ("connection refused", "timed out", "no route to host", "could not resolve", "network is unreachable"):
-        if marker in lowered:
-            return f"unreachable: {text.splitlines()[-1]}"
-    return text.splitlines()[-1] if text else "ssh failed"
-
-
-def _ssh(target, options, remote_argv, stdin: bytes | None = None, timeout: float | None = None) -> str:
-    try:
-        done = subprocess.run(ssh_command(target, options, remote_argv), input=stdin, capture_output=True,
-                              timeout=timeout or options.timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise RemoteError(f"{target.label}: timed out running {remote_argv[0]}") from exc
-    except FileNotFoundError as exc:
-        raise RemoteError("the ssh client is not installed here") from exc
-    stderr = done.stderr.decode("utf-8", "replace")
-    if done.returncode == 255:
-        raise RemoteError(f"{target.label}: {_explain(stderr)}")
-    if done.returncode != 0:
-        raise RemoteError(f"{target.label}: `{remote_argv[0]}` exited {done.returncode}: "
-                          f"{(stderr.strip().splitlines() or ['no output'])[-1][:300]}")
-    return done.stdout.decode("utf-8", "replace")
+from edgeship.core.ssh import (  # noqa: F401 - SSHOptions/SSHTarget/RemoteError re-exported for bench's callers
+    RemoteError,
+    SSHOptions,
+    SSHTarget,
+    add_bytes,
+    remote_python,
+    remote_temp_dir,
+    run_ssh,
+    runtime_files,
+)
 
 
 def _package_files() -> dict[str, Path]:
     """The files an agent needs: the runtime package, the harness and the agent itself."""
-    import edgeship.runtime
-
-    runtime_dir = Path(edgeship.runtime.__file__).parent
     bench_dir = Path(__file__).parent
-    files = {f"edgeship/runtime/{p.name}": p for p in sorted(runtime_dir.glob("*.py"))}
+    files = runtime_files()
     files.update({"edgeship/bench/harness.py": bench_dir / "harness.py", "edgeship/bench/agent.py": bench_dir / "agent.py"})
     return files
 
@@ -126,10 +37,8 @@ def build_payload(cases: list[dict], remote_dir: str) -> tuple[bytes, list[dict]
     buffer = io.BytesIO()
     remote_cases, shipped = [], {}
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in (("edgeship/__init__.py", b""), ("edgeship/bench/__init__.py", b"")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+        for name in ("edgeship/__init__.py", "edgeship/bench/__init__.py"):
+            add_bytes(tar, name, b"")
         for arcname, path in _package_files().items():
             tar.add(path, arcname=arcname)
         for case in cases:
@@ -138,50 +47,20 @@ def build_payload(cases: list[dict], remote_dir: str) -> tuple[bytes, list[dict]
                 shipped[local] = f"artifacts/a{len(shipped)}{Path(local).suffix.lower()}"
                 tar.add(local, arcname=shipped[local])
             remote_cases.append({**case, "path": f"{remote_dir}/{shipped[local]}"})
-        data = json.dumps(remote_cases).encode()
-        info = tarfile.TarInfo("cases.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        add_bytes(tar, "cases.json", json.dumps(remote_cases).encode())
     return buffer.getvalue(), remote_cases
-
-
-def _python(target: SSHTarget, options: SSHOptions, remote_dir: str) -> str:
-    python = options.remote_python or "python3"
-    try:
-        _ssh(target, options, [python, "-c", "import sys; assert sys.version_info >= (3, 9)"], timeout=60)
-    except RemoteError as exc:
-        if "exited 127" in str(exc) or "not found" in str(exc).lower() or "no such file" in str(exc).lower():
-            raise RemoteError(f"{target.label}: no Python at {python!r} on the target (use --remote-python PATH)") from exc
-        raise
-    try:
-        _ssh(target, options, [python, "-c", DEPENDENCY_CHECK], timeout=120)
-        return python
-    except RemoteError:
-        pass  # this Python lacks the runtime's packages: give it a venv of its own in our temp dir
-    venv = f"{remote_dir}/venv"
-    _ssh(target, options, [python, "-m", "venv", venv], timeout=300)
-    _ssh(target, options, [f"{venv}/bin/python", "-m", "pip", "install", "--quiet", *RUNTIME_REQUIREMENTS], timeout=1800)
-    return f"{venv}/bin/python"
 
 
 def bench_on_target(target: SSHTarget, options: SSHOptions, cases: list[dict]) -> dict:
     """Run the cases on one target. Returns {"environment", "rows", "interrupted"} from its agent."""
-    remote_dir = _ssh(target, options, ["mktemp", "-d", "/tmp/edgeship-bench.XXXXXXXX"], timeout=60).strip()
-    if not _TEMP_DIR.match(remote_dir):
-        raise RemoteError(f"{target.label}: mktemp gave an unexpected path {remote_dir!r}")
-    try:
+    with remote_temp_dir(target, options, "edgeship-bench") as remote_dir:
         payload, _ = build_payload(cases, remote_dir)
-        _ssh(target, options, ["tar", "-x", "-f", "-", "-C", remote_dir], stdin=payload, timeout=600)
-        python = _python(target, options, remote_dir)
-        output = _ssh(target, options, ["env", f"PYTHONPATH={remote_dir}", python,
-                                        f"{remote_dir}/edgeship/bench/agent.py", "many", f"{remote_dir}/cases.json"])
+        run_ssh(target, options, ["tar", "-x", "-f", "-", "-C", remote_dir], stdin=payload, timeout=600)
+        python = remote_python(target, options, remote_dir)
+        output = run_ssh(target, options, ["env", f"PYTHONPATH={remote_dir}", python,
+                                           f"{remote_dir}/edgeship/bench/agent.py", "many", f"{remote_dir}/cases.json"])
         lines = output.strip().splitlines()
         try:
             return json.loads(lines[-1])
         except (IndexError, json.JSONDecodeError) as exc:
             raise RemoteError(f"{target.label}: the agent printed no result") from exc
-    finally:
-        try:
-            _ssh(target, options, ["rm", "-rf", "--", remote_dir], timeout=60)
-        except RemoteError:
-            pass

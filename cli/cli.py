@@ -160,6 +160,8 @@ def cmd_gate(args) -> int:
     thresholds = resolve_thresholds(args.config, max_drop_pp=args.max_drop, min_agreement=args.min_agreement,
                                     max_class_drop_pp=args.max_class_drop, max_prob_diff=args.max_prob_diff,
                                     min_accuracy=args.min_accuracy)
+    if args.target and not args.report:
+        raise UsageError("--target gates a run on a device: give the RUN directory (not --reference/--candidate)")
     if args.report:
         report, _ = load_verified_report(args.report)
     else:
@@ -172,6 +174,13 @@ def cmd_gate(args) -> int:
               f"95 % CI [{row.accuracy_delta_ci95_pp[0]:+.2f}, {row.accuracy_delta_ci95_pp[1]:+.2f}]), "
               f"agreement {row.agreement:.2%}, McNemar p {row.mcnemar_p:.3g}")
     verdicts = evaluate_gate(report, thresholds)
+    if args.target:
+        from edgeship.export.target_gate import evaluate_on_targets, target_verdicts
+
+        results = evaluate_on_targets(args.report, args.target, _ssh_options(args))
+        for failed in (r for r in results if r["status"] != "ok"):
+            print(f"edgeship: target {failed['target']} failed: {failed['error']}", file=sys.stderr)
+        verdicts += target_verdicts(results, thresholds, report.get("reference") or {})
     if args.junit:
         write_junit(verdicts, args.junit)
     for verdict in verdicts:
@@ -191,16 +200,28 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _ssh_options(args):
+    from edgeship.core.ssh import SSHOptions
+
+    return SSHOptions(accept_new_host_key=args.accept_new_host_key, known_hosts=args.known_hosts,
+                      identity=args.identity, remote_python=args.remote_python)
+
+
+def _add_ssh_flags(p) -> None:
+    p.add_argument("--accept-new-host-key", action="store_true", help="trust a target's host key on first contact")
+    p.add_argument("--known-hosts", help="known_hosts file for targets (default: ssh's own)")
+    p.add_argument("--identity", help="private key for targets (default: ssh's own)")
+    p.add_argument("--remote-python", help="Python on the targets that has edgeship[runtime]'s packages")
+
+
 def cmd_bench(args) -> int:
     from edgeship.bench import results
-    from edgeship.bench.remote import SSHOptions
     from edgeship.bench.runner import BenchSettings, run_bench
     from edgeship.core.report import text_table
 
     settings = BenchSettings(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
                              threads=args.threads or (None,), batches=args.batch or (1,), backend=args.backend)
-    ssh = SSHOptions(accept_new_host_key=args.accept_new_host_key, known_hosts=args.known_hosts,
-                     identity=args.identity, remote_python=args.remote_python)
+    ssh = _ssh_options(args)
     outcome = run_bench(args.models, settings, targets=args.target or (), ssh=ssh, compare=args.compare,
                         max_slowdown=results.parse_slowdown(args.max_slowdown), out_dir=args.out,
                         local=not args.no_local)
@@ -360,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read defaults from [tool.edgeship.gate] of this file (default ./pyproject.toml if present; "
                         "a --config that cannot be read is an error)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per artifact")
+    p.add_argument("--target", action="append", metavar="ssh://user@host[:port]",
+                   help="also run every artifact on this device and gate its figures (repeatable)")
+    _add_ssh_flags(p)
     _add_model_hint_flags(p)
     p.set_defaults(func=cmd_gate)
 
@@ -373,10 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt], keras[-gpu] or tensorflow[-gpu]")
     p.add_argument("--target", action="append", metavar="ssh://user@host[:port]", help="also bench there (repeatable)")
     p.add_argument("--no-local", action="store_true", help="bench only on the --target machines")
-    p.add_argument("--accept-new-host-key", action="store_true", help="trust a target's host key on first contact")
-    p.add_argument("--known-hosts", help="known_hosts file for targets (default: ssh's own)")
-    p.add_argument("--identity", help="private key for targets (default: ssh's own)")
-    p.add_argument("--remote-python", help="Python on the targets that has edgeship[runtime]'s packages")
+    _add_ssh_flags(p)
     p.add_argument("--compare", metavar="BASELINE.json", help="bench.json of an earlier run: exit 1 on a slowdown")
     p.add_argument("--max-slowdown", default="10%", help="allowed slowdown against --compare (default 10%%)")
     p.add_argument("--out", help="write bench.json/.csv/.md/.png here (default: the run directory, if one)")

@@ -56,6 +56,13 @@ def report_problems(report: ParityReport | dict, layout: RunLayout) -> list[str]
             bundle.verify_artifact(layout.bundle, record)
         except IntegrityError as exc:
             problems.append(str(exc).split(": ", 1)[-1].split("; re-run")[0] + f" ({record.file})")
+    probs_file, probs_sha = report.reference.get("probs_file"), report.reference.get("probs_sha256")
+    if probs_file is not None:
+        path = layout.root / probs_file
+        if not path.is_file():
+            problems.append(f"{probs_file} is missing")
+        elif sha256_file(path) != probs_sha:
+            problems.append(f"{probs_file} changed after the report was written")
     reported = {row.name for row in report.artifacts}
     unmeasured = [n for n, r in records.items() if r.ok and n not in reported]
     if unmeasured:

@@ -94,6 +94,7 @@ class ParityReport(_Record):
     warnings: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)  # images, seconds per step (decode, keras, artifacts)
+    targets: list[dict[str, Any]] = field(default_factory=list)  # `gate --target`: the same artifacts on devices
     schema: str = REPORT_SCHEMA
     schema_version: int = REPORT_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

@@ -132,6 +132,30 @@ def _parity_details(report: dict) -> list[str]:
     return parts
 
 
+def _target_sections(report: dict) -> list[str]:
+    """One section per device the gate ran the artifacts on (`edgeship gate RUN --target ...`)."""
+    parts = []
+    for target in report.get("targets") or []:
+        env = target.get("fingerprint") or {}
+        parts += [f"## On target {target['target']}", "",
+                  f"{env.get('machine', '?')} · {env.get('cpu') or '?'} · {env.get('cores', '?')} cores · "
+                  f"{env.get('os', '?')}" + (" · **emulated**" if env.get("emulated") else "")
+                  + (f" · measured {target['measured_at']}" if target.get("measured_at") else ""), ""]
+        if target.get("status") != "ok":
+            parts += [f"Failed: {target.get('error') or 'unknown error'}", ""]
+            continue
+        parts += ["Each artifact ran there through the device runtime on the target's own decode and preprocessing. "
+                  "Δ pp and agreement are against the Keras model on the host; *host agreement* and *max |Δp| vs "
+                  "host* against the same artifact run on the host (cross-platform drift).", ""]
+        rows = [[a["name"], format_value(a["accuracy"], ".2%"), format_value(a["accuracy_delta_pp"], "+.2f"),
+                 format_value(a["agreement"], ".2%"), format_value(a["host_agreement"], ".2%"),
+                 format_value(a["max_abs_prob_diff_vs_host"], ".2e"), a.get("runtime") or "?"]
+                for a in target.get("artifacts") or []]
+        parts += [markdown_table(("artifact", "accuracy", "Δ pp vs host Keras", "agreement with Keras",
+                                  "host agreement", "max |Δp| vs host", "runtime there"), rows), ""]
+    return parts
+
+
 def render_markdown(report: dict, plot_name: str | None) -> str:
     ref = report.get("reference", {})
     data = report.get("dataset", {})
@@ -172,6 +196,7 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
                   "Each row says how it was measured: timed runs, warm-up runs, threads, target and time.", "",
                   markdown_table(("artifact", "p50 ms", "p90 ms", "p99 ms", "images/s", "load ms", "max |Δp|",
                                   "measured"), rows), ""]
+    parts += _target_sections(report)
     failed = [a for a in report["artifacts"] if a.get("status", "ok") != "ok"]
     if failed:
         parts += ["## Failed exports", ""] + [f"- `{a['name']}`: {a.get('error', '?')}" for a in failed] + [""]

@@ -3,6 +3,7 @@ measure each artifact's parity with Keras on the test split and write the report
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 from edgeship.core.errors import DatasetError, disk_failure
-from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
 from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.report import write_report
@@ -263,6 +264,10 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
                 del predictors[name]
     reference = np.concatenate(reference_parts)
+    probs_path = layout.root / REFERENCE_PROBS  # what an on-target gate compares the board's answers with
+    buffer = io.BytesIO()
+    np.save(buffer, reference.astype(np.float32))
+    atomic_write_bytes(probs_path, buffer.getvalue())
     shown_paths = [portable_path(p, layout.root) for p in paths]
     for index, row in enumerate(rows):
         if row.name not in predictors:
@@ -288,6 +293,7 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         info_sha256=bundle.info.digest(),
         labels=list(bundle.info.labels),
         reference={"format": "keras", "path": f"{layout.bundle.name}/{bundle.keras_model}",
+                   "probs_file": REFERENCE_PROBS, "probs_sha256": sha256_file(probs_path),
                    "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
                    "majority_accuracy": majority_accuracy(labels),
                    "unknown_threshold": bundle.info.unknown_threshold,

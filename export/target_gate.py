@@ -1,0 +1,213 @@
+"""The on-target gate: run every artifact on the device itself and hold its answers to the gate's thresholds.
+
+`edgeship gate RUN --target ssh://pi@raspberrypi` ships the runtime, the artifacts and the test split's
+image files (streamed as a tar, never all at once) to the board, where `runtime/remote_eval.py` decodes,
+preprocesses and classifies them with the board's own libraries and kernels, and streams probabilities
+back. Per target and artifact the report gets accuracy, Δ pp and top-1 agreement against the host's Keras
+model, and agreement and max |Δp| against the same artifact on the host (cross-platform drift). The gate
+never passes on host figures alone: a target that could not run, or ran other bytes, fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import tarfile
+import tempfile
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from edgeship.core.integrity import load_verified_report
+from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.pixels import iter_pixel_chunks
+from edgeship.core.records import GateVerdict, ParityRow
+from edgeship.core.report import load_report, write_report
+from edgeship.core.splits import SplitManifest
+from edgeship.core.ssh import (
+    RemoteError,
+    SSHOptions,
+    SSHTarget,
+    add_bytes,
+    remote_python,
+    remote_temp_dir,
+    run_ssh,
+    runtime_files,
+    ssh_command,
+)
+from edgeship.runtime.backends import BACKENDS
+from edgeship.runtime.classifier import Classifier
+from edgeship.runtime.errors import UsageError
+from edgeship.runtime.progress import progress
+from edgeship.runtime.spec import Bundle
+
+from .gate import GateThresholds, failure_reasons
+from .parity import compare_predictions
+
+AGENT_MODULE = "edgeship.runtime.remote_eval"
+
+
+def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions = SSHOptions(),
+                        show_progress: bool = True) -> list[dict]:
+    """Every runtime artifact of RUN on each target; the records are merged into RUN's report. A target that
+    fails gives a record with status 'failed' and its reason; the other targets still run."""
+    parsed = [SSHTarget.parse(t) for t in targets]  # every URL checked before any work
+    report, report_path = load_verified_report(run)  # the figures must describe these files
+    layout = RunLayout.find(report_path.parent)
+    probs_file = report["reference"].get("probs_file")
+    if not probs_file:
+        raise UsageError(f"{report_path}: no per-image Keras probabilities beside it (written by an older edgeship); "
+                         f"re-run `edgeship export {layout.root}`")
+    bundle = Bundle.load(layout.bundle)
+    records = [r for r in bundle.artifacts if r.ok and r.backend in BACKENDS]
+    if not records:
+        raise UsageError(f"{layout.bundle}: no artifact the device runtime runs (tflite, onnx); export some first")
+    paths, labels = SplitManifest.read(layout.bundle / bundle.split_manifest).paths_and_indices("test", bundle.info.labels)
+    reference = np.load(layout.root / probs_file)
+    host = _host_probabilities(layout, records, paths, bundle, show_progress)
+    results = []
+    for target in parsed:
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            fingerprint, shipped, probs = _run_on_target(target, options, layout, records, paths,
+                                                         len(bundle.info.labels), show_progress)
+        except RemoteError as exc:
+            results.append({"target": f"ssh://{target.label}", "status": "failed", "error": str(exc),
+                            "measured_at": started})
+            continue
+        rows = []
+        for record in records:
+            figures = compare_predictions(reference, probs[record.name], labels, bundle.info.labels)
+            rows.append({
+                "name": record.name, "sha256": shipped[record.name]["sha256"], "expected_sha256": record.sha256,
+                "runtime": shipped[record.name]["runtime"], "n_test": int(len(labels)),
+                **{k: figures[k] for k in ("accuracy", "accuracy_delta_pp", "accuracy_delta_ci95_pp", "mcnemar_p",
+                                           "agreement", "max_abs_prob_diff", "per_class")},
+                "host_agreement": float(np.mean(probs[record.name].argmax(1) == host[record.name].argmax(1))),
+                "max_abs_prob_diff_vs_host": float(np.abs(probs[record.name].astype(np.float64)
+                                                          - host[record.name]).max()),
+            })
+        results.append({"target": f"ssh://{target.label}", "status": "ok", "fingerprint": fingerprint,
+                        "measured_at": started, "artifacts": rows})
+    _merge_into_report(layout, results)
+    return results
+
+
+def _host_probabilities(layout, records, paths, bundle, show_progress: bool) -> dict[str, np.ndarray]:
+    """Each artifact on this machine, on the same images: the other side of the cross-platform figures."""
+    classifiers = {r.name: Classifier.load(layout.bundle, artifact=r.name) for r in records}
+    parts = {name: [] for name in classifiers}
+    for _, chunk in iter_pixel_chunks(paths, bundle.info.input, desc="host", show_progress=show_progress):
+        for name, classifier in classifiers.items():
+            parts[name].append(classifier.predict_proba(chunk))
+    return {name: np.concatenate(p).astype(np.float64) for name, p in parts.items()}
+
+
+def _payload(records, bundle_dir: Path, remote_dir: str) -> bytes:
+    """The runtime, its package stubs, the artifacts under generated names and the list the agent reads."""
+    buffer = io.BytesIO()
+    listed = []
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        add_bytes(tar, "edgeship/__init__.py", b"")
+        for arcname, path in runtime_files().items():
+            tar.add(path, arcname=arcname)
+        for i, record in enumerate(records):
+            arcname = f"artifacts/a{i}{Path(record.file).suffix.lower()}"
+            tar.add(bundle_dir / record.file, arcname=arcname)
+            listed.append({"name": record.name, "path": f"{remote_dir}/{arcname}"})
+        add_bytes(tar, "artifacts.json", json.dumps(listed).encode())
+    return buffer.getvalue()
+
+
+def _run_on_target(target: SSHTarget, options: SSHOptions, layout: RunLayout, records, paths: list[Path],
+                   n_classes: int, show_progress: bool):
+    """(fingerprint, {artifact: {sha256, runtime}}, {artifact: (N, classes) probabilities}) from one target."""
+    with remote_temp_dir(target, options, "edgeship-gate") as remote_dir:
+        run_ssh(target, options, ["tar", "-x", "-f", "-", "-C", remote_dir],
+                stdin=_payload(records, layout.bundle, remote_dir), timeout=600)
+        python = remote_python(target, options, remote_dir)
+        command = ssh_command(target, options, ["env", f"PYTHONPATH={remote_dir}", python, "-m", AGENT_MODULE,
+                                                f"{remote_dir}/artifacts.json"])
+        return _stream(command, target, paths, n_classes, [r.name for r in records], show_progress)
+
+
+def _send_images(stdin, paths: list[Path], failure: list) -> None:
+    try:
+        with tarfile.open(fileobj=stdin, mode="w|") as tar:
+            for i, path in enumerate(paths):
+                tar.add(str(path), arcname=f"{i:08d}{Path(path).suffix.lower()}")
+    except (BrokenPipeError, OSError) as exc:  # the agent stopped reading: its own error says why
+        failure.append(exc)
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+
+def _stream(command, target: SSHTarget, paths, n_classes: int, names: list[str], show_progress: bool):
+    probs = {name: np.full((len(paths), n_classes), np.nan, dtype=np.float32) for name in names}
+    header, done, error, failure = None, None, None, []
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+        writer = threading.Thread(target=_send_images, args=(proc.stdin, paths, failure), daemon=True)
+        writer.start()
+        bar = progress(range(len(paths)), total=len(paths), desc=f"on {target.label}", enabled=show_progress,
+                       unit="img")
+        for line in proc.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a library's chatter on stdout is not the protocol
+            if "environment" in message:
+                header = message
+            elif "probs" in message:
+                start, n = message["start"], message["n"]
+                for name, data in message["probs"].items():
+                    probs[name][start:start + n] = np.frombuffer(base64.b64decode(data), np.float32).reshape(n, -1)
+                if hasattr(bar, "update"):
+                    bar.update(n)
+            elif "done" in message:
+                done = message["done"]
+            elif "error" in message:
+                error = message["error"]
+        proc.wait()
+        writer.join(timeout=60)
+        if hasattr(bar, "close"):
+            bar.close()
+        stderr.seek(0)
+        reason = stderr.read().decode("utf-8", "replace").strip().splitlines()
+    if error or proc.returncode != 0 or header is None or done != len(paths):
+        why = error or (reason[-1][:300] if reason else f"the agent exited {proc.returncode}")
+        raise RemoteError(f"{target.label}: the on-target evaluation failed: {why}")
+    return header["environment"], header["artifacts"], probs
+
+
+def _merge_into_report(layout: RunLayout, results: list[dict]) -> None:
+    """Replace these targets' records in report.json (and report.md), under the run lock."""
+    with run_lock(layout.root, "gate"):
+        report, report_path = load_report(layout.report_json)
+        fresh = {r["target"] for r in results}
+        report["targets"] = [t for t in report.get("targets") or [] if t.get("target") not in fresh] + results
+        write_report(report, report_path)
+
+
+def target_verdicts(results: list[dict], thresholds: GateThresholds, reference: dict) -> list[GateVerdict]:
+    """One verdict per (target, artifact), named 'TARGET ARTIFACT'; a failed target is one failing verdict."""
+    verdicts = []
+    for result in results:
+        if result["status"] != "ok":
+            verdicts.append(GateVerdict(result["target"], False, [result.get("error") or "failed"]))
+            continue
+        for row in result["artifacts"]:
+            name = f"{result['target']} {row['name']}"
+            if row["sha256"] != row["expected_sha256"]:
+                verdicts.append(GateVerdict(name, False, [f"the target ran other bytes (sha256 {row['sha256'][:12]}… "
+                                                          f"instead of {row['expected_sha256'][:12]}…)"]))
+                continue
+            reasons = failure_reasons(ParityRow.from_json({"name": name, **row}), thresholds, reference)
+            verdicts.append(GateVerdict(name, not reasons, reasons))
+    return verdicts
