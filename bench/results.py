@@ -32,7 +32,7 @@ def attach_accuracy(rows: list[BenchRow], report: ParityReport | None) -> None:
 def mark_pareto(rows: list[BenchRow]) -> None:
     """Pareto-optimal = no other row of the same target and batch is at least as fast and as accurate,
     and strictly better in one of the two."""
-    timed = [r for r in rows if r.ok and r.accuracy is not None]
+    timed = [r for r in rows if r.ok and r.accuracy is not None and not r.emulated]  # emulation is not a timing
     for row in timed:
         peers = [p for p in timed if p is not row and p.target == row.target and p.batch == row.batch]
         p50, acc = row.latency_ms["p50"], row.accuracy
@@ -49,7 +49,7 @@ def compare_to_baseline(rows: list[BenchRow], baseline: list[BenchRow], max_slow
     regressions = []
     for row in rows:
         base = base_rows.get((row.target, row.id))
-        if base is None or not row.ok:
+        if base is None or not row.ok or row.emulated or base.emulated:
             continue
         ratio = row.latency_ms["p50"] / base.latency_ms["p50"]
         beyond_noise = row.latency_ms["p25"] > base.latency_ms.get("p75", base.latency_ms["p50"])
@@ -95,7 +95,7 @@ def table_rows(rows: list[BenchRow]) -> list[list[str]]:
         lat = r.latency_ms or {}
         backend = r.backend + (f"-{r.provider}" if r.provider else "")
         ratio = r.baseline_ratio
-        out.append([r.target, r.name, backend, r.threads or "default", r.batch,
+        out.append([r.target + (" (emulated)" if r.emulated else ""), r.name, backend, r.threads or "default", r.batch,
                     r.status if r.status != "failed" else f"failed: {(r.error or '')[:40]}",
                     format_value(lat.get("p50"), ".3f"), format_value(lat.get("p90"), ".3f"), format_value(lat.get("p99"), ".3f"),
                     format_value(r.throughput_ips, ".1f"), format_value(r.peak_rss_mb, ".0f"),
@@ -111,14 +111,14 @@ def _plot(rows: list[BenchRow], png: Path) -> Path | None:
     points = [Point(f"{r.name} on {r.target} ({r.backend}{'-' + r.provider if r.provider else ''}; threads: "
                     f"{r.threads or 'default'}, batch {r.batch})" + (" ★ Pareto" if r.pareto else ""),
                     r.latency_ms["p50"], r.accuracy, r.size_bytes, bool(r.pareto))
-              for r in rows if r.ok and r.accuracy is not None]
+              for r in rows if r.ok and r.accuracy is not None and not r.emulated]
     return plot_accuracy_latency(points, png, "accuracy vs latency (outlined = Pareto-optimal)", log_latency=True)
 
 
 CSV_FIELDS = ("target", "id", "name", "format", "precision", "backend", "provider", "threads", "batch", "status",
               "error", "p50", "p90", "p95", "p99", "mean", "std", "cv", "throughput_ips", "load_ms",
               "first_inference_ms", "peak_rss_mb", "size_bytes", "accuracy", "accuracy_delta_pp", "pareto",
-              "baseline_ratio", "regression")
+              "baseline_ratio", "regression", "emulated")
 
 
 def to_csv(rows: list[BenchRow]) -> str:

@@ -183,7 +183,8 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                 target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
                 logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
                 continue
-            rows += [BenchRow.from_json({**r, "target": label}) for r in answer["rows"]]
+            emulated = bool((answer.get("environment") or {}).get("emulated"))
+            rows += [BenchRow.from_json({**r, "target": label, "emulated": emulated}) for r in answer["rows"]]
             target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),
                                    "interrupted": answer.get("interrupted", False)})
 

@@ -43,7 +43,7 @@ def run_step(args: list[str], log: Path) -> dict:
             "exit": proc.returncode}
 
 
-def measure(n_images: int, data_root: Path, work: Path) -> dict:
+def measure(n_images: int, data_root: Path, work: Path, train_args: list[str] = TRAIN_ARGS) -> dict:
     data = data_root / f"food101_{n_images}"
     recipe = data / "meta" / "recipe.json"
     if not recipe.is_file() or json.loads(recipe.read_text()).get("version") != RECIPE["version"]:
@@ -55,7 +55,7 @@ def measure(n_images: int, data_root: Path, work: Path) -> dict:
     run = work / f"run_{n_images}"
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    train = run_step(["train", str(data), "--out", str(run), "--overwrite", *TRAIN_ARGS], logs / f"train_{n_images}.log")
+    train = run_step(["train", str(data), "--out", str(run), "--overwrite", *train_args], logs / f"train_{n_images}.log")
     _check(train, "train", logs / f"train_{n_images}.log")
     export = run_step(["export", str(run), "--formats", FORMATS], logs / f"export_{n_images}.log")
     _check(export, "export", logs / f"export_{n_images}.log")

@@ -149,6 +149,7 @@ class BenchRow(_Record):
     pareto: bool | None = None
     baseline_ratio: float | None = None
     regression: bool | None = None
+    emulated: bool = False  # measured under an emulator (QEMU user mode): not a timing, kept out of verdicts
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -77,10 +77,25 @@ def gpu_description() -> str | None:
     return "; ".join(f"{name} (driver {driver})" for name, driver in gpus) or None
 
 
+def emulated() -> bool:
+    """Whether this process runs under QEMU user-mode emulation (an aarch64 userland on an x86 host, say):
+    its timings are not the hardware's. QEMU fakes /proc/self and /proc/cpuinfo, but not the parent's
+    executable (the QEMU binary when the parent is emulated too), nor the host kernel's release name."""
+    try:
+        if "qemu" in os.path.basename(os.readlink(f"/proc/{os.getppid()}/exe")):
+            return True
+    except OSError:
+        pass
+    machine, release = platform.machine().lower(), platform.release().lower()
+    other_kernels = {"aarch64": ("amd64", "x86_64"), "arm64": ("amd64", "x86_64"), "x86_64": ("arm64", "aarch64")}
+    return any(name in release for name in other_kernels.get(machine, ()))  # e.g. Debian's 6.1.0-18-amd64
+
+
 def fingerprint() -> dict:
     model, flags = _cpuinfo()
     return {
         "gpu": gpu_description(),
+        "emulated": emulated(),
         "machine": platform.machine(),
         "cpu": model,
         "cores": os.cpu_count(),

@@ -92,3 +92,22 @@ def ssh_server(tmp_path_factory):
     yield server
     server.process.terminate()
     server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def aarch64_target(tmp_path_factory):
+    """A Debian arm64 userland under QEMU with its own sshd (see tests/aarch64.py), built once and cached
+    outside the repository; skipped with the reason only where emulation cannot be set up at all."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edgeship_test_aarch64", Path(__file__).with_name("aarch64.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    try:
+        target = module.start_target(tmp_path_factory.mktemp("aarch64"))
+    except module.Unavailable as exc:
+        print(f"\nno emulated aarch64 target: {exc}", file=sys.stderr)
+        pytest.skip(str(exc))
+    yield target
+    target.stop()
