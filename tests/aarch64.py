@@ -169,8 +169,8 @@ def start_target(workdir: Path) -> EmulatedTarget:
     user_key = _keygen(workdir / "user_key")
     host_key = _keygen(workdir / "host_key")
     ssh_dir = root / "etc/ssh"
-    for name in ("edgeship_host_key", "edgeship_host_key.pub"):
-        shutil.copy(workdir / name.replace("edgeship_host_key", "host_key"), ssh_dir / name)
+    shutil.copy(host_key, ssh_dir / "edgeship_host_key")
+    shutil.copy(f"{host_key}.pub", ssh_dir / "edgeship_host_key.pub")
     (ssh_dir / "edgeship_host_key").chmod(0o600)
     (root / "root/.ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
     (root / "root/.ssh/authorized_keys").write_text((workdir / "user_key.pub").read_text())
