@@ -40,7 +40,7 @@ from edgeship.core.ssh import (
 )
 from edgeship.runtime.backends import BACKENDS
 from edgeship.runtime.classifier import Classifier
-from edgeship.runtime.errors import UsageError
+from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import Bundle
 
@@ -190,6 +190,9 @@ def _merge_into_report(layout: RunLayout, results: list[dict]) -> None:
     """Replace these targets' records in report.json (and report.md), under the run lock."""
     with run_lock(layout.root, "gate"):
         report, report_path = load_report(layout.report_json)
+        measured = {a["name"]: a.get("sha256") for a in report.get("artifacts") or []}
+        if any(measured.get(row["name"]) != row["expected_sha256"] for r in results for row in r.get("artifacts") or []):
+            raise IntegrityError(f"{layout.root} was re-exported while the target gate ran; run the gate again")
         fresh = {r["target"] for r in results}
         report["targets"] = [t for t in report.get("targets") or [] if t.get("target") not in fresh] + results
         write_report(report, report_path)
