@@ -43,8 +43,11 @@ def mcnemar_exact_p(ref_correct: np.ndarray, cand_correct: np.ndarray) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2.0**n
-    return min(1.0, 2.0 * tail)
+    # In log space: 2.0**n overflows past 1,023 discordant images (a Food-101 test split has 25,250 images).
+    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(min(b, c) + 1)]
+    top = max(log_terms)
+    log_tail = top + math.log(sum(math.exp(t - top) for t in log_terms)) - n * math.log(2.0)
+    return min(1.0, 2.0 * math.exp(log_tail))
 
 
 def top_k_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 5) -> float | None:

@@ -75,3 +75,18 @@ def test_top5_agreement_ignores_ties_of_quantized_outputs():
     assert expected == 1.0  # rounding never reorders scores a whole step apart
     figures = compare_predictions(ref, quantized, ref.argmax(axis=1), [str(i) for i in range(10)])
     assert figures["top5_defined"] == pytest.approx(defined.mean())
+
+
+def test_mcnemar_exact_at_food101_scale():
+    """Thousands of discordant images (the scale benchmark's 25,250-image split had them) used to overflow 2.0**n."""
+    import math
+
+    def exact(b, c):  # integer arithmetic, correct at any n
+        n = b + c
+        return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / (1 << n))
+
+    for b, c in ((7, 3), (30, 12), (600, 560), (1500, 1400)):
+        ref = np.array([True] * b + [False] * c)
+        assert mcnemar_exact_p(ref, ~ref) == pytest.approx(exact(b, c), rel=1e-9)
+    ref = np.array([True] * 3000 + [False] * 2000)
+    assert 0.0 <= mcnemar_exact_p(ref, ~ref) < 1e-40
