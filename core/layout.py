@@ -151,6 +151,21 @@ _held: set[Path] = set()  # runs whose lock this process holds
 _held_guard = threading.Lock()
 
 
+def _read_holder(handle) -> dict:
+    """The lock holder's {pid, command}. It writes them just after taking the lock: a loser that reads in
+    between finds the file empty, so it looks again for up to a second (seen on a loaded 2-core machine)."""
+    for _ in range(50):
+        handle.seek(0)
+        try:
+            holder = json.loads(handle.read() or "{}")
+        except json.JSONDecodeError:
+            holder = {}
+        if holder.get("pid"):
+            return holder
+        time.sleep(0.02)
+    return holder
+
+
 @contextmanager
 def run_lock(root: str | Path, command: str):
     """One writer per run directory: a second train/export/bench on the same run fails at once with the
@@ -173,11 +188,7 @@ def run_lock(root: str | Path, command: str):
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                handle.seek(0)
-                try:
-                    holder = json.loads(handle.read() or "{}")
-                except json.JSONDecodeError:
-                    holder = {}
+                holder = _read_holder(handle)
                 raise RunBusyError(f"{root}: another edgeship {holder.get('command', 'command')} is running on this "
                                    f"run (pid {holder.get('pid', '?')}); wait for it to finish") from None
         handle.seek(0)
