@@ -16,6 +16,7 @@ from edgeship.core.records import BenchRow, ParityReport
 from edgeship.core.report import load_report, write_report
 from edgeship.runtime.environment import fingerprint
 from edgeship.runtime.errors import EdgeshipError, UsageError
+from edgeship.runtime.progress import progress_counter
 from edgeship.runtime.spec import MANIFEST_NAME
 
 from . import results
@@ -97,13 +98,6 @@ def _cases_for(models: list[_Model], settings: BenchSettings, remote: bool) -> l
     return cases
 
 
-def _progress(total: int, enabled: bool):
-    from edgeship.runtime.progress import progress
-
-    bar = progress(range(total), total=total, desc="bench", enabled=enabled)
-    return bar if hasattr(bar, "update") else None
-
-
 def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchSettings, out_dir: Path | None) -> None:
     """Write batch-1 latency into a run's report.json, only when this bench is *of that run, into that run*
     (its output folder is the run), measured locally, and the report still describes the files. Each
@@ -160,18 +154,17 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
     baseline = results.load_baseline(compare) if compare else None
     local_cases = _cases_for(resolved, settings, remote=False) if local else []
     remote_cases = _cases_for(resolved, settings, remote=True) if parsed_targets else []
-    bar = _progress(len(local_cases), settings.show_progress)
+    bar = progress_counter(len(local_cases), desc="bench", enabled=settings.show_progress)
     target_records, rows, interrupted = [], [], False
 
     with ThreadPoolExecutor(max_workers=max(1, len(parsed_targets))) as pool:
         futures = {t.label: pool.submit(bench_on_target, t, ssh, remote_cases) for t in parsed_targets}
         if local_cases:
-            local_rows, interrupted = run_cases(local_cases, on_row=(lambda _row: bar.update(1)) if bar else None)
+            local_rows, interrupted = run_cases(local_cases, on_row=lambda _row: bar.update(1))
             rows += [BenchRow.from_json({**r, "target": "local"}) for r in local_rows]
             target_records.append({"target": "local", "status": "ok", "environment": fingerprint(),
                                    "interrupted": interrupted})
-        if bar is not None:
-            bar.close()
+        bar.close()
         for label, future in futures.items():
             try:
                 answer = future.result()

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 from edgeship.runtime.preprocess import prepare_image
-from edgeship.runtime.progress import progress
+from edgeship.runtime.progress import progress, progress_counter
 from edgeship.runtime.spec import InputSpec
 
 CHUNK_IMAGES = 256  # images decoded and held at once while streaming
@@ -46,14 +46,12 @@ def iter_pixel_chunks(paths: Sequence[Path], spec: InputSpec, chunk_size: int = 
     workers = workers if workers is not None else (os.cpu_count() or 1)
     parallel = workers > 1 and len(paths) >= PARALLEL_FROM
     pool = ThreadPoolExecutor(workers, thread_name_prefix="edgeship-decode") if parallel else nullcontext()
-    bar = progress(range(len(paths)), total=len(paths), desc=desc, enabled=show_progress, unit="img")
+    bar = progress_counter(len(paths), desc=desc, enabled=show_progress, unit="img")
     with pool:
         for start in range(0, len(paths), chunk_size):
             jobs = [(str(p), spec) for p in paths[start:start + chunk_size]]
             decoded = pool.map(_decode, jobs) if parallel else map(_decode, jobs)
             chunk = np.stack(list(decoded)) if jobs else np.empty((0, spec.height, spec.width, 3), np.uint8)
-            if hasattr(bar, "update"):
-                bar.update(len(jobs))
+            bar.update(len(jobs))
             yield start, chunk
-    if hasattr(bar, "close"):
-        bar.close()
+    bar.close()

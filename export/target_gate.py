@@ -41,7 +41,7 @@ from edgeship.core.ssh import (
 from edgeship.runtime.backends import BACKENDS
 from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.errors import IntegrityError, UsageError
-from edgeship.runtime.progress import progress
+from edgeship.runtime.progress import progress_counter
 from edgeship.runtime.spec import Bundle
 
 from .gate import GateThresholds, failure_reasons
@@ -155,8 +155,7 @@ def _stream(command, target: SSHTarget, paths, n_classes: int, names: list[str],
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
         writer = threading.Thread(target=_send_images, args=(proc.stdin, paths, failure), daemon=True)
         writer.start()
-        bar = progress(range(len(paths)), total=len(paths), desc=f"on {target.label}", enabled=show_progress,
-                       unit="img")
+        bar = progress_counter(len(paths), desc=f"on {target.label}", enabled=show_progress, unit="img")
         for line in proc.stdout:
             try:
                 message = json.loads(line)
@@ -168,16 +167,14 @@ def _stream(command, target: SSHTarget, paths, n_classes: int, names: list[str],
                 start, n = message["start"], message["n"]
                 for name, data in message["probs"].items():
                     probs[name][start:start + n] = np.frombuffer(base64.b64decode(data), np.float32).reshape(n, -1)
-                if hasattr(bar, "update"):
-                    bar.update(n)
+                bar.update(n)
             elif "done" in message:
                 done = message["done"]
             elif "error" in message:
                 error = message["error"]
         proc.wait()
         writer.join(timeout=60)
-        if hasattr(bar, "close"):
-            bar.close()
+        bar.close()
         stderr.seek(0)
         reason = stderr.read().decode("utf-8", "replace").strip().splitlines()
     if error or proc.returncode != 0 or header is None or done != len(paths):

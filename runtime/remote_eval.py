@@ -13,7 +13,6 @@ runtime, then per chunk the probabilities (base64 float32, row-major), then {"do
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import sys
 import tarfile
@@ -23,6 +22,7 @@ import numpy as np
 from .classifier import Classifier
 from .environment import fingerprint
 from .errors import EdgeshipError
+from .fileio import sha256_file
 
 CHUNK = 64
 
@@ -32,18 +32,10 @@ def _emit(record: dict) -> None:
     sys.stdout.flush()
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def evaluate_stream(artifacts: list[dict], stream, chunk: int = CHUNK) -> int:
     classifiers = {a["name"]: Classifier.load(a["path"]) for a in artifacts}
     _emit({"environment": fingerprint(),
-           "artifacts": {a["name"]: {"sha256": _sha256(a["path"]), "runtime": classifiers[a["name"]].runtime}
+           "artifacts": {a["name"]: {"sha256": sha256_file(a["path"]), "runtime": classifiers[a["name"]].runtime}
                          for a in artifacts}})
     first = next(iter(classifiers.values()))  # every artifact of a bundle takes the same input
     done, images = 0, []
