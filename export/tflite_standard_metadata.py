@@ -12,21 +12,13 @@ import io
 import zipfile
 
 import flatbuffers
-from edgeship.runtime.spec import ModelInfo
+from edgeship.runtime.spec import ModelInfo, range_normalization
 from edgeship.runtime.vendor import tflite_metadata_schema_py_generated as md
 
 STANDARD_KEY = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
 MIN_PARSER_VERSION = "1.0.0"  # every field written here exists since schema 1.0.0
 _IDENTIFIER = b"M001"
-
-
-def normalization(value_range: tuple[float, float]) -> tuple[float, float]:
-    """(mean, std) with which MediaPipe maps 0-255 pixels onto the model's value range:
-    (pixel - mean) / std. edgeship models take 0-255 themselves, hence (0, 1)."""
-    low, high = value_range
-    std = 255.0 / (high - low)
-    return -low * std, std
 
 
 def _stats(low: float, high: float):
@@ -45,7 +37,7 @@ def _input_metadata(info: ModelInfo):
     tensor.content = md.ContentT()
     tensor.content.contentPropertiesType = md.ContentProperties.ImageProperties
     tensor.content.contentProperties = properties
-    mean, std = normalization(info.input.value_range)
+    mean, std = range_normalization(info.input.value_range)  # edgeship's models take 0-255: (0, 1)
     options = md.NormalizationOptionsT()
     options.mean, options.std = [mean], [std]
     unit = md.ProcessUnitT()

@@ -22,6 +22,15 @@ EMBEDDED_KEY = "edgeship"  # TFLite metadata name and ONNX metadata_props key
 TASKS = ("multiclass", "binary")
 
 
+def range_normalization(value_range: tuple[float, float]) -> tuple[float, float]:
+    """(mean, std) that map 0-255 pixels onto VALUE_RANGE as (pixel - mean) / std: (0, 1) for 0-255,
+    (127.5, 127.5) for -1..1. The runtime applies it to models made elsewhere; export writes it into the
+    standard TFLite metadata, where MediaPipe applies it."""
+    low, high = value_range
+    std = 255.0 / (high - low)
+    return -low * std, std
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What the artifact expects and how the runtime must prepare pixels for it.
@@ -66,11 +75,7 @@ class InputSpec:
         if self.mean is not None and self.std is not None:
             mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
         else:
-            low, high = self.value_range
-            if (low, high) == (0.0, 255.0):
-                return None
-            std = np.float32(255.0 / (high - low))
-            mean = np.float32(-low) * std
+            mean, std = (np.float32(v) for v in range_normalization(self.value_range))
         if np.all(mean == 0) and np.all(std == 1):
             return None
         return mean, std

@@ -10,12 +10,12 @@ from edgeship.export.formats import FORMATS
 from edgeship.export.tflite_standard_metadata import (
     LABELS_FILE,
     STANDARD_KEY,
-    normalization,
     read_associated_files,
     read_metadata,
 )
 from edgeship.runtime import Bundle, Classifier
 from edgeship.runtime.preprocess import prepare_batch
+from edgeship.runtime.spec import range_normalization as normalization
 from edgeship.runtime.tflite_metadata import read_tflite_metadata
 
 TFLITE_FORMATS = [f.name for f in FORMATS.values() if f.filename.endswith(".tflite")]
