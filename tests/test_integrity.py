@@ -204,16 +204,16 @@ def test_train_warns_when_validation_stays_at_chance(tmp_path):
 def test_from_scratch_backbones_get_batchnorm_that_converges(tmp_path):
     from edgeship.core.tfenv import import_keras
     from edgeship.runtime.spec import InputSpec, ModelInfo
-    from edgeship.train.backbones import build_classifier
-    from edgeship.train.trainer import SCRATCH_BN_MOMENTUM, TrainConfig, _build, _leaf_layers
+    from edgeship.train.backbones import build_classifier, leaf_layers
+    from edgeship.train.trainer import SCRATCH_BN_MOMENTUM, TrainConfig, _build
 
     _, keras = import_keras()
     info = ModelInfo(("a", "b", "c"), InputSpec(32, 32))
     stock = build_classifier("mobilenet_v3_small", 3, 32, None)
-    stock_momenta = {layer.momentum for layer in _leaf_layers(stock) if isinstance(layer, keras.layers.BatchNormalization)}
+    stock_momenta = {layer.momentum for layer in leaf_layers(stock) if isinstance(layer, keras.layers.BatchNormalization)}
     assert max(stock_momenta) > SCRATCH_BN_MOMENTUM  # Keras' MobileNetV3 default
     scratch = _build(keras, TrainConfig(backbone="mobilenet_v3_small", weights="none"), info, 32)
-    momenta = {layer.momentum for layer in _leaf_layers(scratch) if isinstance(layer, keras.layers.BatchNormalization)}
+    momenta = {layer.momentum for layer in leaf_layers(scratch) if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {SCRATCH_BN_MOMENTUM}
 
 

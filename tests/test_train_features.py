@@ -299,15 +299,15 @@ def test_two_phase_training_caches_features_and_fine_tunes_only_the_top(small_di
 
 def test_fine_tuning_unfreezes_only_the_top_layers_and_keeps_batchnorm_frozen():
     from edgeship.core.tfenv import import_keras
-    from edgeship.train.backbones import build_classifier
-    from edgeship.train.trainer import _leaf_layers, _unfreeze_top
+    from edgeship.train.backbones import build_classifier, leaf_layers
+    from edgeship.train.trainer import _unfreeze_top
 
     _, keras = import_keras()
     model = build_classifier("small_cnn", 3, 32, None)  # random MobileNetV2 gradients are ~1e-10: no visible step
     trainable_weight_layers = _unfreeze_top(keras, model, 9)  # relu3 bn3 conv3 pool2 relu2 bn2 conv2 pool1 relu1
     assert trainable_weight_layers == 2
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    leaves = _leaf_layers(model.get_layer("backbone"))
+    leaves = leaf_layers(model.get_layer("backbone"))
     before = [[w.copy() for w in layer.get_weights()] for layer in leaves]
     x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
     model.train_on_batch(x, np.arange(8) % 3)

@@ -167,6 +167,14 @@ class HeadConfig:
                                   name="probabilities")(x)
 
 
+def leaf_layers(model) -> list:
+    """The model's layers with every nested model (a backbone, a Keras application) opened up."""
+    leaves = []
+    for layer in model.layers:
+        leaves.extend(leaf_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer])
+    return leaves
+
+
 def output_units(num_classes: int) -> tuple[int, str]:
     """Binary tasks get one sigmoid output (probability of the second class); others softmax."""
     return (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")

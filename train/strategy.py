@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from edgeship.core.tfenv import import_keras
 from edgeship.runtime.errors import UsageError
 
+from .backbones import leaf_layers
+
 
 @dataclass(frozen=True)
 class WorkerRole:
@@ -29,12 +31,11 @@ class WorkerRole:
     task_type: str
     index: int
     workers: int
+    _has_chief: bool = False  # with a `chief` task in the cluster, worker 0 is an ordinary worker
 
     @property
     def chief(self) -> bool:
         return self.task_type == "chief" or (self.task_type == "worker" and self.index == 0 and not self._has_chief)
-
-    _has_chief: bool = False
 
     def describe(self) -> str:
         return f"{self.task_type} {self.index} of {self.workers} worker(s)"
@@ -131,16 +132,9 @@ def set_synchronized_batchnorm(model, synchronized: bool) -> None:
     so the workers' models (and so the chief's bundle) differ. Switched off again before saving, so the
     bundle's model is an ordinary single-device one."""
     _, keras = import_keras()
-    for layer in _leaves(model):
+    for layer in leaf_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = synchronized
-
-
-def _leaves(layer):
-    children = getattr(layer, "layers", None)
-    if not children:
-        return [layer]
-    return [leaf for child in children for leaf in _leaves(child)]
 
 
 def _patch_logs_reduction(tf) -> None:

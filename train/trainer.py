@@ -36,7 +36,15 @@ from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
 
 from .augment import AugmentConfig, Augmenter, preview_augmentation
-from .backbones import BACKBONE_LAYER, HUB_PREFIX, HeadConfig, build_classifier, get_backbone, output_units
+from .backbones import (
+    BACKBONE_LAYER,
+    HUB_PREFIX,
+    HeadConfig,
+    build_classifier,
+    get_backbone,
+    leaf_layers,
+    output_units,
+)
 from .evaluation import evaluate_test, rejection_rate, unknown_threshold
 from .features import cache_key, cached_features, feature_model, feature_sequence
 from .listfiles import is_list_dataset, scan_list_dataset
@@ -326,19 +334,12 @@ def _logged_epochs(history_csv: Path) -> int:
         return sum(1 for _ in csv.DictReader(handle))
 
 
-def _leaf_layers(model) -> list:
-    leaves = []
-    for layer in model.layers:
-        leaves.extend(_leaf_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer])
-    return leaves
-
-
 def _unfreeze_top(keras, model, n_layers: int) -> int:
     """Make the backbone's top N layers trainable, BatchNorm excepted (frozen = inference mode in Keras 3,
     so fine-tuning does not wreck the pretrained statistics). Returns how many weight layers train."""
     backbone = model.get_layer(BACKBONE_LAYER)
     backbone.trainable = True
-    leaves = _leaf_layers(backbone)
+    leaves = leaf_layers(backbone)
     cut = max(0, len(leaves) - n_layers)
     trained = 0
     for i, layer in enumerate(leaves):
@@ -355,7 +356,7 @@ def _converging_batchnorm(keras, model) -> int:
     statistics converge within a short training run. With 0.999 MobileNetV3 on the digits reached 99.8 %
     training and 9.5 % validation accuracy: inference used statistics that had barely moved from init."""
     changed = 0
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum > SCRATCH_BN_MOMENTUM:
             layer.momentum = SCRATCH_BN_MOMENTUM
             changed += 1
@@ -548,8 +549,9 @@ def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, fresh_spli
               size: int, config: TrainConfig, started: float) -> TrainResult:
     run = _Run(layout, config, dataset, fixed_test, info, size, started)
     run.profile["scan_split"] = _profile_point(started)  # scanning and splitting happened before the lock
-    for phase in (_prepare_splits, _build_model, _train_phase1, _train_phase2):
-        _profiled(run, phase, *((run, fresh_splits) if phase is _prepare_splits else (run,)))
+    _profiled(run, _prepare_splits, run, fresh_splits)
+    for phase in (_build_model, _train_phase1, _train_phase2):
+        _profiled(run, phase, run)
     evaluation = _profiled(run, _evaluate, run)
     bundle = _write_bundle(run, evaluation)
     return TrainResult(layout, bundle, float(evaluation["accuracy"]), sum(run.epochs.values()),
