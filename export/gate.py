@@ -78,7 +78,7 @@ def resolve_thresholds(config: str | Path | None = None, **flags) -> GateThresho
 REQUIRED_FIGURES = ("accuracy", "accuracy_delta_pp", "agreement")
 
 
-def failure_reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> list[str]:
+def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> list[str]:
     """Why ROW fails (diagnosis lines last). Fails closed: a missing or non-finite figure is a failure."""
     broken = [k for k in REQUIRED_FIGURES if not finite(getattr(row, k))]
     if broken:
@@ -135,11 +135,16 @@ def evaluate_gate(report: ParityReport | dict, thresholds: GateThresholds) -> li
         if not row.ok:
             verdicts.append(GateVerdict(row.name, False, [f"export failed: {row.error or 'unknown error'}"]))
             continue
-        reasons = failure_reasons(row, thresholds, reference)
-        # A diagnosis only explains a failure; it does not fail an artifact that meets every threshold.
-        failing = [r for r in reasons if not r.startswith("diagnosis: ")]
-        verdicts.append(GateVerdict(row.name, not failing, reasons if failing else []))
+        verdicts.append(row_verdict(row, thresholds, reference))
     return verdicts
+
+
+def row_verdict(row: ParityRow, thresholds: GateThresholds, reference: dict, name: str | None = None) -> GateVerdict:
+    """PASS/FAIL for one row of figures (an artifact here, or the same artifact on a target), named NAME."""
+    reasons = _reasons(row, thresholds, reference)
+    # A diagnosis only explains a failure; it does not fail an artifact that meets every threshold.
+    failing = [r for r in reasons if not r.startswith("diagnosis: ")]
+    return GateVerdict(name or row.name, not failing, reasons if failing else [])
 
 
 def write_junit(verdicts: list[GateVerdict], path: str | Path, suite: str = "edgeship.gate") -> Path:

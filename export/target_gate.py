@@ -44,7 +44,7 @@ from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.progress import progress_counter
 from edgeship.runtime.spec import Bundle
 
-from .gate import GateThresholds, failure_reasons
+from .gate import GateThresholds, row_verdict
 from .parity import compare_predictions
 
 AGENT_MODULE = "edgeship.runtime.remote_eval"
@@ -208,6 +208,5 @@ def target_verdicts(results: list[dict], thresholds: GateThresholds, reference: 
                 verdicts.append(GateVerdict(name, False, [f"the target ran other bytes (sha256 {row['sha256'][:12]}… "
                                                           f"instead of {row['expected_sha256'][:12]}…)"]))
                 continue
-            reasons = failure_reasons(ParityRow.from_json({"name": name, **row}), thresholds, reference)
-            verdicts.append(GateVerdict(name, not reasons, reasons))
+            verdicts.append(row_verdict(ParityRow.from_json(row), thresholds, reference, name))
     return verdicts
