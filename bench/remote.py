@@ -7,48 +7,32 @@ remove the temp dir (the transport is core/ssh.py). Artifacts travel under gener
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 from edgeship.core.ssh import (  # noqa: F401 - SSHOptions/SSHTarget/RemoteError re-exported for bench's callers
     RemoteError,
     SSHOptions,
     SSHTarget,
-    add_bytes,
     remote_python,
     remote_temp_dir,
     run_ssh,
-    runtime_files,
+    runtime_payload,
+    shipped_names,
 )
 
-
-def _package_files() -> dict[str, Path]:
-    """The files an agent needs: the runtime package, the harness and the agent itself."""
-    bench_dir = Path(__file__).parent
-    files = runtime_files()
-    files.update({"edgeship/bench/harness.py": bench_dir / "harness.py", "edgeship/bench/agent.py": bench_dir / "agent.py"})
-    return files
+AGENT_CODE = ("harness.py", "agent.py")  # what the agent needs besides the runtime
 
 
 def build_payload(cases: list[dict], remote_dir: str) -> tuple[bytes, list[dict]]:
     """A tar of code + artifacts (under generated names) and the cases rewritten to remote paths."""
-    buffer = io.BytesIO()
-    remote_cases, shipped = [], {}
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in ("edgeship/__init__.py", "edgeship/bench/__init__.py"):
-            add_bytes(tar, name, b"")
-        for arcname, path in _package_files().items():
-            tar.add(path, arcname=arcname)
-        for case in cases:
-            local = str(case["path"])
-            if local not in shipped:
-                shipped[local] = f"artifacts/a{len(shipped)}{Path(local).suffix.lower()}"
-                tar.add(local, arcname=shipped[local])
-            remote_cases.append({**case, "path": f"{remote_dir}/{shipped[local]}"})
-        add_bytes(tar, "cases.json", json.dumps(remote_cases).encode())
-    return buffer.getvalue(), remote_cases
+    names = shipped_names(case["path"] for case in cases)
+    remote_cases = [{**case, "path": f"{remote_dir}/{names[str(case['path'])]}"} for case in cases]
+    bench_dir = Path(__file__).parent
+    files = {f"edgeship/bench/{name}": bench_dir / name for name in AGENT_CODE}
+    files.update({name: Path(local) for local, name in names.items()})
+    payload = runtime_payload(files, {"edgeship/bench/__init__.py": b"", "cases.json": json.dumps(remote_cases).encode()})
+    return payload, remote_cases
 
 
 def bench_on_target(target: SSHTarget, options: SSHOptions, cases: list[dict]) -> dict:

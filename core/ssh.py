@@ -131,7 +131,7 @@ def remote_python(target: SSHTarget, options: SSHOptions, remote_dir: str) -> st
 
 
 
-def runtime_files() -> dict[str, Path]:
+def _runtime_files() -> dict[str, Path]:
     """The device package as it ships: edgeship/runtime (with its vendored metadata schema)."""
     import edgeship.runtime
 
@@ -141,10 +141,27 @@ def runtime_files() -> dict[str, Path]:
     return files
 
 
-def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
+def shipped_names(paths) -> dict[str, str]:
+    """Each distinct local file under a generated relative name (artifacts/a0.tflite, …), so that no
+    user-supplied file name ever reaches the target's shell."""
+    names: dict[str, str] = {}
+    for path in map(str, paths):
+        names.setdefault(path, f"artifacts/a{len(names)}{Path(path).suffix.lower()}")
+    return names
+
+
+def runtime_payload(files: dict[str, Path], documents: dict[str, bytes]) -> bytes:
+    """A tar for a target's temp dir: the edgeship package with its runtime, FILES (name there -> path
+    here: agent code, artifacts under shipped_names) and small DOCUMENTS (name there -> bytes)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for arcname, path in {**_runtime_files(), **files}.items():
+            tar.add(path, arcname=arcname)
+        for arcname, data in {"edgeship/__init__.py": b"", **documents}.items():
+            info = tarfile.TarInfo(arcname)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 @contextmanager

@@ -11,7 +11,6 @@ never passes on host figures alone: a target that could not run, or ran other by
 from __future__ import annotations
 
 import base64
-import io
 import json
 import subprocess
 import tarfile
@@ -31,11 +30,11 @@ from edgeship.core.ssh import (
     RemoteError,
     SSHOptions,
     SSHTarget,
-    add_bytes,
     remote_python,
     remote_temp_dir,
     run_ssh,
-    runtime_files,
+    runtime_payload,
+    shipped_names,
     ssh_command,
 )
 from edgeship.runtime.backends import BACKENDS
@@ -107,19 +106,11 @@ def _host_probabilities(layout, records, paths, bundle, show_progress: bool) -> 
 
 
 def _payload(records, bundle_dir: Path, remote_dir: str) -> bytes:
-    """The runtime, its package stubs, the artifacts under generated names and the list the agent reads."""
-    buffer = io.BytesIO()
-    listed = []
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        add_bytes(tar, "edgeship/__init__.py", b"")
-        for arcname, path in runtime_files().items():
-            tar.add(path, arcname=arcname)
-        for i, record in enumerate(records):
-            arcname = f"artifacts/a{i}{Path(record.file).suffix.lower()}"
-            tar.add(bundle_dir / record.file, arcname=arcname)
-            listed.append({"name": record.name, "path": f"{remote_dir}/{arcname}"})
-        add_bytes(tar, "artifacts.json", json.dumps(listed).encode())
-    return buffer.getvalue()
+    """The runtime, the artifacts under generated names and the list the agent reads."""
+    names = shipped_names(bundle_dir / r.file for r in records)
+    listed = [{"name": r.name, "path": f"{remote_dir}/{names[str(bundle_dir / r.file)]}"} for r in records]
+    return runtime_payload({name: Path(local) for local, name in names.items()},
+                           {"artifacts.json": json.dumps(listed).encode()})
 
 
 def _run_on_target(target: SSHTarget, options: SSHOptions, layout: RunLayout, records, paths: list[Path],
