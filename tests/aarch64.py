@@ -15,11 +15,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+# tests/sshd.py, loaded first by conftest under this name: one set of key, port and start-up helpers
+from edgeship_test_sshd import free_port, keygen, wait_for_port, write_known_hosts
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"  # the mirror this machine's apt configuration names
@@ -144,19 +146,6 @@ class EmulatedTarget:
             subprocess.run(["umount", "-l", str(self.root / mount)], capture_output=True)
 
 
-def _keygen(path: Path) -> Path:
-    path.unlink(missing_ok=True)
-    Path(f"{path}.pub").unlink(missing_ok=True)
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)])
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_target(workdir: Path) -> EmulatedTarget:
     """Build (or reuse) the userland and start its sshd, itself an aarch64 binary under QEMU."""
     ensure_tools()
@@ -166,8 +155,8 @@ def start_target(workdir: Path) -> EmulatedTarget:
         if not os.path.ismount(root / mount):
             _run(["mount", *args, str(root / mount)])
     workdir.mkdir(parents=True, exist_ok=True)
-    user_key = _keygen(workdir / "user_key")
-    host_key = _keygen(workdir / "host_key")
+    user_key = keygen(workdir / "user_key")
+    host_key = keygen(workdir / "host_key")
     ssh_dir = root / "etc/ssh"
     shutil.copy(host_key, ssh_dir / "edgeship_host_key")
     shutil.copy(f"{host_key}.pub", ssh_dir / "edgeship_host_key.pub")
@@ -175,7 +164,7 @@ def start_target(workdir: Path) -> EmulatedTarget:
     (root / "root/.ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
     (root / "root/.ssh/authorized_keys").write_text((workdir / "user_key.pub").read_text())
     (root / "run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     (ssh_dir / "sshd_config_edgeship").write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", "HostKey /etc/ssh/edgeship_host_key",
         "AuthorizedKeysFile /root/.ssh/authorized_keys", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
@@ -183,16 +172,6 @@ def start_target(workdir: Path) -> EmulatedTarget:
         f"SetEnv QEMU_CPU={QEMU_CPU}", "LogLevel ERROR", ""]))
     process = subprocess.Popen(["chroot", str(root), "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config_edgeship"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "QEMU_CPU": QEMU_CPU})
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the emulated sshd exited: {process.stderr.read().decode(errors='replace')[-500:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    public = (workdir / "host_key.pub").read_text().split()
-    known_hosts = workdir / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+    wait_for_port(process, port, 60, "the emulated sshd")
+    known_hosts, _ = write_known_hosts(workdir, port, host_key)
     return EmulatedTarget(root, port, user_key, known_hosts, process, seconds)

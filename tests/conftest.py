@@ -76,15 +76,24 @@ def cli():
     return run_cli
 
 
+def _helper_module(filename: str):
+    """A helper module of tests/ (not a test file), loaded once as edgeship_test_<name>: with
+    --import-mode=importlib the tests folder is not on sys.path."""
+    import importlib.util
+
+    name = f"edgeship_test_{Path(filename).stem}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(filename))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 @pytest.fixture(scope="session")
 def ssh_server(tmp_path_factory):
     """A real sshd on 127.0.0.1 (see tests/sshd.py); skipped with the reason when none can be had."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("edgeship_test_sshd", Path(__file__).with_name("sshd.py"))
-    sshd_module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = sshd_module  # dataclasses look their module up there
-    spec.loader.exec_module(sshd_module)
+    sshd_module = _helper_module("sshd.py")
     binary, reason = sshd_module.find_or_install_sshd()
     if binary is None:
         pytest.skip(reason)
@@ -98,12 +107,8 @@ def ssh_server(tmp_path_factory):
 def aarch64_target(tmp_path_factory):
     """A Debian arm64 userland under QEMU with its own sshd (see tests/aarch64.py), built once and cached
     outside the repository; skipped with the reason only where emulation cannot be set up at all."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("edgeship_test_aarch64", Path(__file__).with_name("aarch64.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    _helper_module("sshd.py")  # aarch64.py builds on its helpers
+    module = _helper_module("aarch64.py")
     try:
         target = module.start_target(tmp_path_factory.mktemp("aarch64"))
     except module.Unavailable as exc:

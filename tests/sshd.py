@@ -34,15 +34,38 @@ def find_or_install_sshd() -> tuple[str | None, str]:
     return None, "apt-get could not install openssh-server"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def keygen(path: Path) -> Path:
+    path.unlink(missing_ok=True)  # a reused folder: ssh-keygen would ask before overwriting
+    Path(f"{path}.pub").unlink(missing_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, capture_output=True)
     return path
+
+
+def wait_for_port(process: subprocess.Popen, port: int, seconds: float, what: str = "sshd") -> None:
+    """Until PROCESS accepts connections on PORT (an emulated sshd takes longer to start than a native one)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited: {process.stderr.read().decode(errors='replace')[-500:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def write_known_hosts(workdir: Path, port: int, host_key: Path) -> tuple[Path, str]:
+    """(known_hosts file trusting HOST_KEY for 127.0.0.1:PORT, the public key as 'type base64')."""
+    public = Path(f"{host_key}.pub").read_text().split()
+    known_hosts = workdir / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+    return known_hosts, f"{public[0]} {public[1]}"
 
 
 @dataclass
@@ -67,7 +90,7 @@ def start_sshd(sshd: str, workdir: Path) -> SSHServer:
     workdir.mkdir(parents=True, exist_ok=True)
     host_key, user_key = keygen(workdir / "host_key"), keygen(workdir / "user_key")
     (workdir / "authorized_keys").write_text((workdir / "user_key.pub").read_text())
-    port = _free_port()
+    port = free_port()
     config = workdir / "sshd_config"
     config.write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {workdir / 'sshd.pid'}",
@@ -78,16 +101,6 @@ def start_sshd(sshd: str, workdir: Path) -> SSHServer:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation directory
     process = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"sshd exited: {process.stderr.read().decode(errors='replace')[-500:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    public = (workdir / "host_key.pub").read_text().split()
-    known_hosts = workdir / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
-    return SSHServer(port, getpass.getuser(), user_key, known_hosts, f"{public[0]} {public[1]}", process)
+    wait_for_port(process, port, 15)
+    known_hosts, public = write_known_hosts(workdir, port, host_key)
+    return SSHServer(port, getpass.getuser(), user_key, known_hosts, public, process)
