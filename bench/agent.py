@@ -45,7 +45,7 @@ def _load_tensorflow(tf, keras, case: dict):
     if case["backend"] == "keras":  # the workstation's one Keras loader, with the bundle's safe-mode record
         from edgeship.core.tensorflow import load_keras_model
 
-        model = load_keras_model(Path(case["path"]), case.get("safe_mode", True))
+        model = load_keras_model(Path(case["path"]), case.get("trust_code") is True)
         return (lambda x: model(x, training=False)), model.input_shape[1:], f"keras {keras.__version__}"
     signature = tf.saved_model.load(case["path"]).signatures["serving_default"]
     spec = next(iter(signature.structured_input_signature[1].values()))

@@ -32,14 +32,18 @@ class Artifact:
     format: str  # the file format: tflite, onnx, keras, saved_model
     precision: str | None = None
     size_bytes: int | None = None
-    safe_mode: bool = True  # Keras safe_mode for a .keras artifact (False only for TF-Hub bundles)
 
 
-def artifacts_of(target: Path) -> list[Artifact]:
+def artifacts_of(target: Path, trust_code: bool = False) -> list[Artifact]:
     """A model file, or every ok artifact of a bundle directory (plus its Keras model as the reference),
-    each verified against its bundle record first."""
+    each verified against its bundle record first. A `.keras` model that holds code is refused unless
+    TRUST_CODE."""
     target = Path(target)
     if target.is_file():
+        if target.suffix == ".keras" and not trust_code:
+            from edgeship.core.tensorflow import refuse_untrusted
+
+            refuse_untrusted(target)
         family = backend_for(target).name
         return [Artifact(target.name, target, family, target.suffix.lstrip("."), None, target.stat().st_size)]
     if not (target / MANIFEST_NAME).is_file():
@@ -48,14 +52,16 @@ def artifacts_of(target: Path) -> list[Artifact]:
     records = [r for r in bundle.artifacts if r.ok]
     for record in records:  # never time a file the bundle does not describe
         bundle.verify_artifact(target, record)
-    from edgeship.core.tensorflow import keras_safe_mode  # the one reading of the record (no TF import)
+    if not trust_code:  # a bundle is data: refuse before any process loads a model that runs its own code
+        from edgeship.core.tensorflow import refuse_untrusted  # reads the archive's JSON; no TensorFlow
 
-    safe_mode = keras_safe_mode(bundle)
-    found = [Artifact(r.name, target / r.file, r.backend, r.format, r.precision, r.size_bytes, safe_mode)
-             for r in records]
+        for path in [target / r.file for r in records if r.format == "keras"] + [target / (bundle.keras_model or "")]:
+            if path.suffix == ".keras" and path.is_file():
+                refuse_untrusted(path, bundle)
+    found = [Artifact(r.name, target / r.file, r.backend, r.format, r.precision, r.size_bytes) for r in records]
     if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.family == "keras" for a in found):
         path = target / bundle.keras_model
-        found.append(Artifact("keras", path, "keras", "keras", "float32", path.stat().st_size, safe_mode))
+        found.append(Artifact("keras", path, "keras", "keras", "float32", path.stat().st_size))
     return found
 
 
@@ -65,7 +71,9 @@ def _wanted(backend: str, provider: str | None, selected: str) -> bool:
 
 
 def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backend: str = "all", warmup: int = 10,
-                runs: int = 100, min_seconds: float = 0.0, remote: bool = False) -> list[dict]:
+                runs: int = 100, min_seconds: float = 0.0, remote: bool = False, trust_code: bool = False) -> list[dict]:
+    """One case per row. TRUST_CODE is the user's word that a `.keras` artifact may load outside Keras' safe
+    mode; no bundle record sets it."""
     if backend not in BACKEND_CHOICES:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
     cases = []
@@ -85,6 +93,6 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
                 "name": artifact.name, "path": str(artifact.path), "backend": name, "provider": provider,
                 "threads": n_threads, "batch": batch, "warmup": warmup, "runs": runs, "min_seconds": min_seconds,
                 "format": artifact.format, "precision": artifact.precision, "size_bytes": artifact.size_bytes,
-                "safe_mode": artifact.safe_mode,
+                "trust_code": bool(trust_code),
             })
     return cases

@@ -38,6 +38,7 @@ class BenchSettings:
     batches: Sequence[int] = (1,)
     backend: str = "all"
     show_progress: bool = True
+    trust_code: bool = False  # a .keras artifact may load outside Keras' safe mode (the user's word, never a bundle's)
 
 
 @dataclass
@@ -90,9 +91,9 @@ def _resolve(target: str | Path) -> _Model:
 def _cases_for(models: list[_Model], settings: BenchSettings, remote: bool) -> list[dict]:
     cases = []
     for model in models:
-        artifacts = artifacts_of(model.file or model.bundle_dir)
+        artifacts = artifacts_of(model.file or model.bundle_dir, settings.trust_code)
         for case in build_cases(artifacts, settings.threads, settings.batches, settings.backend, settings.warmup,
-                                settings.runs, settings.min_seconds, remote=remote):
+                                settings.runs, settings.min_seconds, remote=remote, trust_code=settings.trust_code):
             case["model"] = model.label
             case["id"] = f"{model.label}/{case['id']}" if len(models) > 1 else case["id"]
             cases.append(case)
@@ -136,18 +137,34 @@ def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchS
         write_report(model.report.to_json(), model.report_path)
 
 
-def run_bench(models: Sequence[str | Path], settings: BenchSettings = BenchSettings(),
-              targets: Sequence[str] = (), ssh: SSHOptions = SSHOptions(), compare: str | Path | None = None,
+def run_bench(models: Sequence[str | Path], settings: BenchSettings | None = None,
+              targets: Sequence[str] = (), ssh: SSHOptions | None = None, compare: str | Path | None = None,
               max_slowdown: float = 0.10, out_dir: str | Path | None = None, local: bool = True) -> BenchOutcome:
     """Bench every model here and on TARGETS. Outputs go to OUT_DIR (default: the one run's directory); a
-    bench whose output is a run holds that run's lock, so no export changes the files under it."""
-    resolved = [_resolve(m) for m in models]
-    if out_dir is None and len(resolved) == 1 and resolved[0].report_path is not None:
-        out_dir = resolved[0].report_path.parent
-    owner = next((m for m in resolved if m.report_path is not None and out_dir is not None
-                  and Path(out_dir).resolve() == m.report_path.parent.resolve()), None)
-    with run_lock(owner.report_path.parent, "bench") if owner else nullcontext():
+    bench whose output is a run holds that run's lock, and reads its report only once it holds it, so no
+    export or on-target gate changes the files or the report under it."""
+    settings, ssh = settings or BenchSettings(), ssh or SSHOptions()
+    runs = [_run_with_report(m) for m in models]
+    if out_dir is None and len(runs) == 1 and runs[0] is not None:
+        out_dir = runs[0]
+    owner = next((r for r in runs if r is not None and out_dir is not None
+                  and Path(out_dir).resolve() == r.resolve()), None)
+    with run_lock(owner, "bench") if owner else nullcontext():
+        resolved = [_resolve(m) for m in models]
         return _bench(resolved, settings, targets, ssh, compare, max_slowdown, out_dir, local)
+
+
+def _run_with_report(target: str | Path) -> Path | None:
+    """The run directory TARGET names when that run has a report (what a bench into it updates), else None.
+    Reads nothing but the layout: the report itself is read under the run lock."""
+    path = Path(target)
+    if path.is_file() and path.name != "report.json":
+        return None
+    try:
+        layout = RunLayout.find(path)
+    except UsageError:
+        return None
+    return layout.root if layout.report_json.is_file() else None
 
 
 def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compare, max_slowdown, out_dir,
@@ -218,14 +235,39 @@ def _keep_elsewhere(result: dict, exc: OSError) -> str:
     return f"{reason}; the measurements were kept in {kept}"
 
 
+@dataclass
+class BenchRunResult:
+    """What `bench_run` gives back: the run's report after the bench, its Markdown, and the whole outcome
+    (rows, failed rows and targets, regressions, a write error). Unpacks as `report, report_md` as before."""
+
+    report: dict
+    report_md: Path
+    outcome: BenchOutcome
+
+    @property
+    def failed(self) -> list[str]:
+        return self.outcome.failed
+
+    @property
+    def ok(self) -> bool:
+        return not (self.outcome.failed or self.outcome.regressions or self.outcome.write_error
+                    or self.outcome.interrupted)
+
+    def __iter__(self):
+        return iter((self.report, self.report_md))
+
+
 def bench_run(run: str | Path, runs: int = 100, warmup: int = 10, min_seconds: float = 0.0,
-              threads: int | None = None, show_progress: bool = True) -> tuple[dict, Path]:
-    """Bench a run's artifacts at batch 1 and write the figures into its report (and bench.* beside it)."""
+              threads: int | None = None, show_progress: bool = True, trust_code: bool = False) -> BenchRunResult:
+    """Bench a run's artifacts at batch 1 and write the figures into its report (and bench.* beside it).
+    Check `.ok` (or `.failed`, `.outcome.write_error`): a row that failed or a report that could not be
+    written does not raise."""
     layout = RunLayout.find(run)
     if not layout.report_json.is_file():
         raise UsageError(f"{layout.report_json}: no report; run `edgeship export {layout.root}` first")
-    run_bench([layout.root], BenchSettings(runs=runs, warmup=warmup, min_seconds=min_seconds, threads=(threads,),
-                                           show_progress=show_progress))
+    outcome = run_bench([layout.root], BenchSettings(runs=runs, warmup=warmup, min_seconds=min_seconds,
+                                                     threads=(threads,), show_progress=show_progress,
+                                                     trust_code=trust_code))
     report, _ = load_report(layout.report_json)
-    return report, layout.report_md
+    return BenchRunResult(report, layout.report_md, outcome)
 

@@ -44,7 +44,8 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="a 
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value != value or (low is not None and (value < low or (low_open and value == low))) or (
+        if value != value or value in (float("inf"), float("-inf")) or (
+                low is not None and (value < low or (low_open and value == low))) or (
                 high is not None and (value > high or (high_open and value == high))):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
@@ -72,7 +73,7 @@ def cmd_train(args) -> int:
 
     config = TrainConfig(
         model=ModelOptions(backbone=args.backbone, image_size=args.image_size, weights=args.weights, init=args.init,
-                           alpha=args.alpha, freeze_backbone=args.freeze_backbone,
+                           alpha=args.alpha, freeze_backbone=args.freeze_backbone, resize=args.resize,
                            head=HeadConfig(dropout=args.dropout, l2=args.l2, hidden_units=args.hidden)),
         hparams=HParams(epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
                         fine_tune_layers=args.fine_tune_layers, batch_size=args.batch_size,
@@ -100,12 +101,16 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _print_skipped(dataset: dict, listed_in: Path) -> None:
-    """One console line for the images the scan could not read (the report lists them)."""
+def _print_skipped(dataset: dict, listed_in: Path | None) -> None:
+    """One console line for the images the scan could not read (the report lists them; without a report,
+    the first few are named)."""
     count = dataset.get("n_skipped") or 0
     if count:
-        print(f"skipped {count} unreadable image(s) of {count + (dataset.get('n_images') or 0)}; "
-              f"the list is in {listed_in}", file=sys.stderr)
+        where = (f"the list is in {listed_in}" if listed_in is not None else
+                 "; ".join(f"{s['path']}: {s['reason']}" for s in (dataset.get("skipped") or [])[:3])
+                 + (" …" if count > 3 else ""))
+        print(f"skipped {count} unreadable image(s) of {count + (dataset.get('n_images') or 0)}; {where}",
+              file=sys.stderr)
 
 
 def _preview_augmentation(args, config) -> int:
@@ -129,7 +134,8 @@ def _preview_augmentation(args, config) -> int:
 def cmd_outlier(args) -> int:
     from edgeship.train.outlier import outlier_run
 
-    change = outlier_run(args.run, args.out, args.factor, batchnorm=args.batchnorm, channel=args.channel)
+    change = outlier_run(args.run, args.out, args.factor, trust_code=args.trust_code, batchnorm=args.batchnorm,
+                         channel=args.channel)
     print(f"{args.out}: {change.describe()}; export it to see what int8 does with it")
     return 0
 
@@ -137,7 +143,7 @@ def cmd_outlier(args) -> int:
 def cmd_explain(args) -> int:
     from edgeship.train.gradcam import explain_run
 
-    for explanation, path in explain_run(args.model, args.images, args.out, args.class_name):
+    for explanation, path in explain_run(args.model, args.images, args.out, args.class_name, args.trust_code):
         print(f"{explanation.image}: {explanation.class_name} ({explanation.probability:.2%}) -> {path}")
     return 0
 
@@ -147,7 +153,7 @@ def cmd_export(args) -> int:
     from edgeship.export import export_run
 
     result = export_run(args.run, args.formats, calib_size=args.calib_size, int8_io=args.io, max_drop=args.max_drop,
-                        diagnose=args.diagnose)
+                        diagnose=args.diagnose, trust_code=args.trust_code)
     print(text_table(SUMMARY_HEADERS, summary_rows(result.report)))
     print(f"report: {result.report_md}")
     _print_skipped(result.parity.dataset, result.report_md)
@@ -178,8 +184,10 @@ def cmd_gate(args) -> int:
     else:
         from edgeship.export.compare import compare_models
 
-        report = compare_models(args.reference, args.candidate, args.data, hints=_model_hints(args))
+        report = compare_models(args.reference, args.candidate, args.data, hints=_model_hints(args),
+                                trust_code=args.trust_code)
         row, ref = report.artifacts[0], report.reference
+        _print_skipped(report.dataset, None)
         print(f"{row.name} vs {Path(args.reference).name} on {ref['n_test']} images: accuracy "
               f"{row.accuracy:.2%} vs {ref['accuracy']:.2%} (Δ {row.accuracy_delta_pp:+.2f} pp, "
               f"95 % CI [{row.accuracy_delta_ci95_pp[0]:+.2f}, {row.accuracy_delta_ci95_pp[1]:+.2f}]), "
@@ -231,7 +239,8 @@ def cmd_bench(args) -> int:
     from edgeship.core.report import text_table
 
     settings = BenchSettings(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
-                             threads=args.threads or (None,), batches=args.batch or (1,), backend=args.backend)
+                             threads=args.threads or (None,), batches=args.batch or (1,), backend=args.backend,
+                             trust_code=args.trust_code)
     ssh = _ssh_options(args)
     outcome = run_bench(args.models, settings, targets=args.target or (), ssh=ssh, compare=args.compare,
                         max_slowdown=results.parse_slowdown(args.max_slowdown), out_dir=args.out,
@@ -264,6 +273,12 @@ def cmd_predict(args) -> int:
                        every=args.every, max_frames=args.max_frames, hints=_model_hints(args))
 
 
+def _add_trust_flag(p) -> None:
+    p.add_argument("--trust-code", action="store_true",
+                   help="load a .keras model that Keras' safe mode refuses (a Lambda layer, a TF-Hub bundle): this "
+                        "runs code that came with the model, so only for models whose author you trust")
+
+
 def _add_model_hint_flags(p) -> None:
     """What a model made elsewhere may not say about itself (its own metadata wins when it does)."""
     p.add_argument("--labels", metavar="FILE", help="class names, one per line in output order, for a model "
@@ -272,12 +287,14 @@ def _add_model_hint_flags(p) -> None:
                    help="pixel values such a model was trained on (or --mean/--std)")
     p.add_argument("--mean", metavar="M[,M,M]", help="with --std: the model takes (pixel - mean) / std")
     p.add_argument("--std", metavar="S[,S,S]", help="with --mean")
+    p.add_argument("--output-scale", metavar="S[,ZERO_POINT]",
+                   help="an integer (uint8/int8) output's scale when the model records none: p = (q - zero) * S")
 
 
 def _model_hints(args):
     from edgeship.runtime.foreign import ModelHints
 
-    return ModelHints.from_flags(args.labels, args.input_range, args.mean, args.std)
+    return ModelHints.from_flags(args.labels, args.input_range, args.mean, args.std, args.output_scale)
 
 
 def cmd_demo(args) -> int:
@@ -311,6 +328,12 @@ FORMAT_NAMES = ("keras", "saved_model", "tflite", "tflite_dynamic", "tflite_fp16
                 "onnx_dynamic")  # the export registry's rows; a test keeps this list equal to it (no TF import here)
 
 
+def _resize_methods() -> list[str]:
+    from edgeship.runtime.preprocess import RESIZERS  # numpy and PIL only
+
+    return list(RESIZERS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeship", description="Ship image classifiers to edge devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -325,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     p.add_argument("--weights", default="none", help="none, imagenet (needs internet) or a local weights file")
     p.add_argument("--alpha", type=_positive_float, help="width multiplier for MobileNet backbones")
+    p.add_argument("--resize", default="bilinear", choices=_resize_methods(),
+                   help="how images are resized to the input size everywhere (training, parity, the device): "
+                        "bilinear (default) is what phone apps compute (MediaPipe, Android bitmaps, "
+                        "tf.image.resize: no antialiasing); bilinear-antialias is PIL's")
     p.add_argument("--classes", type=_class_list, help="comma-separated class folders to use, in label order")
     p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for splits, augmentation and weight init")
@@ -366,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--class", dest="class_name", help="explain this class instead of the predicted one")
     p.add_argument("--out", help="folder for the PNGs (default RUN/explain)")
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("outlier", help="copy a run with one activation channel scaled up (float model unchanged): "
@@ -376,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how much wider the channel's range gets (default 100: about -7 pp on the demo; 300: chance)")
     p.add_argument("--batchnorm", help="which BatchNormalization layer (default: the first that qualifies)")
     p.add_argument("--channel", type=_non_negative_int, default=0, help="which of its channels (default 0)")
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_outlier)
 
     p = sub.add_parser("export", help="convert a trained run to edge formats and check parity")
@@ -391,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnose", action="store_true",
                    help="per-layer quantization error of every int8 artifact in the report (always done for one "
                         "that loses more than the budget)")
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("gate", help="exit 1 when an artifact loses too much accuracy against Keras")
@@ -417,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run every artifact on this device and gate its figures (repeatable)")
     _add_ssh_flags(p)
     _add_model_hint_flags(p)
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("bench", help="latency, throughput and memory per artifact, here and on SSH targets")
@@ -434,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-slowdown", default="10%", help="allowed slowdown against --compare (default 10%%)")
     p.add_argument("--out", help="write bench.json/.csv/.md/.png here (default: the run directory, if one)")
     p.add_argument("--json", help="also write the full result to this JSON file")
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("predict", help="classify images with a bundle or a lone .tflite/.onnx (no TensorFlow)")

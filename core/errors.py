@@ -17,6 +17,10 @@ class ExportError(EdgeshipError):
     exit_code = 1
 
 
+class UntrustedCodeError(EdgeshipError):
+    """Loading this model would run code that came with it, and the user did not say they trust it."""
+
+
 class RunBusyError(EdgeshipError):
     """Another edgeship process is writing the same run directory."""
 

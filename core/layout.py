@@ -147,7 +147,7 @@ class RunLayout:
         raise UsageError(f"{path}: not an edgeship run (expected {BUNDLE_DIR}/{MANIFEST_NAME}); run `edgeship train` first")
 
 
-_held: set[Path] = set()  # runs whose lock this process holds
+_held: dict[Path, int] = {}  # run -> the thread of this process that holds its lock
 _held_guard = threading.Lock()
 
 
@@ -169,11 +169,12 @@ def _read_holder(handle) -> dict:
 @contextmanager
 def run_lock(root: str | Path, command: str):
     """One writer per run directory: a second train/export/bench on the same run fails at once with the
-    holder's pid instead of interleaving its writes. Re-entrant within one process (export's re-check
-    inside a held export, say). The lock is an flock, so a killed holder never leaves a stale lock."""
+    holder's pid instead of interleaving its writes. Re-entrant within one thread (export's re-check inside
+    a held export, say); another thread of the same process is refused like another process. The lock is an
+    flock, so a killed holder never leaves a stale lock."""
     root = Path(root).resolve()
     with _held_guard:
-        nested = root in _held
+        nested = _held.get(root) == threading.get_ident()
     if nested:
         yield
         return
@@ -196,11 +197,11 @@ def run_lock(root: str | Path, command: str):
         handle.write(json.dumps({"pid": os.getpid(), "command": command}))
         handle.flush()
         with _held_guard:
-            _held.add(root)
+            _held[root] = threading.get_ident()
         try:
             yield
         finally:
             with _held_guard:
-                _held.discard(root)
+                _held.pop(root, None)
     finally:
         handle.close()

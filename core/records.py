@@ -116,10 +116,15 @@ class GateVerdict(_Record):
     artifact: str
     passed: bool
     reasons: list[str] = field(default_factory=list)
+    n_images: int | None = None  # the images the figures were measured on
+    n_skipped: int | None = None  # images of the folder that could not be read, so were not measured
     extra: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'} {self.artifact}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+        counted = (f" (on {self.n_images} images; {self.n_skipped} unreadable image(s) skipped)"
+                   if self.n_skipped else "")
+        return (f"{'PASS' if self.passed else 'FAIL'} {self.artifact}{counted}"
+                + (f": {'; '.join(self.reasons)}" if self.reasons else ""))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 from .layout import RunLayout
 from .plots import Point, plot_accuracy_bars, plot_accuracy_latency, plot_layer_errors, save_png  # noqa: F401 - save_png re-exported
 from .records import REPORT_SCHEMA, REPORT_SCHEMA_VERSION  # noqa: E402 - see schemas/report.schema.json
+from .schema import schema_errors
 
 PLOT_FILE = "report_accuracy.png"
 LAYERS_PLOT_FILE = "report_layers.png"
@@ -32,6 +33,11 @@ def load_report(path: str | Path) -> tuple[dict, Path]:
     if not isinstance(report["artifacts"], list) or not all(isinstance(a, dict) for a in report["artifacts"]):
         raise UsageError(f"{path}: malformed report ('artifacts' must be a list of objects); "
                          f"re-run `edgeship export` to write it again")
+    problems = schema_errors("report", report)  # a report is data from elsewhere: its shape is checked first
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(f"{path}: not a valid edgeship report: {problems[0][:200]}{more}; re-run `edgeship export` "
+                         f"to write it again")
     return report, path
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgeship.runtime.errors import UsageError
+
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 SCHEMAS = {"report": "report.schema.json", "bench": "bench.schema.json", "bundle": "edgeship.schema.json"}
 
@@ -17,7 +19,11 @@ def load_schema(kind: str) -> dict:
 
 def schema_errors(kind: str, document: dict) -> list[str]:
     """Every way DOCUMENT breaks KIND's schema, as 'path: message' lines ([] when valid). Needs jsonschema."""
-    import jsonschema
+    try:
+        import jsonschema
+    except ImportError:
+        raise UsageError("jsonschema is not installed, so a report cannot be checked before it is trusted; "
+                         "pip install jsonschema (edgeship[train] includes it)") from None
 
     validator = jsonschema.Draft202012Validator(load_schema(kind))
     return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"

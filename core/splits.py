@@ -98,6 +98,17 @@ class SplitManifest:
         return cls(rows)
 
 
+def stratified_indices(labels, count: int) -> np.ndarray:
+    """At most COUNT indices into LABELS taking every class in turn (round-robin, each class in its given
+    order), so a prefix of any length is spread over the classes: calibration and diagnosis images drawn from
+    a class-sorted manifest. Deterministic; the indices come back sorted."""
+    labels = np.asarray(labels)
+    queues = [np.flatnonzero(labels == label) for label in dict.fromkeys(labels.tolist())]
+    depth = max((len(q) for q in queues), default=0)
+    order = [q[i] for i in range(depth) for q in queues if i < len(q)]
+    return np.sort(np.asarray(order[:max(0, count)], dtype=int))
+
+
 def portable_path(path: Path, base: Path) -> str:
     """PATH relative to BASE with forward slashes; absolute when no relative path exists (another drive)."""
     try:

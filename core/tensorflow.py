@@ -1,14 +1,17 @@
 """The TensorFlow predictor: a `.keras` model or a SavedModel behind the runtime's Predictor contract.
 
-Workstation only (TensorFlow is imported when a model is loaded). It honours the bundle's safe-mode record,
-so a TF-Hub bundle (a TFSMLayer that Keras reloads only with safe_mode=False) loads wherever a bundle does:
-parity, `gate --reference`, bench and explain.
+Workstation only (TensorFlow is imported when a model is loaded). A bundle is data: a `.keras` model loads in
+Keras' safe mode, which refuses to deserialize Python (a `Lambda` layer's bytecode, a TF-Hub bundle's
+TFSMLayer), unless the user says in so many words that they trust it (`--trust-code`, `trust_code=True`).
+Nothing a bundle says about itself (its `keras_safe_mode` record included) switches safe mode off.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +19,76 @@ from edgeship.runtime.classifier import Classifier, class_probabilities
 from edgeship.runtime.errors import ModelLoadError
 from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
+from .errors import UntrustedCodeError
 from .tfenv import captured_output, import_keras
 
-
-def keras_safe_mode(bundle) -> bool:
-    """False only for a bundle whose training used a TF-Hub backbone (a TFSMLayer, refused in safe mode)."""
-    return bundle.provenance.get("training", {}).get("keras_safe_mode", True)
+TRUST_FLAG = "--trust-code"
 
 
-def load_keras_model(path: Path, safe_mode: bool = True):
-    """Load with Keras' safe_mode unless the bundle says otherwise (see keras_safe_mode); a broken or
-    non-Keras file is one ModelLoadError line."""
+def needs_trusted_code(bundle) -> bool:
+    """True for a bundle whose training says its model.keras loads only outside safe mode (a TF-Hub backbone's
+    TFSMLayer). Only ever used to explain a refusal: the user's flag alone decides."""
+    return bundle is not None and bundle.provenance.get("training", {}).get("keras_safe_mode", True) is False
+
+
+CODE_CLASSES = ("Lambda", "TFSMLayer", "__lambda__")  # what a .keras config deserializes by running Python
+
+
+def archive_holds_code(path: Path) -> bool:
+    """Whether a `.keras` archive's config.json names something Keras can only deserialize by running code
+    that came with it (a Lambda layer, a lambda function, a TFSMLayer). Read as JSON, without TensorFlow:
+    bench decides before it starts a process that would load the model."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False  # not a readable archive: loading it fails on its own, with its own message
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") in CODE_CLASSES:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def refuse_untrusted(path: Path, bundle=None) -> None:
+    """UntrustedCodeError for a `.keras` archive that holds code, unless the caller was told to trust it."""
+    if archive_holds_code(path):
+        raise UntrustedCodeError(_untrusted_message(path, bundle))
+
+
+def _untrusted_message(path: Path, bundle) -> str:
+    what = ("a TF-Hub bundle: its model references a SavedModel through a TFSMLayer" if needs_trusted_code(bundle)
+            else "it holds Python code (a Lambda layer or a custom object)")
+    return (f"{path}: loading this model would run code that came with it ({what}); pass {TRUST_FLAG} "
+            f"(Python: trust_code=True) only if you trust its author")
+
+
+def _refused_in_safe_mode(exc: BaseException) -> bool:
+    """Keras' safe mode refusing to deserialize code (a Lambda, a TFSMLayer, a lambda in a config)."""
+    text = str(exc)
+    return "safe_mode" in text or "unsafe" in text.lower()
+
+
+def load_keras_model(path: Path, trust_code: bool = False, bundle=None):
+    """Load a `.keras` file in Keras' safe mode; with TRUST_CODE (the user's word) without it. A model that
+    safe mode refuses is an UntrustedCodeError naming the flag; a broken or non-Keras file one ModelLoadError."""
     _, keras = import_keras()
+    path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such Keras model; run `edgeship train` first")
+    if not trust_code:  # also when something in this process switched Keras' own guard off globally
+        refuse_untrusted(path, bundle)
     try:
         with captured_output():
-            return keras.models.load_model(path, safe_mode=safe_mode, compile=False)
+            return keras.models.load_model(path, safe_mode=not trust_code, compile=False)
     except Exception as exc:  # zip, h5 and deserialization errors all mean "not a usable .keras file"
+        if not trust_code and _refused_in_safe_mode(exc):
+            raise UntrustedCodeError(_untrusted_message(path, bundle)) from None
         raise ModelLoadError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from exc
 
 
@@ -59,13 +114,14 @@ class TensorFlowPredictor:
         return class_probabilities(np.concatenate(batches, axis=0))
 
     @classmethod
-    def load_keras(cls, path: Path, safe_mode: bool = True, **named) -> "TensorFlowPredictor":
+    def load_keras(cls, path: Path, trust_code: bool = False, bundle=None, **named) -> "TensorFlowPredictor":
         _, keras = import_keras()
-        model = load_keras_model(path, safe_mode)
+        model = load_keras_model(path, trust_code, bundle)
         return cls(lambda x: model(x, training=False), f"keras {keras.__version__}", **named)
 
     @classmethod
-    def load_saved_model(cls, path: Path, safe_mode: bool = True, **named) -> "TensorFlowPredictor":  # noqa: ARG003
+    def load_saved_model(cls, path: Path, trust_code: bool = False, bundle=None,  # noqa: ARG003
+                         **named) -> "TensorFlowPredictor":
         tf, _ = import_keras()
         with captured_output():
             loaded = tf.saved_model.load(str(path))
@@ -83,10 +139,11 @@ class TensorFlowPredictor:
 LOADERS = {"keras": TensorFlowPredictor.load_keras, "tensorflow": TensorFlowPredictor.load_saved_model}
 
 
-def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInfo | None = None, hints=None):
+def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInfo | None = None, hints=None,
+                   trust_code: bool = False):
     """A Predictor for anything a user may name: a run or bundle directory (ARTIFACT, default the first
-    this machine runs), a `.tflite`/`.onnx` file, a `.keras` file or a SavedModel directory. TensorFlow
-    formats honour the bundle's safe-mode record; their labels come from the bundle beside them, or INFO.
+    this machine runs), a `.tflite`/`.onnx` file, a `.keras` file or a SavedModel directory. A `.keras` model
+    loads in safe mode unless TRUST_CODE; labels come from the bundle beside it, or INFO.
     HINTS (runtime.foreign.ModelHints) describe a .tflite/.onnx made elsewhere."""
     path = Path(path)
     bundle_dir = bundle_dir_of(path)
@@ -95,7 +152,7 @@ def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInf
         record = bundle.artifact(artifact) if artifact else None
         if record is not None and record.backend in LOADERS:
             bundle.verify_artifact(bundle_dir, record)
-            return load_artifact(bundle, bundle_dir, record)
+            return load_artifact(bundle, bundle_dir, record, trust_code)
         return Classifier.load(bundle_dir, artifact=artifact)
     if path.suffix == ".keras" or is_saved_model(path):
         bundle = Bundle.load(path.parent) if (path.parent / MANIFEST_NAME).is_file() else None
@@ -106,17 +163,16 @@ def open_predictor(path: str | Path, artifact: str | None = None, info: ModelInf
         record = bundle.record_for_file(path.name) if bundle is not None else None
         if record is not None:
             bundle.verify_artifact(path.parent, record)
-        safe = keras_safe_mode(bundle) if bundle is not None else True
         loader = LOADERS["keras" if path.suffix == ".keras" else "tensorflow"]
-        return loader(path, safe, name=record.name if record else path.name, info=info)
+        return loader(path, trust_code, bundle, name=record.name if record else path.name, info=info)
     return Classifier.load(path, hints=hints)
 
 
-def load_artifact(bundle: Bundle, directory: Path, record: ArtifactRecord):
-    """The Predictor for one artifact record of BUNDLE: TensorFlow for keras/saved_model (with the bundle's
-    safe-mode record), the device runtime for everything else."""
+def load_artifact(bundle: Bundle, directory: Path, record: ArtifactRecord, trust_code: bool = False):
+    """The Predictor for one artifact record of BUNDLE: TensorFlow for keras/saved_model (safe mode unless
+    TRUST_CODE), the device runtime for everything else."""
     if record.backend in LOADERS:
-        return LOADERS[record.backend](directory / record.file, keras_safe_mode(bundle), name=record.name,
+        return LOADERS[record.backend](directory / record.file, trust_code, bundle, name=record.name,
                                        info=bundle.info)
     return Classifier.load(directory, artifact=record.name)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.core.errors import DatasetError
-from edgeship.core.pixels import load_pixels
+from edgeship.core.pixels import iter_pixel_chunks
 from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.tensorflow import bundle_dir_of, is_saved_model, open_predictor
 from edgeship.runtime.errors import ModelLoadError, UsageError
@@ -37,7 +37,7 @@ def _image_size(predictor) -> tuple[int, int]:
 
 
 def compare_models(reference: str | Path, candidate: str | Path, data_dir: str | Path,
-                   show_progress: bool = True, hints=None) -> dict:
+                   show_progress: bool = True, hints=None, trust_code: bool = False) -> ParityReport:
     """A parity report (export's record type) of CANDIDATE against REFERENCE on every image in DATA_DIR.
     HINTS (runtime.foreign.ModelHints) describe a side made elsewhere that lacks labels or normalization."""
     from edgeship.core.dataset import scan_folder
@@ -46,7 +46,8 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
     sides = {}
     for role, path in sorted(named, key=lambda s: s[1].suffix == ".keras" or is_saved_model(s[1])):
         # runtime models first, so a lone .keras side can borrow their labels
-        sides[role] = open_predictor(path, info=next((s.info for s in sides.values()), None), hints=hints)
+        sides[role] = open_predictor(path, info=next((s.info for s in sides.values()), None), hints=hints,
+                                     trust_code=trust_code)
     ref, cand = sides["reference"], sides["candidate"]
     if ref.info.labels != cand.info.labels:
         raise UsageError(f"the two models have different labels: {list(ref.info.labels)} vs {list(cand.info.labels)}")
@@ -59,12 +60,16 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
     if _image_size(ref) != _image_size(cand):  # their normalizations may differ: each applies its own
         raise UsageError(f"the two models take different inputs ({ref.info.input.height}x{ref.info.input.width} vs "
                          f"{cand.info.input.height}x{cand.info.input.width}); compare models of one input size")
-    pixels = load_pixels(paths, ref.info.input, "load images", show_progress)  # decoded once for both
-    ref_probs, cand_probs = ref.predict_proba(pixels), cand.predict_proba(pixels)
+    ref_parts, cand_parts = [], []
+    for _, chunk in iter_pixel_chunks(paths, ref.info.input, desc="compare", show_progress=show_progress):
+        ref_parts.append(ref.predict_proba(chunk))  # each chunk decoded once for both sides, then dropped
+        cand_parts.append(cand.predict_proba(chunk))
+    ref_probs, cand_probs = np.concatenate(ref_parts), np.concatenate(cand_parts)
     figures = compare_predictions(ref_probs, cand_probs, labels, ref.info.labels)
     figures["flipped"] = describe_flipped(figures["flipped"], paths, labels, cand_probs, ref.info.labels)
     row = ParityRow.from_json({"name": Path(candidate).name, "format": Path(candidate).suffix.lstrip(".") or "bundle",
                                "status": "ok", "path": str(candidate), "runtime": cand.runtime, **figures})
     return ParityReport(labels=list(ref.info.labels), artifacts=[row], dataset=dataset.summary(),
                         reference={"path": str(reference), "runtime": ref.runtime, "accuracy": accuracy(ref_probs, labels),
-                                   "n_test": len(paths), "majority_accuracy": majority_accuracy(labels)})
+                                   "n_test": len(paths), "n_skipped": len(dataset.skipped),
+                                   "majority_accuracy": majority_accuracy(labels)})

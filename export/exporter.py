@@ -22,7 +22,8 @@ from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.report import write_report
 from edgeship.core.speedup import attach_speedups, quick_latency
 from edgeship.core.splits import SplitManifest, portable_path
-from edgeship.core.tensorflow import keras_safe_mode, load_artifact, load_keras_model, reference_predictor
+from edgeship.core.splits import stratified_indices
+from edgeship.core.tensorflow import load_artifact, load_keras_model, reference_predictor
 from edgeship.core.tfenv import captured_output
 from edgeship.runtime.environment import fingerprint, library_versions
 from edgeship.runtime.errors import IntegrityError, UsageError
@@ -55,12 +56,18 @@ class ConversionJob:
     diagnose: bool = False  # per-layer diagnosis of every int8 artifact, not only failing ones
     more_calibration: Callable[[], np.ndarray | None] | None = None  # the whole calib split, on demand
     warnings: list[str] = field(default_factory=list)
+    scratch_root: Path | None = None  # RUN/.edgeship-tmp: every temporary file of this export goes below it
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _prepared_onnx: Path | None = field(default=None, repr=False)
 
+    def temp_dir(self, prefix: str) -> tempfile.TemporaryDirectory:
+        """A temporary folder under this export's scratch root, passed explicitly: the process-wide
+        `tempfile.tempdir` is never changed, so exports on threads of one program keep apart."""
+        return tempfile.TemporaryDirectory(prefix=prefix, dir=self.scratch_root)
+
     def _scratch(self) -> Path:
         if self._workdir is None:
-            self._workdir = tempfile.TemporaryDirectory(prefix="edgeship-export-")
+            self._workdir = self.temp_dir("edgeship-export-")
         return Path(self._workdir.name)
 
     def saved_model(self) -> str:
@@ -144,8 +151,10 @@ def _store(data: bytes | Path, target: Path) -> tuple[int, str]:
 
 
 def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progress: bool) -> tuple[np.ndarray, list[str]]:
-    """The first `size` calib-split images (deterministic: the manifest's order), and any warnings."""
-    paths, _ = manifest.paths_and_indices("calib", bundle.info.labels)
+    """`size` calib-split images drawn evenly from every class (deterministic: round-robin over the classes in
+    the manifest's order; the manifest is sorted by class, so its first images would be one or two classes),
+    and any warnings."""
+    paths, labels = manifest.paths_and_indices("calib", bundle.info.labels)
     if not paths:
         raise DatasetError("the split manifest's calib split is empty; int8 formats need calibration images")
     warnings = []
@@ -154,27 +163,31 @@ def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progre
     if min(size, len(paths)) < RECOMMENDED_MIN_CALIB:
         warnings.append(f"{min(size, len(paths))} calibration images is few: int8 ranges may be off "
                         f"(use at least {RECOMMENDED_MIN_CALIB})")
-    return load_pixels(paths[:size], bundle.info.input, "load calib images", show_progress), warnings
+    chosen = [paths[i] for i in stratified_indices(labels, size)]
+    return load_pixels(chosen, bundle.info.input, "load calib images", show_progress), warnings
 
 
 def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size: int = DEFAULT_CALIB_SIZE,
                show_progress: bool = True, int8_io: str = "uint8", max_drop: float | None = None,
-               diagnose: bool = False) -> ExportResult:
+               diagnose: bool = False, trust_code: bool = False) -> ExportResult:
     """Export, check parity, write RUN/report.{json,md}. Failed formats are reported, not raised.
 
     `int8_io` is the input/output type of `tflite_int8`: uint8 (camera pixels as they are), int8 or float.
     `max_drop` (percentage points): int8 artifacts that lose more on the validation split are rebuilt with
     other calibration or with their worst layers in float (see quant_search). `diagnose`: per-layer
     quantization error for every int8 artifact (it is computed anyway for one that breaks the budget).
+    `trust_code`: load the run's model.keras outside Keras' safe mode (a TF-Hub bundle, a Lambda layer):
+    only for a run whose author you trust, since loading then runs code that came with it.
     """
-    if max_drop is not None and (not isinstance(max_drop, (int, float)) or not max_drop >= 0):
-        raise UsageError(f"--max-drop must be a number of percentage points >= 0, got {max_drop!r}")
+    if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))
+                                 or not 0 <= max_drop < float("inf")):
+        raise UsageError(f"--max-drop must be a finite number of percentage points >= 0, got {max_drop!r}")
     if int8_io not in INT8_IO_TYPES:
         raise UsageError(f"--io must be one of {', '.join(INT8_IO_TYPES)}, got {int8_io!r}")
     chosen = resolve_formats(formats)
     layout = RunLayout.find(run)
-    with run_lock(layout.root, "export"), _scratch(layout):
-        layout, bundle, model, manifest = _open_run(layout)
+    with run_lock(layout.root, "export"), _scratch(layout) as scratch:
+        layout, bundle, model, manifest = _open_run(layout, trust_code)
         calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
                                  if any(f.needs_calibration for f in chosen) else (None, []))
         if int8_io == "int8" and any(f.name == "tflite_int8" for f in chosen):
@@ -185,7 +198,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
             logger.warning(warning)
         job = ConversionJob(model, bundle.info, calibration, int8_io,
                             keras_path=layout.bundle / (bundle.keras_model or "model.keras"),
-                            max_drop=max_drop, diagnose=diagnose)
+                            max_drop=max_drop, diagnose=diagnose, scratch_root=scratch)
         if any(f.name in STRATEGIES for f in chosen):
             job.val = _validation_set(manifest, bundle, model, show_progress)
             job.more_calibration = lambda: _calibration(manifest, bundle, MORE_CALIB, False)[0]
@@ -203,7 +216,8 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         bundle.artifacts.sort(key=lambda r: order.get(r.name, len(order)))
         layout.report_json.unlink(missing_ok=True)  # describes the previous files from here on
         bundle.save(layout.bundle)
-        return _report_parity(layout, bundle, model, manifest, show_progress, warnings + job.warnings)
+        return _report_parity(layout, bundle, model, manifest, show_progress, warnings + job.warnings,
+                              trust_code, scratch)
 
 
 MORE_CALIB = 1000  # "more calibration images": the calib split up to this many
@@ -214,8 +228,8 @@ def _validation_set(manifest: SplitManifest, bundle: Bundle, model, show_progres
     """The val split (else calib) with the Keras model's accuracy on it: where int8 choices are made."""
     for split in ("val", "calib"):
         paths, labels = manifest.paths_and_indices(split, bundle.info.labels)
-        if len(paths) > VAL_MAX:  # evenly spaced over the (class-grouped) manifest: every class, bounded memory
-            keep = np.linspace(0, len(paths) - 1, VAL_MAX).round().astype(int)
+        if len(paths) > VAL_MAX:  # drawn evenly from every class, in bounded memory
+            keep = stratified_indices(labels, VAL_MAX)
             paths, labels = [paths[i] for i in keep], labels[keep]
         if len(paths):
             images = load_pixels(paths, bundle.info.input, f"load {split} images", show_progress)
@@ -226,19 +240,17 @@ def _validation_set(manifest: SplitManifest, bundle: Bundle, model, show_progres
 
 @contextmanager
 def _scratch(layout: RunLayout):
-    """Conversions' temporary files go under RUN/.edgeship-tmp: what a killed export leaves there is
-    removed at the next start (under the run lock), never piling up in /tmp."""
+    """Conversions' temporary files go under RUN/.edgeship-tmp (handed to each step explicitly): what a killed
+    export leaves there is removed at the next start (under the run lock), never piling up in /tmp."""
     layout.clean_scratch()
     layout.scratch.mkdir(parents=True, exist_ok=True)
-    previous, tempfile.tempdir = tempfile.tempdir, str(layout.scratch)
     try:
-        yield
+        yield layout.scratch
     finally:
-        tempfile.tempdir = previous
         shutil.rmtree(layout.scratch, ignore_errors=True)
 
 
-def _open_run(run: str | Path | RunLayout):
+def _open_run(run: str | Path | RunLayout, trust_code: bool = False):
     """(layout, bundle, Keras model, split manifest) of a run directory, after checking that model.keras
     and splits.csv are the files the bundle was trained with."""
     layout = run if isinstance(run, RunLayout) else RunLayout.find(run)
@@ -252,24 +264,25 @@ def _open_run(run: str | Path | RunLayout):
         if recorded is not None and sha256_file(path) != recorded:
             raise IntegrityError(f"{path}: changed since training (sha256 differs from {MANIFEST_NAME}'s record); "
                                  f"re-run `edgeship train`")
-    model = load_keras_model(model_path, keras_safe_mode(bundle))
+    model = load_keras_model(model_path, trust_code, bundle)
     manifest = SplitManifest.read(split_path)
     return layout, bundle, model, manifest
 
 
-def _report_parity(layout, bundle, model, manifest, show_progress: bool, warnings=()) -> ExportResult:
-    parity = evaluate_run(layout, bundle, model, manifest, show_progress)
+def _report_parity(layout, bundle, model, manifest, show_progress: bool, warnings=(), trust_code: bool = False,
+                   scratch: Path | None = None) -> ExportResult:
+    parity = evaluate_run(layout, bundle, model, manifest, show_progress, trust_code=trust_code, scratch=scratch)
     parity.warnings = list(warnings)
     report_md = write_report(parity.to_json(), layout.report_json)
     return ExportResult(parity, report_md, [row.name for row in parity.artifacts if not row.ok])
 
 
-def recheck_run(run: str | Path, show_progress: bool = True) -> ExportResult:
+def recheck_run(run: str | Path, show_progress: bool = True, trust_code: bool = False) -> ExportResult:
     """Measure parity again for the artifacts already in RUN's bundle. Every artifact must still be the file
     its record describes (see `replace_artifact` for swapping one in on purpose)."""
     layout = RunLayout.find(run)
-    with run_lock(layout.root, "export"):
-        return _report_parity(*_open_run(layout), show_progress)
+    with run_lock(layout.root, "export"), _scratch(layout) as scratch:
+        return _report_parity(*_open_run(layout, trust_code), show_progress, trust_code=trust_code, scratch=scratch)
 
 
 def replace_artifact(run: str | Path, name: str, data: bytes) -> ArtifactRecord:
@@ -281,13 +294,16 @@ def replace_artifact(run: str | Path, name: str, data: bytes) -> ArtifactRecord:
         record = bundle.artifact(name)
         record.size_bytes, record.sha256 = _store(data, layout.bundle / record.file)
         record.model_sha256, record.replaced_by_hand = bundle.provenance.get("model_sha256"), True
+        # what export's int8 search recorded describes the bytes it made, not these
+        record.layers = record.quantization = record.io = record.error = None
+        record.status = "ok"
         layout.report_json.unlink(missing_ok=True)
         bundle.save(layout.bundle)
         return record
 
 
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool,
-                 chunk_size: int = CHUNK_IMAGES) -> ParityReport:
+                 chunk_size: int = CHUNK_IMAGES, trust_code: bool = False, scratch: Path | None = None) -> ParityReport:
     """Parity of every exported artifact with Keras on the test split, streamed: each chunk of test images is
     decoded once and goes through the Keras reference and every artifact before the next is read, so peak
     memory does not grow with the split (only the probabilities, N x classes floats, are kept)."""
@@ -303,9 +319,9 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                         quantization=record.quantization)
         if record.ok:
             row.sha256 = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
-            row.readiness = readiness(record.backend, layout.bundle / record.file)
+            row.readiness = readiness(record.backend, layout.bundle / record.file, scratch)
             try:
-                predictors[record.name] = load_artifact(bundle, layout.bundle, record)
+                predictors[record.name] = load_artifact(bundle, layout.bundle, record, trust_code)
             except Exception as exc:  # an artifact that converts but will not load is a failed artifact
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)

@@ -40,7 +40,7 @@ class ExportFormat:
 
         if self.backend in BACKENDS:
             return BACKENDS[self.backend].probe()
-        from .tf_models import probe_tensorflow
+        from edgeship.core.tensorflow import probe_tensorflow
 
         return probe_tensorflow()
 

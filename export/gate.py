@@ -33,6 +33,15 @@ class GateThresholds:
     min_speedup: float | None = None  # each quantized .tflite/.onnx at least this many times faster than its float32
 
     def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "require_gpu_delegate" or value is None:
+                continue
+            # true/false or inf would switch a check off (false counts as 0, inf allows any drop)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                key = next((k for k, v in CONFIG_KEYS.items() if v == f.name), f.name)
+                raise UsageError(f"gate threshold {key} (--{key.replace('_', '-')}) must be a finite number, "
+                                 f"got {value!r}")
         if not isinstance(self.require_gpu_delegate, bool):
             raise UsageError(f"require_gpu_delegate must be true or false, got {self.require_gpu_delegate!r}")
         if self.min_speedup is not None and not (isinstance(self.min_speedup, (int, float)) and self.min_speedup > 0):
@@ -41,12 +50,6 @@ class GateThresholds:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
                 raise UsageError(f"--{name.replace('_', '-')} must be a fraction in [0, 1], got {value}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "require_gpu_delegate":
-                continue
-            if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-                raise UsageError(f"gate threshold {f.name} must be a number, got {value!r}")
 
 
 def load_gate_config(pyproject: str | Path | None = None) -> dict:
@@ -184,6 +187,8 @@ def evaluate_gate(report: ParityReport | dict, thresholds: GateThresholds) -> li
             verdicts.append(GateVerdict(row.name, False, [f"export failed: {row.error or 'unknown error'}"]))
             continue
         verdicts.append(row_verdict(row, thresholds, reference))
+    for verdict in verdicts:  # what the figures stand on: a folder's unreadable images are counted, not hidden
+        verdict.n_images, verdict.n_skipped = reference.get("n_test"), reference.get("n_skipped")
     return verdicts
 
 
@@ -203,6 +208,11 @@ def write_junit(verdicts: list[GateVerdict], path: str | Path, suite: str = "edg
                                        failures=str(len(failures)), errors="0", skipped="0")
     for verdict in verdicts:
         case = ElementTree.SubElement(testsuite, "testcase", classname=suite, name=verdict.artifact)
+        if verdict.n_images is not None:
+            properties = ElementTree.SubElement(case, "properties")
+            for key in ("n_images", "n_skipped"):
+                if getattr(verdict, key) is not None:
+                    ElementTree.SubElement(properties, "property", name=key, value=str(getattr(verdict, key)))
         if not verdict.passed:
             failure = ElementTree.SubElement(case, "failure", message="; ".join(verdict.reasons)[:1000])
             failure.text = "\n".join(verdict.reasons)

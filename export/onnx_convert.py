@@ -70,14 +70,14 @@ def quantize_qdq(prepared: Path, output: Path, calibration: np.ndarray, method: 
 
 
 def static_int8(job) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
+    with job.temp_dir("edgeship-onnx-int8-") as tmp:
         return quantize_qdq(job.prepared_onnx(), Path(tmp, "int8.onnx"), job.calibration)
 
 
 def dynamic_int8(job) -> bytes:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with job.temp_dir("edgeship-onnx-dynamic-") as tmp:
         output = Path(tmp, "int8.onnx")
         quantize_dynamic(str(job.prepared_onnx()), str(output), weight_type=QuantType.QInt8)
         return output.read_bytes()

@@ -196,13 +196,14 @@ def qdq_steps(qdq_path: Path) -> dict[str, float]:
     return steps
 
 
-def onnx_activation_sqnr(float_path: Path, qdq_path: Path, images: np.ndarray) -> dict[str, float]:
+def onnx_activation_sqnr(float_path: Path, qdq_path: Path, images: np.ndarray,
+                         scratch: Path | None = None) -> dict[str, float]:
     """qdq_loss_debug's float-vs-QDQ SQNR (dB) of every activation both models expose."""
     import onnx
     from onnxruntime.quantization import qdq_loss_debug
 
     input_name = onnx.load(str(float_path)).graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="edgeship-qdq-debug-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeship-qdq-debug-", dir=scratch) as tmp:
         float_aug, qdq_aug = Path(tmp, "float.onnx"), Path(tmp, "qdq.onnx")
         qdq_loss_debug.modify_model_output_intermediate_tensors(str(float_path), str(float_aug))
         qdq_loss_debug.modify_model_output_intermediate_tensors(str(qdq_path), str(qdq_aug))
@@ -213,9 +214,9 @@ def onnx_activation_sqnr(float_path: Path, qdq_path: Path, images: np.ndarray) -
     return {name: errors["xmodel_err"] for name, errors in qdq_loss_debug.compute_activation_error(matching).items()}
 
 
-def onnx_layers(float_path: Path, qdq_path: Path, images: np.ndarray) -> list[LayerError]:
+def onnx_layers(float_path: Path, qdq_path: Path, images: np.ndarray, scratch: Path | None = None) -> list[LayerError]:
     """Per measured activation: the SQNR of the noise its layer adds (dB, low is bad), worst first."""
-    sqnr = onnx_activation_sqnr(float_path, qdq_path, images)
+    sqnr = onnx_activation_sqnr(float_path, qdq_path, images, scratch)
     graph = onnx_graph(float_path)
     steps = qdq_steps(qdq_path)
     rows = []

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from edgeship.core.splits import stratified_indices
 from edgeship.runtime.backends import BACKENDS
 from edgeship.runtime.timing import session_times
 
@@ -84,11 +85,11 @@ class Refinement:
     warnings: list[str] = field(default_factory=list)
 
 
-def measure(kind: str, data: bytes, val: ValidationSet) -> tuple[float, float, float]:
+def measure(kind: str, data: bytes, val: ValidationSet, scratch: Path | None = None) -> tuple[float, float, float]:
     """(accuracy and top-1 agreement with Keras on the validation images, median latency in ms at 1 thread
-    here) of one candidate."""
+    here) of one candidate; its file lives under SCRATCH (the export's) while it is measured."""
     backend = BACKENDS[kind]
-    with tempfile.TemporaryDirectory(prefix="edgeship-trial-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeship-trial-", dir=scratch) as tmp:
         path = Path(tmp, "model" + backend.suffixes[0])
         path.write_bytes(data)
         session = backend.open(path, threads=1)
@@ -142,7 +143,7 @@ class _OnnxStrategy:
 
     def __init__(self, job):
         self.job = job
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgeship-onnx-search-")
+        self._tmp = job.temp_dir("edgeship-onnx-search-")
         self.prepared = job.prepared_onnx()  # the graph the plain onnx_int8 was quantized from
         self._count = 0
 
@@ -162,7 +163,7 @@ class _OnnxStrategy:
     def diagnose(self, plain: bytes, images: np.ndarray) -> list[LayerError]:
         qdq = Path(self._tmp.name, "plain.onnx")
         qdq.write_bytes(plain)
-        return onnx_layers(self.prepared, qdq, images)
+        return onnx_layers(self.prepared, qdq, images, Path(self._tmp.name))
 
     def with_float_layers(self, base: Candidate, nodes: list[str]) -> Candidate:
         method, _, weights = base.calibration.partition(", ")
@@ -192,7 +193,7 @@ def _refine(strategy, plain: bytes, val: ValidationSet, max_drop: float | None, 
     trials: list[Trial] = []
 
     def attempt(candidate: Candidate) -> Trial:
-        accuracy, agreement, p50 = measure(strategy.kind, candidate.data, val)
+        accuracy, agreement, p50 = measure(strategy.kind, candidate.data, val, strategy.job.scratch_root)
         drop = (val.reference_accuracy - accuracy) * 100.0
         trial = Trial(candidate, accuracy, agreement, drop, p50,
                       drop <= budget + 1e-9 and agreement >= MIN_AGREEMENT)
@@ -205,7 +206,7 @@ def _refine(strategy, plain: bytes, val: ValidationSet, max_drop: float | None, 
     result = Refinement(plain)
     layers = None
     if diagnose or not plain_trial.meets_budget:
-        layers = strategy.diagnose(plain, val.images[:DIAGNOSIS_IMAGES])
+        layers = strategy.diagnose(plain, val.images[stratified_indices(val.labels, DIAGNOSIS_IMAGES)])
         result.layers = [layer.to_json() for layer in layers]
     if max_drop is None:
         return result
@@ -217,10 +218,11 @@ def _refine(strategy, plain: bytes, val: ValidationSet, max_drop: float | None, 
         result.warnings.append(f"no int8 variant kept the {val.split} accuracy within {max_drop:g} pp of Keras "
                                f"(best: {chosen.candidate.label}, Δ {-chosen.drop_pp:+.2f} pp); it is kept")
     result.data, result.io = chosen.candidate.data, chosen.candidate.io
-    _, _, float_p50 = measure(strategy.kind, strategy.float_model(), val)
+    _, _, float_p50 = measure(strategy.kind, strategy.float_model(), val, strategy.job.scratch_root)
     result.quantization = {
         "budget_pp": max_drop, "split": val.split, "n_images": int(len(val.labels)),
         "reference_val_accuracy": val.reference_accuracy, "chosen": chosen.candidate.label,
+        "chosen_trial": trials.index(chosen),  # labels may repeat (two different 3-node float sets)
         "calibration": chosen.candidate.calibration, "float_layers": chosen.candidate.float_layers,
         "met_budget": bool(passing), "trials": [t.to_json() for t in trials],
         "cost": {"p50_ms": round(chosen.p50_ms, 4), "plain_int8_p50_ms": round(plain_trial.p50_ms, 4),

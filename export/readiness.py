@@ -36,7 +36,7 @@ _OP_LINE = re.compile(r"^\s+Op#(\d+) (\S+?)\(", re.MULTILINE)
 _GPU_WARNING = re.compile(r"GPU COMPATIBILITY WARNING: (.+)")
 
 
-def tflite_readiness(path: Path) -> dict:
+def tflite_readiness(path: Path, scratch: Path | None = None) -> dict:  # noqa: ARG001 - no temporary files
     """{"gpu_delegate": {...}} from the TFLite Analyzer's GPU-compatibility run over the file."""
     import tensorflow as tf
 
@@ -77,7 +77,7 @@ ORT_MOBILE_EPS = (
 )
 
 
-def onnx_readiness(path: Path) -> dict:
+def onnx_readiness(path: Path, scratch: Path | None = None) -> dict:
     """{"nnapi": {...}, "coreml_mlprogram": {...}, "coreml_neuralnetwork": {...}} from ONNX Runtime's mobile
     usability checker, on the model optimized to the BASIC level as the tool does before it partitions."""
     import onnxruntime
@@ -85,7 +85,7 @@ def onnx_readiness(path: Path) -> dict:
     from onnxruntime.tools.mobile_helpers import usability_checker
 
     logging.getLogger("usability_checker").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="edgeship-readiness-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeship-readiness-", dir=scratch) as tmp:
         optimized = Path(tmp) / path.name
         onnx_model_utils.optimize_model(path, optimized, use_external_initializers=True)
         model = onnx_model_utils.ModelProtoWithShapeInfo(optimized.resolve()).model_with_shape_info
@@ -118,14 +118,14 @@ def _partition_entry(info, fixed_info, tool: str) -> dict:
 CHECKERS = {"tflite": tflite_readiness, "onnxruntime": onnx_readiness}
 
 
-def readiness(backend: str, path: Path) -> dict | None:
+def readiness(backend: str, path: Path, scratch: Path | None = None) -> dict | None:
     """Readiness figures of one artifact file, or None for a backend no phone accelerator runs (keras, ...).
-    A checker that fails says so in the entry instead of failing the export."""
+    A checker that fails says so in the entry instead of failing the export. Temporary files go to SCRATCH."""
     checker = CHECKERS.get(backend)
     if checker is None:
         return None
     try:
-        return checker(Path(path))
+        return checker(Path(path), scratch)
     except Exception as exc:  # a readiness tool crashing must not lose the parity figures
         return {"error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"}
 

@@ -82,7 +82,7 @@ def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions
             figures = compare_predictions(reference, probs[record.name], labels, bundle.info.labels)
             rows.append({
                 "name": record.name, "sha256": shipped[record.name]["sha256"], "expected_sha256": record.sha256,
-                "runtime": shipped[record.name]["runtime"], "n_test": int(len(labels)),
+                "runtime": shipped[record.name].get("runtime"), "n_test": int(len(labels)),
                 **{k: figures[k] for k in ("accuracy", "accuracy_delta_pp", "accuracy_delta_ci95_pp", "mcnemar_p",
                                            "agreement", "max_abs_prob_diff", "per_class")},
                 "host_agreement": float(np.mean(probs[record.name].argmax(1) == host[record.name].argmax(1))),
@@ -140,38 +140,92 @@ def _send_images(stdin, paths: list[Path], failure: list) -> None:
 
 
 def _stream(command, target: SSHTarget, paths, n_classes: int, names: list[str], show_progress: bool):
-    probs = {name: np.full((len(paths), n_classes), np.nan, dtype=np.float32) for name in names}
+    """Send the images, read the agent's answers. Fails closed: every artifact must send finite probabilities
+    for every test image, counted here, not taken from the agent's own `done`."""
+    received = _Received(names, len(paths), n_classes)
     header, done, error, failure = None, None, None, []
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
         writer = threading.Thread(target=_send_images, args=(proc.stdin, paths, failure), daemon=True)
         writer.start()
         bar = progress_counter(len(paths), desc=f"on {target.label}", enabled=show_progress, unit="img")
-        for line in proc.stdout:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a library's chatter on stdout is not the protocol
-            if "environment" in message:
-                header = message
-            elif "probs" in message:
-                start, n = message["start"], message["n"]
-                for name, data in message["probs"].items():
-                    probs[name][start:start + n] = np.frombuffer(base64.b64decode(data), np.float32).reshape(n, -1)
-                bar.update(n)
-            elif "done" in message:
-                done = message["done"]
-            elif "error" in message:
-                error = message["error"]
+        try:
+            for line in proc.stdout:
+                try:
+                    message = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue  # a library's chatter on stdout is not the protocol
+                if not isinstance(message, dict):
+                    continue  # nor is a bare number or list some library printed
+                if "environment" in message:
+                    header = message
+                elif "probs" in message:
+                    bar.update(received.add(message))
+                elif "done" in message:
+                    done = message["done"]
+                elif "error" in message:
+                    error = message["error"]
+        except _ProtocolError as exc:
+            error = str(exc)
+            proc.kill()
         proc.wait()
         writer.join(timeout=60)
         bar.close()
         stderr.seek(0)
         reason = stderr.read().decode("utf-8", "replace").strip().splitlines()
-    if error or proc.returncode != 0 or header is None or done != len(paths):
+    if error or proc.returncode != 0 or header is None:
         why = error or (reason[-1][:300] if reason else f"the agent exited {proc.returncode}")
         raise RemoteError(f"{target.label}: the on-target evaluation failed: {why}")
-    return header["environment"], header["artifacts"], probs
+    missing = received.problems(header)
+    if missing or done != len(paths):
+        why = missing[0] if missing else f"the agent reported {done!r} images done of {len(paths)}"
+        raise RemoteError(f"{target.label}: the on-target evaluation is incomplete: {why}")
+    return header["environment"], header["artifacts"], received.probs
+
+
+class _ProtocolError(Exception):
+    """A message from the agent that cannot be what it claims (wrong shape, rows out of range)."""
+
+
+class _Received:
+    """The probabilities each artifact sent, and which test images they cover."""
+
+    def __init__(self, names: list[str], n_images: int, n_classes: int):
+        self.n_images, self.n_classes = n_images, n_classes
+        self.probs = {name: np.full((n_images, n_classes), np.nan, dtype=np.float32) for name in names}
+        self.seen = {name: np.zeros(n_images, dtype=bool) for name in names}
+
+    def add(self, message: dict) -> int:
+        start, n, chunk = message.get("start"), message.get("n"), message.get("probs")
+        if not (isinstance(start, int) and isinstance(n, int) and isinstance(chunk, dict)
+                and 0 <= start and 0 < n and start + n <= self.n_images):
+            raise _ProtocolError(f"a malformed probability message (start {start!r}, n {n!r})")
+        for name, data in chunk.items():
+            if name not in self.probs:
+                raise _ProtocolError(f"probabilities for an artifact that was not sent ({str(name)[:40]!r})")
+            try:
+                values = np.frombuffer(base64.b64decode(data, validate=True), np.float32)
+            except (TypeError, ValueError) as exc:
+                raise _ProtocolError(f"undecodable probabilities for {name} ({exc})") from None
+            if values.size != n * self.n_classes:
+                raise _ProtocolError(f"{name}: {values.size} values for {n} images x {self.n_classes} classes")
+            self.probs[name][start:start + n] = values.reshape(n, self.n_classes)
+            self.seen[name][start:start + n] = True
+        return n
+
+    def problems(self, header: dict) -> list[str]:
+        """Why the answers cannot be gated: an artifact without a record, rows never sent, values not finite."""
+        shipped = header.get("artifacts") if isinstance(header.get("artifacts"), dict) else {}
+        found = []
+        for name, probs in self.probs.items():
+            if not isinstance(shipped.get(name), dict) or not isinstance(shipped[name].get("sha256"), str):
+                found.append(f"{name}: the agent did not say which file it ran")
+            elif not self.seen[name].all():
+                found.append(f"{name}: probabilities for {int(self.seen[name].sum())} of {self.n_images} test images")
+            elif not np.isfinite(probs).all():
+                found.append(f"{name}: {int((~np.isfinite(probs)).any(axis=1).sum())} test image(s) with "
+                             f"non-finite probabilities")
+        return found
 
 
 def _merge_into_report(layout: RunLayout, results: list[dict]) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ModelLoadError, UsageError
+from .quiet import quiet_native_stderr
 from .spec import EMBEDDED_KEY
 from .tflite_metadata import read_tflite_metadata
 
@@ -57,8 +58,9 @@ class TFLiteSession:
             kwargs = {"model_content": self._data}
             if threads:
                 kwargs["num_threads"] = int(threads)
-            self._interpreter = interpreter_cls(**kwargs)
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr():  # LiteRT's "Created XNNPACK delegate" line, once per process
+                self._interpreter = interpreter_cls(**kwargs)
+                self._interpreter.allocate_tensors()
             inp = self._interpreter.get_input_details()[0]
             out = self._interpreter.get_output_details()[0]
             self._in_index, self._out_index = inp["index"], out["index"]
@@ -75,6 +77,8 @@ class TFLiteSession:
         self.output_shape = tuple(int(d) for d in out["shape"])
         self._in_quantized = self.input_dtype.kind in "iu" and self._in_scale > 0
         self._out_quantized = out_dtype.kind in "iu" and self._out_scale > 0
+        self.output_dtype = out_dtype
+        self.raw_integer_output = out_dtype.kind in "iu" and not self._out_quantized  # no scale: not probabilities
         # Pixels are uint8: quantizing them is a 256-entry table, often the identity (scale 1, zero-point 0).
         self._pixel_table = (_quantize(np.arange(256, dtype=np.uint8), self.input_dtype, self._in_scale, int(self._in_zero))
                              if self._in_quantized else None)
@@ -84,7 +88,15 @@ class TFLiteSession:
         self._resizable = True
 
     def clone(self) -> "TFLiteSession":
-        return TFLiteSession(self.path, self.threads, self._data)
+        twin = TFLiteSession(self.path, self.threads, self._data)
+        if self._out_quantized and twin.raw_integer_output:  # a scale the user gave (set_output_quantization)
+            twin.set_output_quantization(self._out_scale, self._out_zero)
+        return twin
+
+    def set_output_quantization(self, scale: float, zero_point: float) -> None:
+        """Dequantize an integer output whose model records no scale (the user says it: --output-scale)."""
+        self._out_scale, self._out_zero = float(scale), float(zero_point)
+        self._out_quantized, self.raw_integer_output = True, False
 
     @property
     def quantization(self) -> dict[str, Any]:
@@ -199,6 +211,18 @@ class OnnxSession:
         self.output_shape = tuple(d if isinstance(d, int) else -1 for d in out.shape)
         self.metadata_props = dict(meta)
         self._fixed_batch = self.input_shape[0] if self.input_shape[0] > 0 else None
+        self.output_dtype = np.dtype(INTEGER_TENSOR_TYPES.get(out.type, np.float32))
+        # An integer output (`tf2onnx --tflite` of a full-int8 model) means nothing without its scale: from the
+        # model's metadata_props or a QuantizeLinear that makes it, else the user gives it (--output-scale).
+        self._output_quantization = (_onnx_output_quantization(self.metadata_props, data, out.name, str(path))
+                                     if self.output_dtype.kind in "iu" else None)
+
+    @property
+    def raw_integer_output(self) -> bool:
+        return self.output_dtype.kind in "iu" and self._output_quantization is None
+
+    def set_output_quantization(self, scale: float, zero_point: float) -> None:
+        self._output_quantization = (float(scale), float(zero_point))
 
     def clone(self) -> "OnnxSession":
         return self
@@ -220,7 +244,43 @@ class OnnxSession:
         if self._fixed_batch is not None and tensor.shape[0] != self._fixed_batch:
             return np.concatenate([self.run_prepared(tensor[i : i + 1]) for i in range(tensor.shape[0])])
         out = self._session.run([self._out_name], {self._in_name: tensor})[0]
+        if self._output_quantization is not None:
+            scale, zero_point = self._output_quantization
+            return (out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
         return out.astype(np.float32, copy=False)
+
+
+INTEGER_TENSOR_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+OUTPUT_SCALE_KEYS = ("output_scale", "output_zero_point")  # metadata_props that give an integer output's scale
+
+
+def _onnx_output_quantization(props: dict, data: bytes, output: str, source: str) -> tuple[float, float] | None:
+    """(scale, zero point) of an integer output: metadata_props output_scale / output_zero_point, else the
+    constant scale and zero point of the QuantizeLinear node that makes it (read with the `onnx` package
+    where it is installed: on a board it may not be), else None."""
+    scale_key, zero_key = OUTPUT_SCALE_KEYS
+    if scale_key in props:
+        try:
+            return float(props[scale_key]), float(props.get(zero_key, 0))
+        except ValueError:
+            raise ModelLoadError(f"{source}: metadata_props {scale_key}={props[scale_key]!r} is not a number") from None
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load_from_string(data).graph
+    except Exception:  # ONNX Runtime loaded it; a parse failure here only means the scale stays unknown
+        return None
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and output in node.output and len(node.input) >= 2:
+            scale = constants.get(node.input[1])
+            zero = constants.get(node.input[2]) if len(node.input) > 2 else np.zeros(())
+            if scale is not None and zero is not None and scale.size == 1 and zero.size == 1:
+                return float(scale.reshape(())), float(zero.reshape(()))
+    return None
 
 
 def image_layout(shape: tuple[int, ...]) -> str:

@@ -35,10 +35,12 @@ class ModelHints:
     value_range: tuple[float, float] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    output_scale: tuple[float, float] | None = None  # (scale, zero point) of an integer output without its own
 
     @classmethod
     def from_flags(cls, labels_file: str | None = None, input_range: str | None = None,
-                   mean: str | None = None, std: str | None = None) -> "ModelHints":
+                   mean: str | None = None, std: str | None = None,
+                   output_scale: str | None = None) -> "ModelHints":
         labels = _read_labels(Path(labels_file)) if labels_file else None
         value_range = None
         if input_range is not None:
@@ -53,11 +55,23 @@ class ModelHints:
         means, stds = (_floats(mean, "--mean"), _floats(std, "--std")) if mean is not None else (None, None)
         if stds is not None and any(v == 0 for v in stds):
             raise UsageError("--std must not be 0")
-        return cls(labels, value_range, means, stds)
+        return cls(labels, value_range, means, stds, _output_scale(output_scale) if output_scale else None)
 
     @property
     def normalization_given(self) -> bool:
         return self.value_range is not None or self.mean is not None
+
+
+def _output_scale(text: str) -> tuple[float, float]:
+    """--output-scale S[,ZERO_POINT]: how an integer output maps onto probabilities, p = (q - zero) * S."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not values[0] > 0 or any(v != v or abs(v) == float("inf") for v in values):
+        raise UsageError(f"--output-scale {text!r}: expected a positive scale and optionally a zero point, e.g. "
+                         f"0.00390625 (uint8 softmax) or 0.00390625,-128 (int8 softmax)")
+    return values[0], values[1] if len(values) == 2 else 0.0
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
@@ -111,6 +125,13 @@ def foreign_info(session, path: Path, hints: ModelHints | None) -> ModelInfo:
         source = "its metadata" if found.get("labels") else "--labels"
         raise ModelInfoMissing(f"{path}: the model has {outputs} outputs but {source} gives {len(labels)} class "
                                f"names; pass a labels file with one name per output")
+    if getattr(session, "raw_integer_output", False):
+        if hints.output_scale is None:
+            raise ModelInfoMissing(
+                f"{path}: its output is {session.output_dtype.name} and the model records no scale for it, so its "
+                f"values are not probabilities; pass --output-scale S[,ZERO_POINT] (a TFLite-style softmax: "
+                f"0.00390625 for uint8, 0.00390625,-128 for int8)")
+        session.set_output_quantization(*hints.output_scale)
     return ModelInfo(labels, spec, task, found.get("threshold"))
 
 

@@ -2,6 +2,11 @@
 
 It decodes, applies EXIF orientation, converts any mode to RGB and resizes. Normalization is *not*
 here: it is a layer inside the model, so every artifact takes uint8-range RGB pixels.
+
+The default resize is the phone's: bilinear without antialiasing, sampled as MediaPipe's ImageClassifier
+does on the CPU (ImageToTensorCalculator: OpenCV `warpPerspective`, INTER_LINEAR, BORDER_REPLICATE, the
+image's corners onto the tensor's corners), bit for bit. PIL's own filters antialias when they shrink, which
+no phone pipeline does; they stay available by name (`bilinear-antialias`, `area`, ...).
 """
 
 from __future__ import annotations
@@ -24,12 +29,48 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_PIXELS = int(os.environ.get("EDGESHIP_MAX_PIXELS", 64_000_000))
 Image.MAX_IMAGE_PIXELS = None  # our own limit applies, with a clear message instead of a PIL warning/error
 
-_RESAMPLERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "area": Image.Resampling.BOX,
-    "lanczos": Image.Resampling.LANCZOS,
+# OpenCV's fixed-point interpolation: source coordinates in 1/32 pixel steps (INTER_BITS = 5), weights that
+# sum to 1024 (32 x 32) per output pixel, rounded half up.
+_SUBPIXELS = 32
+_WEIGHT_SHIFT = 10
+
+
+def _phone_bilinear(image: Image.Image, width: int, height: int) -> np.ndarray:
+    """Bilinear without antialiasing, as MediaPipe's CPU image-to-tensor step computes it: output pixel
+    (x, y) samples the source at (x * W / width, y * H / height), quantized to 1/32 pixel, edges replicated."""
+    source = np.asarray(image, dtype=np.uint8)
+    rows, cols = source.shape[:2]
+
+    def taps(count: int, size: int):
+        steps = np.rint(np.arange(count) * (size / count) * _SUBPIXELS).astype(np.int64)
+        first = np.minimum(steps // _SUBPIXELS, size - 1)
+        return first, np.minimum(first + 1, size - 1), steps % _SUBPIXELS
+
+    x0, x1, fx = taps(width, cols)
+    y0, y1, fy = taps(height, rows)
+    top, bottom = source[y0].astype(np.int32), source[y1].astype(np.int32)
+    wx, wy = fx[None, :, None], fy[:, None, None]
+    upper = (_SUBPIXELS - wx) * top[:, x0] + wx * top[:, x1]
+    lower = (_SUBPIXELS - wx) * bottom[:, x0] + wx * bottom[:, x1]
+    total = (_SUBPIXELS - wy) * upper + wy * lower
+    return ((total + (1 << (_WEIGHT_SHIFT - 1))) >> _WEIGHT_SHIFT).astype(np.uint8)
+
+
+def _pil(filter_: Image.Resampling):
+    def resize(image: Image.Image, width: int, height: int) -> np.ndarray:
+        return np.asarray(image.resize((width, height), resample=filter_), dtype=np.uint8)
+    return resize
+
+
+# input.resize in edgeship.json names one of these. "bilinear" is what phone apps compute; the PIL filters
+# antialias when shrinking (bilinear-antialias was edgeship's default before the bundle schema 2).
+RESIZERS = {
+    "bilinear": _phone_bilinear,
+    "bilinear-antialias": _pil(Image.Resampling.BILINEAR),
+    "nearest": _pil(Image.Resampling.NEAREST),
+    "bicubic": _pil(Image.Resampling.BICUBIC),
+    "area": _pil(Image.Resampling.BOX),
+    "lanczos": _pil(Image.Resampling.LANCZOS),
 }
 
 
@@ -101,13 +142,13 @@ def load_image(source: ImageInput) -> Image.Image:
 
 def prepare_image(source: ImageInput, spec: InputSpec) -> np.ndarray:
     """Return the model-input tensor for one image: HWC uint8 RGB at the spec's size."""
-    image = load_image(source)
     try:
-        resample = _RESAMPLERS[spec.resize]
+        resize = RESIZERS[spec.resize]
     except KeyError as exc:
-        raise ValueError(f"unknown resize method {spec.resize!r}; expected one of {', '.join(_RESAMPLERS)}") from exc
+        raise ValueError(f"unknown resize method {spec.resize!r}; expected one of {', '.join(RESIZERS)}") from exc
+    image = load_image(source)
     if image.size != (spec.width, spec.height):
-        image = image.resize((spec.width, spec.height), resample=resample)
+        return resize(image, spec.width, spec.height)
     return np.asarray(image, dtype=np.uint8)
 
 

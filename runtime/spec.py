@@ -16,7 +16,11 @@ import numpy as np
 from .errors import IntegrityError, ModelLoadError
 from .fileio import atomic_write_json, sha256_bytes, sha256_file, tree_digest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+# Schema 1 called PIL's antialiased bilinear "bilinear"; schema 2 gives that name to the phone's resize (see
+# runtime.preprocess). A schema-1 bundle keeps the resize it was trained with, and is written back as it was.
+_RESIZE_NAMES_BY_SCHEMA = {1: {"bilinear": "bilinear-antialias"}}
 MANIFEST_NAME = "edgeship.json"
 EMBEDDED_KEY = "edgeship"  # TFLite metadata name and ONNX metadata_props key
 TASKS = ("multiclass", "binary")
@@ -49,7 +53,7 @@ class InputSpec:
     mean: tuple[float, ...] | None = None  # None: derived from value_range
     std: tuple[float, ...] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
         data = asdict(self)
         data["value_range"] = list(self.value_range)
         for key in ("mean", "std"):  # absent for edgeship's models, so their digests stay what they were
@@ -57,11 +61,17 @@ class InputSpec:
                 del data[key]
             else:
                 data[key] = list(data[key])
+        written = {new: old for old, new in _RESIZE_NAMES_BY_SCHEMA.get(schema_version, {}).items()}
+        data["resize"] = written.get(self.resize, self.resize)
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
+    def from_dict(cls, data: dict[str, Any], schema_version: int = SCHEMA_VERSION) -> "InputSpec":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if "resize" in known:
+            known["resize"] = _RESIZE_NAMES_BY_SCHEMA.get(schema_version, {}).get(known["resize"], known["resize"])
+        elif schema_version in _RESIZE_NAMES_BY_SCHEMA:
+            known["resize"] = "bilinear-antialias"  # schema 1's default
         if "value_range" in known:
             known["value_range"] = tuple(float(v) for v in known["value_range"])
         for key in ("mean", "std"):
@@ -89,6 +99,7 @@ class ModelInfo:
     input: InputSpec
     task: str = "multiclass"
     unknown_threshold: float | None = None
+    schema_version: int = SCHEMA_VERSION  # what the bundle was written with; it is written back the same way
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -98,10 +109,10 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": self.schema_version,
             "labels": list(self.labels),
             "task": self.task,
-            "input": self.input.to_dict(),
+            "input": self.input.to_dict(self.schema_version),
             "unknown_threshold": self.unknown_threshold,
         }
 
@@ -111,12 +122,17 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "model") -> "ModelInfo":
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version not in READABLE_SCHEMA_VERSIONS:
+            raise ModelLoadError(f"{source}: schema_version {version!r} is not supported (this edgeship reads "
+                                 f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
         try:
             return cls(
                 labels=tuple(str(label) for label in data["labels"]),
-                input=InputSpec.from_dict(data["input"]),
+                input=InputSpec.from_dict(data["input"], version),
                 task=data.get("task", "multiclass"),
                 unknown_threshold=data.get("unknown_threshold"),
+                schema_version=version,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{source}: malformed edgeship metadata ({exc})") from exc
@@ -189,11 +205,9 @@ class Bundle:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = MANIFEST_NAME) -> "Bundle":
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ModelLoadError(
-                f"{source}: schema_version {version!r} is not supported (this edgeship reads {SCHEMA_VERSION})"
-            )
+        if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:  # required here (embedded copies may omit it)
+            raise ModelLoadError(f"{source}: schema_version {data.get('schema_version')!r} is not supported (this "
+                                 f"edgeship reads {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
         return cls(
             info=ModelInfo.from_dict(data, source),
             provenance=dict(data.get("provenance") or {}),

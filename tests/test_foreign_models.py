@@ -144,3 +144,79 @@ def test_nchw_onnx_with_flags_or_metadata_props_matches_onnxruntime_fed_by_hand(
 def test_model_hint_flags_are_checked(flags, message, plain_tflite, small_digits, cli):
     result = cli("predict", plain_tflite, next(small_digits.rglob("*.png")), *flags)
     assert result.returncode == 2 and message in result.stderr
+
+
+def _uint8_output_onnx(path: Path, metadata: dict | None = None) -> Path:
+    """An ONNX model whose two "scores" are the first two pixels of its uint8 input, output as uint8 with no
+    QuantizeLinear (no scale anywhere in the graph)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Flatten", ["f"], ["flat"]),
+             helper.make_node("Slice", ["flat", "start", "end", "axis"], ["two"]),
+             helper.make_node("Cast", ["two"], ["scores"], to=TensorProto.UINT8)]
+    constants = [helper.make_tensor(name, TensorProto.INT64, [1], [value])
+                 for name, value in (("start", 0), ("end", 2), ("axis", 1))]
+    graph = helper.make_graph(nodes, "uint8_scores",
+                              [helper.make_tensor_value_info("image", TensorProto.UINT8, ["n", 8, 8, 3])],
+                              [helper.make_tensor_value_info("scores", TensorProto.UINT8, ["n", 2])], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_integer_outputs_are_dequantized_or_refused_never_printed_raw(tmp_path, cli):
+    from PIL import Image
+
+    image = tmp_path / "px.png"
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[0, 0, :2] = (192, 64)
+    Image.fromarray(pixels).save(image)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("yes\nno\n")
+    flags = ("--labels", labels, "--input-range", "0,255", "--json", "--top-k", "2")
+
+    bare = _uint8_output_onnx(tmp_path / "bare.onnx")
+    refused = cli("predict", bare, image, *flags)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "not probabilities" in refused.stderr and "--output-scale" in refused.stderr
+    assert refused.stdout == ""  # no raw integer ever shown as a score
+
+    scaled = _predictions(cli("predict", bare, image, *flags, "--output-scale", "0.00390625"))
+    (scores,) = scaled.values()
+    assert [(p["label"], p["score"]) for p in scores] == [("yes", 0.75), ("no", 0.25)]  # 192/256, 64/256
+
+    described = _uint8_output_onnx(tmp_path / "described.onnx", {"output_scale": "0.00390625", "output_zero_point": "0"})
+    assert _predictions(cli("predict", described, image, *flags)) == {k.replace("bare", "described"): v
+                                                                     for k, v in scaled.items()}
+    bad = cli("predict", bare, image, *flags, "--output-scale", "-1")
+    assert bad.returncode == 2 and "--output-scale" in bad.stderr
+
+
+@pytest.mark.slow
+def test_tf2onnx_of_a_full_int8_tflite_gives_probabilities(exported_run, tmp_path):
+    """`python -m tf2onnx.convert --tflite` of a uint8-output model: the scale of its final QuantizeLinear
+    dequantizes the output, so the scores are the TFLite model's own probabilities."""
+    import subprocess
+    import sys
+
+    from edgeship.core.splits import SplitManifest
+    from edgeship.runtime import Classifier
+    from edgeship.runtime.foreign import ModelHints
+
+    converted = tmp_path / "converted.onnx"
+    done = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite",
+                           str(exported_run / "bundle" / "model_int8.tflite"), "--output", str(converted)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tflite = Classifier.load(exported_run / "bundle", artifact="tflite_int8")
+    onnx = Classifier.load(converted, hints=ModelHints(labels=tflite.labels, value_range=(0.0, 255.0)))
+    assert onnx.session.output_dtype == np.uint8 and not onnx.session.raw_integer_output
+    rows = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")
+    pixels = prepare_batch([r.path for r in rows], tflite.info.input)
+    theirs, ours = onnx.predict_proba(pixels), tflite.predict_proba(pixels)
+    assert np.allclose(ours.sum(axis=1), 1.0, atol=0.05) and ours.max() <= 1.0
+    assert np.abs(theirs - ours).max() <= 1 / 256 + 1e-6

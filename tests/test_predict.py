@@ -109,3 +109,23 @@ def test_predict_expands_folders_and_globs(exported_run, small_digits, cli):
     assert f"{len(expected)} image(s)" in result.stderr
     assert cli("predict", exported_run / "bundle" / "model_float32.tflite", str(small_digits / "*.nope")).returncode == 2
     assert cli("predict", exported_run / "bundle" / "model_float32.tflite", folder, "--backend", "coreml").returncode == 2
+
+
+def test_predict_prints_no_litert_start_up_line(exported_run, keras_top1, cli):
+    """LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." was the first line of every predict."""
+    result = cli("predict", exported_run / "bundle" / "model_int8.tflite", *keras_top1)
+    assert result.returncode == 0, result.stderr
+    assert "XNNPACK" not in result.stderr and "INFO:" not in result.stderr
+    assert result.stderr.splitlines()[0].startswith(f"{len(keras_top1)} image(s)"), result.stderr
+
+
+def test_the_silenced_stderr_still_passes_real_errors_on(capfd):
+    import os
+
+    from edgeship.runtime.quiet import quiet_native_stderr
+
+    with quiet_native_stderr():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: a real problem\n")
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert err == "ERROR: a real problem\nafter\n"

@@ -25,7 +25,7 @@ def test_train_writes_bundle_log_curves_and_manifest(trained_run, small_digits):
     manifest = SplitManifest.read(trained_run / "bundle" / bundle.split_manifest)
     assert manifest.counts() == split["counts"] and sum(split["counts"].values()) == 4 * 40
     assert bundle.provenance["dataset"]["n_images"] == 160
-    assert json.loads((trained_run / "bundle" / "edgeship.json").read_text())["schema_version"] == 1
+    assert json.loads((trained_run / "bundle" / "edgeship.json").read_text())["schema_version"] == 2
 
 
 def test_best_checkpoint_is_what_the_bundle_holds(trained_run):

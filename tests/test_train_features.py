@@ -113,20 +113,22 @@ def test_hub_backbone_trains_from_a_local_savedmodel_offline(small_digits, tmp_p
     bundle = Bundle.load(run / "bundle")
     assert bundle.provenance["training"]["frozen_backbone"] and not bundle.provenance["training"]["keras_safe_mode"]
     assert result.test_accuracy > 0.4  # 4 classes: chance is 0.25
-    exported = export_run(run, ["keras", "saved_model", "tflite"], show_progress=False)
+    refused = cli("export", run, "--formats", "tflite")  # the TFSMLayer loads only outside safe mode
+    assert refused.returncode == 2 and "TF-Hub bundle" in refused.stderr and "--trust-code" in refused.stderr
+    exported = export_run(run, ["keras", "saved_model", "tflite"], show_progress=False, trust_code=True)
     rows = {a["name"]: a for a in exported.report["artifacts"]}
     assert rows["tflite"]["status"] == "ok" and rows["tflite"]["agreement"] > 0.95, rows["tflite"].get("error")
     assert rows["keras"]["agreement"] == 1.0 and rows["saved_model"]["agreement"] > 0.99
 
-    # The TensorFlow predictor honours the bundle's safe-mode record everywhere: bench and gate --reference.
+    # With the user's word, the TensorFlow predictor loads it everywhere: bench and gate --reference.
     from edgeship.bench.runner import BenchSettings, run_bench
 
-    outcome = run_bench([run], BenchSettings(runs=3, warmup=1, backend="all", show_progress=False),
+    outcome = run_bench([run], BenchSettings(runs=3, warmup=1, backend="all", show_progress=False, trust_code=True),
                         out_dir=tmp_path / "bench")
     status = {(r["name"], r["backend"], r.get("provider")): r["status"] for r in outcome.result["rows"]}
     assert status[("keras", "keras", None)] == "ok" and status[("saved_model", "tensorflow", None)] == "ok", status
     gate = cli("gate", "--reference", run, "--candidate", run / "bundle" / "model_float32.tflite", "--data",
-               small_digits, "--max-drop", "5", "--min-agreement", "0.9")
+               small_digits, "--max-drop", "5", "--min-agreement", "0.9", "--trust-code")
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert "PASS model_float32.tflite" in gate.stdout and "on 160 images" in gate.stdout
 

@@ -130,17 +130,17 @@ def _unique_stems(paths: list[Path]) -> list[str]:
 
 
 def explain_run(model: str | Path, images: Sequence[str | Path], out_dir: str | Path | None = None,
-                class_name: str | None = None) -> list[tuple[Explanation, Path]]:
+                class_name: str | None = None, trust_code: bool = False) -> list[tuple[Explanation, Path]]:
     """`edgeship explain`: MODEL is a run, a bundle or a `.keras` file with edgeship.json beside it; the
-    overlays go to OUT_DIR (default RUN/explain). The bundle's safe-mode record is honoured."""
+    overlays go to OUT_DIR (default RUN/explain). The model loads in Keras' safe mode unless TRUST_CODE."""
     from edgeship.core.layout import RunLayout
-    from edgeship.core.tensorflow import keras_safe_mode, load_keras_model
+    from edgeship.core.tensorflow import load_keras_model
     from edgeship.runtime.spec import Bundle
 
     target = Path(model)
     bundle_dir = target.parent if target.suffix == ".keras" else RunLayout.find(target).bundle
     bundle = Bundle.load(bundle_dir)
     model_path = target if target.suffix == ".keras" else bundle_dir / (bundle.keras_model or "model.keras")
-    keras_model = load_keras_model(model_path, keras_safe_mode(bundle))
+    keras_model = load_keras_model(model_path, trust_code, bundle)
     out = Path(out_dir) if out_dir else bundle_dir.parent / "explain"
     return explain(keras_model, bundle.info, images, out, class_name)

@@ -86,15 +86,17 @@ def add_outlier_channel(model, factor: float = 300.0, batchnorm: str | None = No
                      "channel (small_cnn has four)")
 
 
-def outlier_run(run: str | Path, out: str | Path, factor: float = 300.0, **where) -> OutlierChannel:
+def outlier_run(run: str | Path, out: str | Path, factor: float = 300.0, trust_code: bool = False,
+                **where) -> OutlierChannel:
     """Copy RUN (bundle and training records, no exported artifacts or report) to OUT with an outlier channel
-    added to its model.keras; the bundle's provenance records the change and the new model's sha256."""
+    added to its model.keras; the bundle's provenance records the change and the new model's sha256.
+    TRUST_CODE loads a model.keras that Keras' safe mode refuses (see core.tensorflow)."""
     layout = RunLayout.find(run)
     out = Path(out)
     if out.exists():
         raise UsageError(f"{out}: already exists; give a new directory")
     bundle = Bundle.load(layout.bundle)
-    model = load_keras_model(layout.bundle / bundle.keras_model)
+    model = load_keras_model(layout.bundle / bundle.keras_model, trust_code, bundle)
     change = add_outlier_channel(model, factor, **where)
     new_bundle = out / layout.bundle.name
     new_bundle.mkdir(parents=True)

@@ -33,6 +33,7 @@ from edgeship.runtime.classifier import class_probabilities
 from edgeship.runtime.environment import library_versions, peak_rss_mb
 from edgeship.runtime.errors import EdgeshipError, UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256_file
+from edgeship.runtime.preprocess import RESIZERS
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
 
 from .augment import AugmentConfig, Augmenter, preview_augmentation
@@ -72,6 +73,7 @@ class ModelOptions:
     alpha: float | None = None
     head: HeadConfig = field(default_factory=HeadConfig)
     freeze_backbone: bool | None = None  # None: frozen when pretrained (weights, hub or init)
+    resize: str = "bilinear"  # input.resize: the phone's bilinear (no antialiasing); see runtime.preprocess
 
 
 @dataclass
@@ -167,6 +169,8 @@ class TrainConfig:
         for flag, value, ok, expected in checks:
             if not ok or (isinstance(value, float) and value != value):
                 raise UsageError(f"{flag} must be {expected}, got {value}")
+        if self.resize not in RESIZERS:
+            raise UsageError(f"unknown resize {self.resize!r}; choose from {', '.join(RESIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown LR schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
         if self.unknown_recall is not None and not 0 < self.unknown_recall <= 1:
@@ -183,7 +187,7 @@ class TrainConfig:
     def resume_key(self) -> dict:
         """Settings an interrupted run must share with the command that resumes it."""
         keep = ("backbone", "image_size", "weights", "init", "alpha", "classes", "batch_size", "freeze_backbone",
-                "cache_features")
+                "cache_features", "resize")
         data = {k: getattr(self, k) for k in keep}
         data["classes"] = list(self.classes) if self.classes else None
         data["head"], data["splits"] = asdict(self.head), asdict(self.splits)
@@ -405,7 +409,8 @@ def _train_head_on_features(run: "_Run") -> int:
     weights move into the full classifier (same layer names)."""
     keras, model, splits, info, config = run.keras, run.model, run.splits, run.info, run.config
     extractor = feature_model(model)
-    fingerprint = {"backbone": config.backbone, "size": info.input.height, "weights": str(config.weights),
+    fingerprint = {"backbone": config.backbone, "size": info.input.height, "resize": info.input.resize,
+                   "weights": str(config.weights),
                    "alpha": config.alpha, "init": config.init,
                    "backbone_weights": float(sum(np.asarray(w, dtype=np.float64).sum()
                                                  for w in model.get_layer(BACKBONE_LAYER).get_weights()))}
@@ -500,7 +505,7 @@ def _train_run(data_dir: Path, out_dir: Path, config: TrainConfig, role: WorkerR
     _check_resumable(layout, config)  # and so is finished work without --overwrite
     size = get_backbone(config.backbone).input_size(config.image_size)  # fails before any scanning (hub: no network yet)
     dataset, fixed_test = scan_dataset(data_dir, config.classes, config.show_progress)
-    info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size),
+    info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size, resize=config.resize),
                      task="binary" if len(dataset.classes) == 2 else "multiclass")
     splits = make_splits(dataset, config.splits, fixed_test)  # a dataset that cannot be split fails here, before any write
     fresh = not layout.root.exists()

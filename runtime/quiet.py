@@ -1,0 +1,54 @@
+"""Keep LiteRT's start-up chatter off the console without hiding its real errors.
+
+LiteRT's C++ code writes `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` to file descriptor 2 when
+the first interpreter of a process allocates its tensors: it was the first line of every `edgeship predict`.
+Python cannot filter a C library's writes, so the block runs with descriptor 2 pointed at a temporary file,
+and afterwards every line that is not known chatter is written to the real stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+
+CHATTER = (
+    re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."),
+    re.compile(r"INFO: Initialized TensorFlow Lite runtime\."),
+)
+_redirecting = threading.RLock()  # descriptor 2 is the process's: one redirection at a time
+
+
+def is_chatter(line: str) -> bool:
+    return any(pattern.fullmatch(line.strip()) for pattern in CHATTER)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Run the block with C-level stderr captured; pass on everything but LiteRT's known INFO lines."""
+    with _redirecting:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no descriptor 2 (a daemon, a closed stderr): nothing to hide
+            yield
+            return
+        with tempfile.TemporaryFile(mode="w+b") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError):
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                kept = [line for line in sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+                        if line.strip() and not is_chatter(line)]
+                if kept:
+                    os.write(2, "".join(kept).encode("utf-8"))
