@@ -28,8 +28,11 @@ demo-int8: $(STAMP)
 	$(PY) -m edgeship gate runs/demo-outlier
 	@echo "report: runs/demo-outlier/report.md"
 
+# Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures in one process):
+# half the suite waits on subprocesses, imports and sleeps, not on both cores.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	EDGESHIP_BENCH=1 $(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-columns=median,iqr,ops -s

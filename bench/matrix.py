@@ -65,17 +65,26 @@ def artifacts_of(target: Path, trust_code: bool = False) -> list[Artifact]:
     return found
 
 
-def _wanted(backend: str, provider: str | None, selected: str) -> bool:
+def _wanted(backend: str, provider: str | None, selected: tuple[str, ...]) -> bool:
     label = backend if provider is None else f"{backend}-{provider}"
-    return selected == "all" or selected in (backend, label)
+    return "all" in selected or backend in selected or label in selected
+
+
+def parse_backends(backend) -> tuple[str, ...]:
+    """'tflite,onnxruntime-cpu' (as --threads and --batch take lists) or a sequence of names, each checked."""
+    names = tuple(b.strip() for b in (backend.split(",") if isinstance(backend, str) else backend) if b.strip())
+    unknown = [b for b in names if b not in BACKEND_CHOICES]
+    if unknown or not names:
+        raise UsageError(f"unknown backend {', '.join(unknown) or repr(backend)}; choose from "
+                         f"{', '.join(BACKEND_CHOICES)} (several with commas)")
+    return names
 
 
 def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backend: str = "all", warmup: int = 10,
                 runs: int = 100, min_seconds: float = 0.0, remote: bool = False, trust_code: bool = False) -> list[dict]:
     """One case per row. TRUST_CODE is the user's word that a `.keras` artifact may load outside Keras' safe
     mode; no bundle record sets it."""
-    if backend not in BACKEND_CHOICES:
-        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    backend = parse_backends(backend)
     cases = []
     for artifact in artifacts:
         if artifact.family in TF_FAMILIES:

@@ -86,7 +86,7 @@ def parse_slowdown(text: str) -> float:
 
 
 TABLE_HEADERS = ("target", "artifact", "backend", "threads", "batch", "status", "p50 ms", "p90 ms", "p99 ms",
-                 "images/s", "peak RSS MB", "accuracy", "Δ pp", "Pareto", "vs baseline")
+                 "images/s", "peak RSS MB", "accuracy", "Δ pp", "Pareto", "time vs baseline")
 
 
 def table_rows(rows: list[BenchRow]) -> list[list[str]]:
@@ -101,8 +101,27 @@ def table_rows(rows: list[BenchRow]) -> list[list[str]]:
                     format_value(r.throughput_ips, ".1f"), format_value(r.peak_rss_mb, ".0f"),
                     format_value(r.accuracy, ".2%"), format_value(r.accuracy_delta_pp, "+.2f"),
                     "★" if r.pareto else "",
-                    "" if ratio is None else f"{ratio:.2f}×" + (" REGRESSION" if r.regression else "")])
+                    "" if ratio is None else _versus_baseline(ratio) + (" REGRESSION" if r.regression else "")])
     return out
+
+
+def _versus_baseline(ratio: float) -> str:
+    """p50 against the baseline's, with the direction in words: `1.25× slower`, `0.80× (1.25× faster)`."""
+    if ratio >= 1.0:
+        return f"{ratio:.2f}× ({ratio:.2f}× slower)" if ratio > 1.005 else f"{ratio:.2f}× (same)"
+    return f"{ratio:.2f}× ({1 / ratio:.2f}× faster)"
+
+
+def split_unavailable(rows: list[BenchRow]) -> tuple[list[BenchRow], str | None]:
+    """The rows to show, and one line for the GPU rows this machine cannot run (they stay in bench.json)."""
+    missing = [r for r in rows if r.status == "unavailable"]
+    if not missing:
+        return rows, None
+    kinds = sorted({f"{r.backend}-{r.provider}" if r.provider else r.backend for r in missing})
+    where = sorted({r.target for r in missing})
+    return ([r for r in rows if r.status != "unavailable"],
+            f"not available on {', '.join(where)}: {', '.join(kinds)} ({len(missing)} rows, kept in bench.json "
+            f"with the reason; no GPU there, or not this provider)")
 
 
 def _plot(rows: list[BenchRow], png: Path) -> Path | None:
@@ -134,13 +153,20 @@ def to_csv(rows: list[BenchRow]) -> str:
 def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None) -> str:
     parts = ["# edgeship bench", ""]
     settings = result["settings"]
-    parts.append(f"{settings['runs']} timed runs (at least {settings['min_seconds']} s) after {settings['warmup']} "
-                 f"warm-up runs per row; each row in its own process. ★ = Pareto-optimal (accuracy vs p50).")
-    parts += ["", markdown_table(TABLE_HEADERS, table_rows(rows)), ""]
+    at_least = f" (and at least {settings['min_seconds']:g} s)" if settings.get("min_seconds") else ""
+    parts.append(f"{settings['runs']} timed runs{at_least} after {settings['warmup']} warm-up runs per row; each row "
+                 f"in its own process. ★ = Pareto-optimal (accuracy vs p50).")
+    if settings.get("baseline"):
+        parts.append(f"Time vs baseline: this p50 over the p50 of `{settings['baseline']}` for the same target and "
+                     f"row (above 1 is slower); a REGRESSION is over {settings.get('max_slowdown', 0):.0%} slower and "
+                     f"outside the baseline's p25-p75 spread.")
+    shown, _ = split_unavailable(rows)
+    parts += ["", markdown_table(TABLE_HEADERS, table_rows(shown)), ""]
     reasons = sorted({f"{r.backend}{'-' + r.provider if r.provider else ''} on {r.target}: {r.error}"
                       for r in rows if r.status == "unavailable"})
     if reasons:
-        parts += ["Not available:", ""] + [f"- {reason}" for reason in reasons] + [""]
+        parts += ["Not available, so not in the table (the rows stay in bench.json):", ""]
+        parts += [f"- {reason}" for reason in reasons] + [""]
     if plot_name:
         parts += [f"![accuracy vs latency]({plot_name})", ""]
     for target in result["targets"]:

@@ -67,6 +67,8 @@ class _Model:
 
 def _resolve(target: str | Path) -> _Model:
     path = Path(target)
+    if not path.exists():  # what export and gate say for the same typo
+        raise UsageError(f"{target}: no such {'model file' if path.suffix in ('.tflite', '.onnx') else 'run directory'}")
     if path.is_file() and path.name != "report.json":
         return _Model(path.name, None, path, None, None)
     try:

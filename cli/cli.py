@@ -53,6 +53,28 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="a 
 
 
 _fraction = _number(float, 0.0, 1.0, what="a fraction in [0, 1]")
+
+
+def _points(text: str) -> float:
+    """Percentage points, as `0.5`, `0.5pp` or `0.5%` (the README writes --max-slowdown 10%): all mean 0.5 pp."""
+    number = text.strip().removesuffix("pp").removesuffix("%").strip()
+    return _number(float, what="a number of percentage points such as 0.5 or 0.5%")(number)
+
+
+def _share(text: str) -> float:
+    """A share as a fraction or a percentage: `0.9`, `90%` and `90` all mean 90 % (a number above 1 cannot
+    be a fraction, so it is read as percent); the gate prints the threshold it understood."""
+    raw = text.strip()
+    percent = raw.endswith("%")
+    try:
+        value = float(raw.removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.9 or a percentage such as 90%, got {text!r}") from None
+    if percent or value > 1:
+        value /= 100.0
+    if value != value or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1] or a percentage in [0, 100], got {text!r}")
+    return value
 _positive_float = _number(float, 0.0, low_open=True, what="a number > 0")
 _non_negative_float = _number(float, 0.0, what="a number >= 0")
 _non_negative_int = _number(int, 0, what="an integer >= 0")
@@ -90,6 +112,8 @@ def cmd_train(args) -> int:
         return _preview_augmentation(args, config)
     result = train(args.data, args.out, config)
     print(f"trained {config.backbone}: test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epoch(s)")
+    for note in result.stopped_early:
+        print(note)
     if result.role.workers > 1:
         print(f"{result.role.describe()}: weights sha256 {result.weights_sha256}")
     if not result.role.chief:
@@ -165,7 +189,7 @@ def cmd_export(args) -> int:
 
 def cmd_gate(args) -> int:
     from edgeship.core.integrity import load_verified_report
-    from edgeship.export.gate import evaluate_gate, resolve_thresholds, write_junit
+    from edgeship.export.gate import evaluate_gate, reference_line, resolve_thresholds, write_junit
 
     pair = (args.reference, args.candidate, args.data)
     if any(pair) and not all(pair):
@@ -176,7 +200,8 @@ def cmd_gate(args) -> int:
                                     max_class_drop_pp=args.max_class_drop, max_prob_diff=args.max_prob_diff,
                                     min_accuracy=args.min_accuracy,
                                     require_gpu_delegate=True if args.require_gpu_delegate else None,
-                                    min_speedup=args.min_speedup)
+                                    min_speedup=args.min_speedup,
+                                    allow_collapsed=True if args.allow_collapsed else None)
     if args.target and not args.report:
         raise UsageError("--target gates a run on a device: give the RUN directory (not --reference/--candidate)")
     if args.report:
@@ -192,6 +217,12 @@ def cmd_gate(args) -> int:
               f"{row.accuracy:.2%} vs {ref['accuracy']:.2%} (Δ {row.accuracy_delta_pp:+.2f} pp, "
               f"95 % CI [{row.accuracy_delta_ci95_pp[0]:+.2f}, {row.accuracy_delta_ci95_pp[1]:+.2f}]), "
               f"agreement {row.agreement:.2%}, McNemar p {row.mcnemar_p:.3g}")
+    if isinstance(report, dict):
+        from edgeship.core.records import ParityReport
+
+        report = ParityReport.from_json(report)
+    print(reference_line(report))
+    print(thresholds.describe())
     verdicts = evaluate_gate(report, thresholds)
     if args.target:
         from edgeship.export.target_gate import evaluate_on_targets, target_verdicts
@@ -199,9 +230,9 @@ def cmd_gate(args) -> int:
         results = evaluate_on_targets(args.report, args.target, _ssh_options(args))
         for failed in (r for r in results if r["status"] != "ok"):
             print(f"edgeship: target {failed['target']} failed: {failed['error']}", file=sys.stderr)
-        verdicts += target_verdicts(results, thresholds, report.get("reference") or {})
+        verdicts += target_verdicts(results, thresholds, report.reference or {})
     if args.junit:
-        write_junit(verdicts, args.junit)
+        write_junit(verdicts, args.junit, report=report)
     for verdict in verdicts:
         print(verdict.line())
     failed = [v.artifact for v in verdicts if not v.passed]
@@ -245,7 +276,10 @@ def cmd_bench(args) -> int:
     outcome = run_bench(args.models, settings, targets=args.target or (), ssh=ssh, compare=args.compare,
                         max_slowdown=results.parse_slowdown(args.max_slowdown), out_dir=args.out,
                         local=not args.no_local)
-    print(text_table(results.TABLE_HEADERS, results.table_rows(outcome.rows)))
+    shown, unavailable = results.split_unavailable(outcome.rows)
+    print(text_table(results.TABLE_HEADERS, results.table_rows(shown)))
+    if unavailable:
+        print(unavailable)
     if outcome.markdown:
         print(f"bench: {outcome.markdown}")
     if outcome.write_error:
@@ -328,6 +362,42 @@ FORMAT_NAMES = ("keras", "saved_model", "tflite", "tflite_dynamic", "tflite_fp16
                 "onnx_dynamic")  # the export registry's rows; a test keeps this list equal to it (no TF import here)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line naming the command, with "did you mean" for a mistyped option or
+    command, instead of twenty lines of usage (`--help` still prints the whole usage)."""
+
+    def error(self, message: str):
+        hint = self._did_you_mean(message)
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see `{self.prog} --help`)\n")
+
+    def _did_you_mean(self, message: str) -> str:
+        import difflib
+
+        if message.startswith("unrecognized arguments:"):
+            options = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+            guesses = []
+            for word in message.split(":", 1)[1].split():
+                if word.startswith("--"):
+                    close = difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.6)
+                    guesses += close
+            return f"; did you mean {', '.join(guesses)}?" if guesses else ""
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            known = [c.strip(" '") for c in choice.group(2).split(",")]
+            close = difflib.get_close_matches(choice.group(1), known, n=1, cutoff=0.6)
+            return f"; did you mean {close[0]}?" if close else ""
+        return ""
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return f"edgeship {importlib.metadata.version('edgeship')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "edgeship (not installed)"
+
+
 def _resize_methods() -> list[str]:
     from edgeship.runtime.preprocess import RESIZERS  # numpy and PIL only
 
@@ -335,7 +405,8 @@ def _resize_methods() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeship", description="Ship image classifiers to edge devices.")
+    parser = _OneLineParser(prog="edgeship", description="Ship image classifiers to edge devices.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a classifier on class folders or Food-101-style list files")
@@ -414,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-size", type=_positive_int, default=300, help="calibration images for int8 (default 300)")
     p.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8",
                    help="input/output type of tflite_int8 (default uint8: camera pixels as they are)")
-    p.add_argument("--max-drop", type=_number(float, what="a number of percentage points"), metavar="PP",
+    p.add_argument("--max-drop", type=_points, metavar="PP",
                    help="accuracy budget for int8 on the validation split: when plain int8 loses more, try other "
                         "calibration, 16-bit activations and float layers, and keep the fastest that fits")
     p.add_argument("--diagnose", action="store_true",
@@ -428,14 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="with --candidate and --data: compare two models (.tflite/.onnx/.keras/bundle)")
     p.add_argument("--candidate", help="the model that must match the reference")
     p.add_argument("--data", help="folder with one sub-folder of images per class")
-    p.add_argument("--max-drop", type=_number(float, what="a number of percentage points"), metavar="PP", help="allowed accuracy drop in percentage points (default 1.0)")
-    p.add_argument("--min-agreement", type=_fraction, metavar="FRAC", help="minimum top-1 agreement with Keras (default 0.98)")
-    p.add_argument("--max-class-drop", type=_number(float, what="a number of percentage points"), metavar="PP", help="allowed accuracy drop of any single class")
+    p.add_argument("--max-drop", type=_points, metavar="PP",
+                   help="allowed accuracy drop in percentage points: 1, 1pp and 1%% all mean 1 pp (default 1.0)")
+    p.add_argument("--min-agreement", type=_share, metavar="FRAC",
+                   help="minimum top-1 agreement with Keras: 0.98 or 98%% (default 0.98)")
+    p.add_argument("--max-class-drop", type=_points, metavar="PP", help="allowed accuracy drop of any single class (pp)")
     p.add_argument("--max-prob-diff", type=_fraction, metavar="P", help="allowed max |p_keras - p_artifact|")
-    p.add_argument("--min-accuracy", type=_fraction, metavar="FRAC",
-                   help="absolute floor on test accuracy for Keras and every artifact, e.g. 0.9")
+    p.add_argument("--min-accuracy", type=_share, metavar="FRAC",
+                   help="absolute floor on test accuracy for Keras and every artifact: 0.9 or 90%%")
     p.add_argument("--min-speedup", type=_number(float, what="a factor such as 1.5"), metavar="X",
                    help="fail a quantized .tflite/.onnx less than X times faster than its float32 sibling here")
+    p.add_argument("--allow-collapsed", action="store_true",
+                   help="pass a model that predicts only a few of its classes on the test split (it fails otherwise)")
     p.add_argument("--require-gpu-delegate", action="store_true",
                    help="fail a .tflite/.onnx that no phone accelerator (TFLite GPU delegate, NNAPI, CoreML) takes "
                         "whole, by the report's device-readiness check")
@@ -457,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-seconds", type=_non_negative_float, default=0.0, help="keep timing until this many seconds passed too")
     p.add_argument("--threads", type=_int_list, help="comma-separated thread counts, e.g. 1,2,4 (default: backend's)")
     p.add_argument("--batch", type=_int_list, help="comma-separated batch sizes (default 1)")
-    p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt], keras[-gpu] or tensorflow[-gpu]")
+    p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt], keras[-gpu] or "
+                                                    "tensorflow[-gpu]; several with commas: tflite,onnxruntime-cpu")
     p.add_argument("--target", action="append", metavar="ssh://user@host[:port]", help="also bench there (repeatable)")
     p.add_argument("--no-local", action="store_true", help="bench only on the --target machines")
     _add_ssh_flags(p)
@@ -525,6 +601,15 @@ def _attach_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+INTERRUPTED = {  # what Ctrl-C leaves, per command, and how to go on
+    "train": "; run the same command again to resume from the last finished epoch",
+    "export": ("; the export did not finish, so its new files are not recorded in the bundle (predict and gate "
+               "refuse them): run the same command again"),
+    "gate": "; nothing was gated",
+    "demo": "; run it again (training resumes, export and bench run again)",
+}
+
+
 def main(argv=None) -> int:
     args = parse_arguments(argv)
     _log_to_stderr()
@@ -534,7 +619,7 @@ def main(argv=None) -> int:
         print(f"edgeship: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("edgeship: interrupted", file=sys.stderr)
+        print(f"edgeship: interrupted{INTERRUPTED.get(args.command, '')}", file=sys.stderr)
         return 130
     except Exception as exc:  # a full or read-only disk is the user's to fix: one line, not a traceback
         from edgeship.core.errors import disk_failure

@@ -56,7 +56,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     test_rows = manifest.select("test")
     for row in test_rows[:: max(1, len(test_rows) // 3)][:3]:  # three different classes
         top = classifier.predict(row.path, top_k=1)[0]
-        print(f"{row.path.name}: {top.label} ({top.score:.3f}), true label {row.label}")
+        print(f"{row.path.name}: {top.describe()}, true label {row.label}")
 
     print()
     print(text_table(SUMMARY_HEADERS, summary_rows(report)))

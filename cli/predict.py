@@ -15,7 +15,7 @@ def _emit(key: str, name, predictions, as_json: bool, out) -> None:
     if as_json:
         print(json.dumps({key: name, "predictions": [p.to_dict() for p in predictions]}, ensure_ascii=False), file=out)
     else:
-        shown = ", ".join(f"{p.label} ({p.score:.3f})" for p in predictions)
+        shown = ", ".join(p.describe() for p in predictions)
         print(f"{key} {name}: {shown}" if key == "frame" else f"{name}: {shown}", file=out)
 
 

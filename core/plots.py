@@ -55,46 +55,66 @@ def accuracy_latency_figure(points: list[Point], title: str, reference: float | 
 
     accuracies = [p.accuracy * 100 for p in points if p.accuracy is not None]
     tie = not accuracies or max(accuracies) - min(accuracies) < TIE_PP
-    height = max(3.6, 0.32 * len(points) + 1.6)
-    fig, axis = plt.subplots(figsize=(10, height))
     colours = plt.get_cmap("tab20").colors
     if tie:
         order = sorted(range(len(points)), key=lambda i: points[i].latency_ms)
-        names = [f"{n + 1}. {points[i].label}" for n, i in enumerate(order)]
         values = [points[i].latency_ms for i in order]
-        bars = axis.barh(range(len(order)), values, color=[colours[i % 20] for i in order],
-                         edgecolor=["black" if points[i].highlighted else "none" for i in order])
-        axis.set_yticks(range(len(order)), names, fontsize=8)
-        axis.invert_yaxis()
-        for bar, value in zip(bars, values):
-            axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value:.3g} ms", va="center", fontsize=7)
-        axis.set_xscale("log" if log_latency or max(values) / min(values) > 30 else "linear")
-        axis.margins(x=0.12)  # room for the value printed after the longest bar
-        axis.set_xlabel("p50 latency (ms)")
+        # a bar's length is its value: bars start at zero on a linear axis (a log axis made 0.318 against 0.915 ms
+        # look like 1:10). When the slowest is far slower (the Keras reference beside int8), a second panel shows
+        # the fast ones on their own linear scale, so they do not shrink to slivers.
+        fast = [n for n, v in enumerate(values) if v <= values[0] * ZOOM_SPREAD]
+        panels = [list(range(len(order)))] + ([fast] if len(fast) < len(order) and len(fast) > 1 else [])
+        heights = [0.32 * len(rows) + 1.2 for rows in panels]
+        fig, axes = plt.subplots(len(panels), 1, figsize=(10, max(3.6, sum(heights) + 0.4)), squeeze=False,
+                                 height_ratios=heights)
+        for axis, rows in zip(axes[:, 0], panels):
+            _latency_bars(axis, [points[order[n]] for n in rows], [n + 1 for n in rows], [colours[order[n] % 20] for n in rows])
         shared = f"{accuracies[0]:.2f} %" if accuracies else "no accuracy figures"
-        axis.set_title(f"{title}\nall artifacts tie on test accuracy ({shared}): latency only", fontsize=10)
-    else:
-        biggest = max((p.size_bytes or 1) for p in points)
-        for n, p in enumerate(points):
-            if p.accuracy is None:
-                continue
-            axis.scatter(p.latency_ms, min(100.0, p.accuracy * 100), s=40 + 400 * (p.size_bytes or 0) / biggest,
-                         color=colours[n % 20], alpha=0.7, edgecolors="black" if p.highlighted else "none",
-                         label=f"{n + 1}. {p.label}")
-            axis.annotate(str(n + 1), (p.latency_ms, min(100.0, p.accuracy * 100)), fontsize=7, ha="center",
-                          va="center")
-        if reference is not None:
-            axis.axhline(reference * 100, color="gray", linestyle="--", linewidth=1, label="Keras reference")
-        low = min(accuracies)
-        axis.set_ylim(max(0.0, low - max(1.0, (100 - low) * 0.2)), 100.0)
-        axis.set_xscale("log" if log_latency else "linear")
-        axis.set_xlabel("p50 latency (ms)")
-        axis.set_ylabel("test accuracy (%)")
-        axis.set_title(f"{title} (marker area ~ file size)", fontsize=10)
-        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+        axes[0, 0].set_title(f"{title}\nall artifacts tie on test accuracy ({shared}): latency only", fontsize=10)
+        if len(panels) > 1:
+            axes[1, 0].set_title(f"the {len(fast)} fastest (within {ZOOM_SPREAD:g}× of the fastest), on their own scale",
+                                 fontsize=9)
+        fig.tight_layout()
+        return fig
+    fig, axis = plt.subplots(figsize=(10, max(3.6, 0.32 * len(points) + 1.6)))
+    biggest = max((p.size_bytes or 1) for p in points)
+    for n, p in enumerate(points):
+        if p.accuracy is None:
+            continue
+        axis.scatter(p.latency_ms, min(100.0, p.accuracy * 100), s=40 + 400 * (p.size_bytes or 0) / biggest,
+                     color=colours[n % 20], alpha=0.7, edgecolors="black" if p.highlighted else "none",
+                     label=f"{n + 1}. {p.label}")
+        axis.annotate(str(n + 1), (p.latency_ms, min(100.0, p.accuracy * 100)), fontsize=7, ha="center",
+                      va="center")
+    if reference is not None:
+        axis.axhline(reference * 100, color="gray", linestyle="--", linewidth=1, label="Keras reference")
+    low = min(accuracies)
+    axis.set_ylim(max(0.0, low - max(1.0, (100 - low) * 0.2)), 100.0)
+    axis.set_xscale("log" if log_latency else "linear")
+    axis.set_xlabel("p50 latency (ms)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(f"{title} (marker area ~ file size)", fontsize=10)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     axis.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+ZOOM_SPREAD = 20.0  # latency bars spanning more than this get a second panel for the fast ones
+
+
+def _latency_bars(axis, points: list[Point], numbers: list[int], colours) -> None:
+    values = [p.latency_ms for p in points]
+    bars = axis.barh(range(len(points)), values, color=colours,
+                     edgecolor=["black" if p.highlighted else "none" for p in points])
+    axis.set_yticks(range(len(points)), [f"{n}. {p.label}" for n, p in zip(numbers, points)], fontsize=8)
+    axis.invert_yaxis()
+    for bar, value in zip(bars, values):
+        axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value:.3g} ms", va="center", fontsize=7)
+    axis.set_xscale("linear")
+    axis.set_xlim(0, max(values) * 1.18)
+    axis.set_xlabel("p50 latency (ms)")
+    axis.grid(alpha=0.3)
 
 
 def plot_accuracy_bars(names: list[str], accuracies: list[float], png: Path, title: str,
@@ -141,7 +161,7 @@ def plot_layer_errors(panels: list[tuple[str, list[dict]]], png: Path, top: int 
     for axis, (name, layers) in zip(axes[:, 0], panels):
         metric = layers[0].get("metric", "")
         values = [_badness(layer) for layer in layers]
-        labels = [f"{layer['name'].split(';')[0][-48:]} ({layer.get('op')})" for layer in layers]
+        labels = [f"{name} ({layer.get('op')})" for name, layer in zip(short_layer_names(layers), layers)]
         colours = [("tab:orange" if layer["hint"].startswith("RMSE/scale") else "tab:red") if layer.get("hint")
                    else "tab:blue" for layer in layers]
         axis.barh(range(len(layers)), values, color=colours)
@@ -154,6 +174,28 @@ def plot_layer_errors(panels: list[tuple[str, list[dict]]], png: Path, top: int 
             axis.axvline(0.7, color="grey", linestyle="--", linewidth=0.8)
     fig.tight_layout()
     return save_png(fig, png)
+
+
+LAYER_NAME_CHARS = 48
+
+
+def short_layer_names(layers: list[dict]) -> list[str]:
+    """Layer names without the path most of them share (`edgeship_small_cnn_1/backbone_1/` says nothing), shortened
+    from the left with an ellipsis, never cut mid-way without saying so. A prefix counts when at least half of
+    the names start with it; each name loses the longest such prefix it has."""
+    names = [layer["name"].split(";")[0] for layer in layers]
+    counts: dict[str, int] = {}
+    for name in names:
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth]) + "/"
+            counts[prefix] = counts.get(prefix, 0) + 1
+    shared = [prefix for prefix, count in counts.items() if count >= max(2, len(names) / 2)]
+    short = []
+    for name in names:
+        cut = max((len(prefix) for prefix in shared if name.startswith(prefix)), default=0)
+        short.append(name[cut:])
+    return [s if len(s) <= LAYER_NAME_CHARS else "…" + s[-(LAYER_NAME_CHARS - 1):] for s in short]
 
 
 def _badness(layer: dict) -> float:

@@ -20,6 +20,8 @@ LAYERS_PLOT_FILE = "report_layers.png"
 def load_report(path: str | Path) -> tuple[dict, Path]:
     """Read report.json from a path to it or to its run directory. Returns (report, report path)."""
     path = Path(path)
+    if not path.exists() and path.suffix != ".json":
+        raise UsageError(f"{path}: no such run directory")  # what export and bench say for the same typo
     if path.is_dir():
         path = RunLayout.find(path).report_json if not (path / "report.json").is_file() else path / "report.json"
     if not path.is_file():
@@ -42,8 +44,14 @@ def load_report(path: str | Path) -> tuple[dict, Path]:
 
 
 def format_value(value, spec: str, scale: float = 1.0, missing: str = "–") -> str:
-    """A number for a table cell; a dash when it is missing."""
-    return missing if value is None else format(float(value) * scale, spec)
+    """A number for a table cell; a dash when it is missing. A value that rounds to zero has no minus sign
+    (`-0.00` in a Δ column reads as a loss)."""
+    if value is None:
+        return missing
+    text = format(float(value) * scale, spec)
+    if text.startswith("-") and not any(ch in "123456789" for ch in text):
+        text = ("+" if "+" in spec else "") + text[1:]
+    return text
 
 
 def _size(num_bytes) -> str:
@@ -116,7 +124,7 @@ def _parity_details(report: dict) -> list[str]:
     rows = [[a["name"], format_value(a["accuracy_delta_pp"], "+.2f"),
              f"[{a['accuracy_delta_ci95_pp'][0]:+.2f}, {a['accuracy_delta_ci95_pp'][1]:+.2f}]",
              format_value(a.get("mcnemar_p"), ".3g"), _top5(a), format_value(a.get("kl_divergence"), ".2e"),
-             ", ".join(f"{c['class']} {c['delta_pp']:+.1f}" for c in (a.get("per_class") or [])[:3]) or "–"]
+             ", ".join(f"{c['class']} {format_value(c['delta_pp'], '+.1f')}" for c in (a.get("per_class") or [])[:3]) or "–"]
             for a in measured]
     parts = ["## Parity statistics", "",
              "Δ pp with its 95 % paired-bootstrap interval; McNemar: exact two-sided p-value of the images the two "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.core.errors import DatasetError
+from edgeship.core.metrics import never_predicted
 from edgeship.core.pixels import iter_pixel_chunks
 from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.tensorflow import bundle_dir_of, is_saved_model, open_predictor
@@ -72,4 +73,6 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
     return ParityReport(labels=list(ref.info.labels), artifacts=[row], dataset=dataset.summary(),
                         reference={"path": str(reference), "runtime": ref.runtime, "accuracy": accuracy(ref_probs, labels),
                                    "n_test": len(paths), "n_skipped": len(dataset.skipped),
-                                   "majority_accuracy": majority_accuracy(labels)})
+                                   "majority_accuracy": majority_accuracy(labels),
+                                   "never_predicted": never_predicted(ref_probs.argmax(axis=1), labels, ref.info.labels),
+                                   "n_classes_in_test": len(set(labels.tolist()))})

@@ -17,12 +17,12 @@ from typing import Callable, Sequence
 import numpy as np
 from edgeship.core.errors import DatasetError, disk_failure
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
+from edgeship.core.metrics import never_predicted
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
 from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.report import write_report
 from edgeship.core.speedup import attach_speedups, quick_latency
-from edgeship.core.splits import SplitManifest, portable_path
-from edgeship.core.splits import stratified_indices
+from edgeship.core.splits import SplitManifest, portable_path, stratified_indices
 from edgeship.core.tensorflow import load_artifact, load_keras_model, reference_predictor
 from edgeship.core.tfenv import captured_output
 from edgeship.runtime.environment import fingerprint, library_versions
@@ -158,11 +158,14 @@ def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progre
     if not paths:
         raise DatasetError("the split manifest's calib split is empty; int8 formats need calibration images")
     warnings = []
-    if len(paths) < size:
-        warnings.append(f"only {len(paths)} calibration images in the calib split (asked for {size})")
-    if min(size, len(paths)) < RECOMMENDED_MIN_CALIB:
-        warnings.append(f"{min(size, len(paths))} calibration images is few: int8 ranges may be off "
-                        f"(use at least {RECOMMENDED_MIN_CALIB})")
+    used = min(size, len(paths))
+    if used < RECOMMENDED_MIN_CALIB or len(paths) < size:
+        fewer = f" (--calib-size asked for {size})" if len(paths) < size else ""
+        few = f"; int8 ranges may be off below {RECOMMENDED_MIN_CALIB}" if used < RECOMMENDED_MIN_CALIB else ""
+        warnings.append(f"int8 calibrates on {used} image(s), all the calib split holds{fewer}{few}; keep more "
+                        f"apart with `edgeship train --calib-fraction 0.3 --calib-max 1000` (then re-export)"
+                        if len(paths) < size else
+                        f"int8 calibrates on {used} image(s){few}; raise --calib-size")
     chosen = [paths[i] for i in stratified_indices(labels, size)]
     return load_pixels(chosen, bundle.info.input, "load calib images", show_progress), warnings
 
@@ -374,6 +377,8 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                    "probs_file": REFERENCE_PROBS, "probs_sha256": sha256_file(probs_path),
                    "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
                    "majority_accuracy": majority_accuracy(labels),
+                   "never_predicted": never_predicted(reference.argmax(axis=1), labels, bundle.info.labels),
+                   "n_classes_in_test": len(set(np.asarray(labels).tolist())),
                    "unknown_threshold": bundle.info.unknown_threshold,
                    "unknown_rejection_rate": (float(np.mean(reference.max(axis=1) < bundle.info.unknown_threshold))
                                               if bundle.info.unknown_threshold is not None else None)},

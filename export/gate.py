@@ -9,6 +9,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from edgeship.core.integrity import finite
+from edgeship.core.metrics import describe_collapse, predictions_collapsed
 from edgeship.core.records import GateVerdict, ParityReport, ParityRow
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
@@ -18,7 +19,9 @@ from .readiness import accelerator_ready
 CONFIG_TABLE = ("tool", "edgeship", "gate")
 CONFIG_KEYS = {"max_drop": "max_drop_pp", "min_agreement": "min_agreement", "max_class_drop": "max_class_drop_pp",
                "max_prob_diff": "max_prob_diff", "min_accuracy": "min_accuracy",
-               "require_gpu_delegate": "require_gpu_delegate", "min_speedup": "min_speedup"}
+               "require_gpu_delegate": "require_gpu_delegate", "min_speedup": "min_speedup",
+               "allow_collapsed": "allow_collapsed"}
+BOOLEAN_KEYS = ("require_gpu_delegate", "allow_collapsed")
 DEFAULT_CONFIG = "pyproject.toml"
 
 
@@ -31,25 +34,45 @@ class GateThresholds:
     min_accuracy: float | None = None  # absolute floor on test accuracy (a fraction), for artifacts and Keras
     require_gpu_delegate: bool = False  # a phone accelerator must take each .tflite/.onnx whole (report readiness)
     min_speedup: float | None = None  # each quantized .tflite/.onnx at least this many times faster than its float32
+    allow_collapsed: bool = False  # pass a model whose predictions collapsed onto a few classes (waived on purpose)
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "require_gpu_delegate" or value is None:
+            if f.name in BOOLEAN_KEYS or value is None:
                 continue
             # true/false or inf would switch a check off (false counts as 0, inf allows any drop)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 key = next((k for k, v in CONFIG_KEYS.items() if v == f.name), f.name)
                 raise UsageError(f"gate threshold {key} (--{key.replace('_', '-')}) must be a finite number, "
                                  f"got {value!r}")
-        if not isinstance(self.require_gpu_delegate, bool):
-            raise UsageError(f"require_gpu_delegate must be true or false, got {self.require_gpu_delegate!r}")
+        for name in BOOLEAN_KEYS:
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.min_speedup is not None and not (isinstance(self.min_speedup, (int, float)) and self.min_speedup > 0):
             raise UsageError(f"--min-speedup must be a positive factor, e.g. 1.5, got {self.min_speedup!r}")
         for name in ("min_agreement", "min_accuracy"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
                 raise UsageError(f"--{name.replace('_', '-')} must be a fraction in [0, 1], got {value}")
+
+
+    def describe(self) -> str:
+        """The thresholds as the gate understood them, in their units: printed before the verdicts."""
+        parts = [f"accuracy may drop {self.max_drop_pp:g} pp", f"top-1 agreement >= {self.min_agreement:.2%}"]
+        if self.min_accuracy is not None:
+            parts.append(f"accuracy >= {self.min_accuracy:.2%}")
+        if self.max_class_drop_pp is not None:
+            parts.append(f"any class may drop {self.max_class_drop_pp:g} pp")
+        if self.max_prob_diff is not None:
+            parts.append(f"max |Δp| <= {self.max_prob_diff:g}")
+        if self.min_speedup is not None:
+            parts.append(f"int8 >= {self.min_speedup:g}× faster than float32")
+        if self.require_gpu_delegate:
+            parts.append("a phone accelerator takes each artifact whole")
+        if self.allow_collapsed:
+            parts.append("collapsed predictions allowed")
+        return "thresholds: " + ", ".join(parts)
 
 
 def load_gate_config(pyproject: str | Path | None = None) -> dict:
@@ -124,7 +147,7 @@ def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> lis
             reasons.append("max |Δp| missing or not finite in the report")
         elif diff > thresholds.max_prob_diff:
             reasons.append(f"max |Δp| {diff:.4f} > {thresholds.max_prob_diff:g}")
-    if thresholds.min_speedup is not None and row.format in DEVICE_FILE_FORMATS and row.precision != "float32":
+    if thresholds.min_speedup is not None and row.format in DEVICE_FILE_FORMATS and row.precision in SPEED_PRECISIONS:
         reasons += _speedup_reasons(row.speedup, thresholds.min_speedup)
     if thresholds.require_gpu_delegate and row.format in DEVICE_FILE_FORMATS:
         reasons += _readiness_reasons(row.readiness)
@@ -134,6 +157,8 @@ def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> lis
 
 
 DEVICE_FILE_FORMATS = ("tflite", "onnx")  # what ships to a phone, where an accelerator may or may not take it
+# --min-speedup is for quantization that is meant to buy speed; float16 halves the file and is often no faster
+SPEED_PRECISIONS = ("int8", "dynamic-int8")
 
 
 def _speedup_reasons(speedup: dict | None, minimum: float) -> list[str]:
@@ -142,7 +167,8 @@ def _speedup_reasons(speedup: dict | None, minimum: float) -> list[str]:
     if not finite(value):
         return ["no speed-up figure over float32 in the report (export both, or `edgeship bench` the run)"]
     if value < minimum:
-        return [f"only {value:.2f}× faster than {speedup.get('over', 'float32')} here (wanted {minimum:g}×; "
+        how = f"only {value:.2f}× faster" if value >= 1 else f"{1 / value:.1f}× slower"
+        return [f"{how} than {speedup.get('over', 'float32')} here (wanted {minimum:g}× faster; "
                 f"{speedup.get('threads') or 'default'} thread(s), from {speedup.get('source', '?')})"]
     return []
 
@@ -177,11 +203,14 @@ def evaluate_gate(report: ParityReport | dict, thresholds: GateThresholds) -> li
     reference = report.reference if isinstance(report.reference, dict) else {}
     verdicts = []
     ref_acc = reference.get("accuracy")
+    reference_reasons = []
     if thresholds.min_accuracy is not None and "accuracy" in reference:
         if not finite(ref_acc) or ref_acc < thresholds.min_accuracy:
-            verdicts.append(GateVerdict("keras (reference)", False, [
-                f"reference accuracy {ref_acc if not finite(ref_acc) else format(ref_acc, '.2%')} below the floor "
-                f"{thresholds.min_accuracy:.2%}"]))
+            reference_reasons.append(f"reference accuracy {ref_acc if not finite(ref_acc) else format(ref_acc, '.2%')} "
+                                     f"below the floor {thresholds.min_accuracy:.2%}")
+    reference_reasons += _collapse_reasons(reference, thresholds)
+    if reference_reasons:
+        verdicts.append(GateVerdict(REFERENCE_VERDICT, False, reference_reasons))
     for row in report.artifacts:
         if not row.ok:
             verdicts.append(GateVerdict(row.name, False, [f"export failed: {row.error or 'unknown error'}"]))
@@ -192,6 +221,31 @@ def evaluate_gate(report: ParityReport | dict, thresholds: GateThresholds) -> li
     return verdicts
 
 
+REFERENCE_VERDICT = "keras (reference)"
+
+
+def _collapse_reasons(reference: dict, thresholds: GateThresholds) -> list[str]:
+    """A model whose predictions collapsed onto a few classes fails, however well its artifacts agree with it:
+    the gate's parity figures would vouch for a useless model. Waived only on purpose (--allow-collapsed)."""
+    never, present = reference.get("never_predicted"), reference.get("n_classes_in_test")
+    if thresholds.allow_collapsed or not isinstance(never, list) or not isinstance(present, int):
+        return []
+    if not predictions_collapsed(never, present):
+        return []
+    return [f"{describe_collapse(never, present, 'test')}: its predictions collapsed onto a few classes; retrain "
+            f"(train says why), or pass --allow-collapsed if that is intended"]
+
+
+def reference_line(report: ParityReport) -> str:
+    """What the gate stands on, printed first: the reference's own accuracy and the images it was measured on."""
+    reference = report.reference if isinstance(report.reference, dict) else {}
+    accuracy, n = reference.get("accuracy"), reference.get("n_test")
+    shown = format(accuracy, ".2%") if finite(accuracy) else "missing"
+    majority = reference.get("majority_accuracy")
+    floor = f" (always answering the most common class: {majority:.2%})" if finite(majority) else ""
+    return f"reference {reference.get('format') or Path(str(reference.get('path', 'model'))).name} accuracy {shown} on {n} test images{floor}"
+
+
 def row_verdict(row: ParityRow, thresholds: GateThresholds, reference: dict, name: str | None = None) -> GateVerdict:
     """PASS/FAIL for one row of figures (an artifact here, or the same artifact on a target), named NAME."""
     reasons = _reasons(row, thresholds, reference)
@@ -200,12 +254,21 @@ def row_verdict(row: ParityRow, thresholds: GateThresholds, reference: dict, nam
     return GateVerdict(name or row.name, not failing, reasons if failing else [])
 
 
-def write_junit(verdicts: list[GateVerdict], path: str | Path, suite: str = "edgeship.gate") -> Path:
-    """One JUnit test case per artifact, so any CI shows failing artifacts as failing tests."""
+def write_junit(verdicts: list[GateVerdict], path: str | Path, suite: str = "edgeship.gate",
+                report: ParityReport | None = None) -> Path:
+    """One JUnit test case per artifact, so any CI shows failing artifacts as failing tests; the suite's
+    properties and output carry the reference's accuracy, so a pass says what it passed."""
     failures = [v for v in verdicts if not v.passed]
     root = ElementTree.Element("testsuites")
     testsuite = ElementTree.SubElement(root, "testsuite", name=suite, tests=str(len(verdicts)),
                                        failures=str(len(failures)), errors="0", skipped="0")
+    if report is not None:
+        reference = report.reference if isinstance(report.reference, dict) else {}
+        properties = ElementTree.SubElement(testsuite, "properties")
+        for key in ("accuracy", "n_test", "majority_accuracy"):
+            if reference.get(key) is not None:
+                ElementTree.SubElement(properties, "property", name=f"reference_{key}", value=str(reference[key]))
+        ElementTree.SubElement(testsuite, "system-out").text = reference_line(report)
     for verdict in verdicts:
         case = ElementTree.SubElement(testsuite, "testcase", classname=suite, name=verdict.artifact)
         if verdict.n_images is not None:

@@ -31,9 +31,19 @@ class Prediction:
     label: str
     index: int
     score: float
+    best_guess: "Prediction | None" = None  # an `unknown` answer: the class that scored highest, below the threshold
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "index": self.index, "score": round(self.score, 6)}
+        data = {"label": self.label, "index": self.index, "score": round(self.score, 6)}
+        if self.best_guess is not None:
+            data["best_guess"] = self.best_guess.to_dict()
+        return data
+
+    def describe(self) -> str:
+        """`cat (0.912)`, or for a rejection `unknown (best guess cat 0.565)`: the guess is never hidden."""
+        if self.best_guess is not None:
+            return f"{self.label} (best guess {self.best_guess.label} {self.best_guess.score:.3f})"
+        return f"{self.label} ({self.score:.3f})"
 
 
 def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> ArtifactRecord:
@@ -45,6 +55,13 @@ def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> Artifac
         backend = backend_for(directory / record.file)
         if backend.probe():
             return record
+    recorded = {r.file for r in bundle.artifacts}
+    unrecorded = sorted(p.name for suffix in {s for b in BACKENDS.values() for s in b.suffixes}
+                        for p in Path(directory).glob(f"*{suffix}") if p.name not in recorded)
+    if unrecorded:  # files an export wrote before it was killed: it records them only in its last step
+        raise ModelLoadError(f"{directory}: the last export did not finish ({', '.join(unrecorded[:3])} "
+                             f"{'is' if len(unrecorded) == 1 else 'are'} on disk but not recorded in {MANIFEST_NAME}); "
+                             f"run `edgeship export` again")
     raise ModelLoadError(
         f"{directory}: bundle has no runtime artifact this machine can run; run `edgeship export` on it first"
     )
@@ -190,7 +207,7 @@ class Classifier:
         top = [Prediction(self.labels[i], int(i), float(probs[i])) for i in order]
         threshold = self.info.unknown_threshold
         if threshold is not None and top[0].score < threshold:
-            top[0] = Prediction(UNKNOWN_LABEL, -1, top[0].score)
+            top[0] = Prediction(UNKNOWN_LABEL, -1, top[0].score, best_guess=top[0])
         return top
 
     def predict(self, images, top_k: int = 1):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # tests/sshd.py, loaded first by conftest under this name: one set of key, port and start-up helpers
-from edgeship_test_sshd import free_port, keygen, wait_for_port, write_known_hosts
+from edgeship_test_sshd import apt_lock, free_port, keygen, wait_for_port, write_known_hosts
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"  # the mirror this machine's apt configuration names
@@ -60,6 +60,11 @@ def ensure_tools() -> None:
     """qemu-user-static >= 8 (from bookworm-backports, via a private apt configuration) and debootstrap."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise Unavailable("building an aarch64 userland needs root and apt-get")
+    with apt_lock():
+        _install_tools()
+
+
+def _install_tools() -> None:
     if shutil.which("debootstrap") is None:
         _run(["apt-get", "update", "-q"])
         _run(["apt-get", "install", "-y", "-q", "debootstrap"])

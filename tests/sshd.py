@@ -6,6 +6,8 @@ otherwise the tests that need it are skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
 import os
 import shutil
@@ -16,6 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
+APT_LOCK = Path("/var/lock/edgeship-tests-apt.lock")
+
+
+@contextlib.contextmanager
+def apt_lock():
+    """One apt-get at a time across test processes (`make test` runs two pytest workers): dpkg's own lock
+    makes a second concurrent install fail instead of waiting."""
+    APT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(APT_LOCK, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_or_install_sshd() -> tuple[str | None, str]:
@@ -25,12 +41,14 @@ def find_or_install_sshd() -> tuple[str | None, str]:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return None, "sshd is not installed and cannot be installed here (needs root and apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "install", "-y", "-q", "openssh-server"], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "openssh-server"]):
-        subprocess.run(command, capture_output=True, env=env, timeout=600)
-        found = next((p for p in SSHD_CANDIDATES if os.path.exists(p)), None)
-        if found:
-            return found, ""
+    with apt_lock():
+        for command in ([], ["apt-get", "install", "-y", "-q", "openssh-server"], ["apt-get", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", "openssh-server"]):
+            if command:
+                subprocess.run(command, capture_output=True, env=env, timeout=600)
+            found = next((p for p in SSHD_CANDIDATES if os.path.exists(p)), None)  # another worker may have
+            if found:
+                return found, ""
     return None, "apt-get could not install openssh-server"
 
 

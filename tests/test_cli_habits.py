@@ -37,11 +37,33 @@ def test_options_may_come_before_or_after_positionals(argv, attribute, expected)
     assert getattr(args, attribute) == expected and args.command == argv[0] and callable(args.func)
 
 
-def test_a_sub_command_error_shows_its_own_usage():
-    done = subprocess.run([sys.executable, "-m", "edgeship", "predict", "M", "--top-k", "0"], capture_output=True,
-                          text=True, cwd=REPO)
-    assert done.returncode == 2 and done.stderr.startswith("usage: edgeship predict ")
-    assert "argument --top-k: expected a positive integer" in done.stderr
+def _edgeship(*args):
+    return subprocess.run([sys.executable, "-m", "edgeship", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_a_sub_command_error_is_one_line_naming_the_command():
+    done = _edgeship("predict", "M", "--top-k", "0")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("edgeship predict: error: argument --top-k: expected a positive integer")
+    assert "(see `edgeship predict --help`)" in done.stderr
+
+
+@pytest.mark.parametrize("args, guess", [
+    (("train", "data", "--out", "x", "--epcohs", "3"), "did you mean --epochs?"),
+    (("export", "run", "--formts", "tflite"), "did you mean --formats?"),
+    (("trian", "data"), "did you mean train?"),
+    (("gate", "run", "--max-dorp=1"), "did you mean --max-drop?"),
+])
+def test_a_mistyped_flag_or_command_gets_one_line_with_a_guess(args, guess):
+    done = _edgeship(*args)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and guess in done.stderr, done.stderr
+
+
+def test_version():
+    import importlib.metadata
+
+    done = _edgeship("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"edgeship {importlib.metadata.version('edgeship')}"
 
 
 def test_export_help_names_the_default_formats_of_the_registry():

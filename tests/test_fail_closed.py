@@ -106,7 +106,10 @@ def test_compare_gate_counts_and_shows_the_images_it_skipped(exported_run, holdo
     verdict = next(line for line in result.stdout.splitlines() if line.startswith("PASS"))
     assert f"(on {readable} images; 1 unreadable image(s) skipped)" in verdict
     properties = {p.get("name"): p.get("value") for p in ElementTree.parse(junit).getroot().iter("property")}
-    assert properties == {"n_images": str(readable), "n_skipped": "1"}
+    assert (properties["n_images"], properties["n_skipped"]) == (str(readable), "1")
+    shown = next(line for line in result.stdout.splitlines() if line.startswith("reference "))
+    assert f"{100 * float(properties['reference_accuracy']):.2f}% on {readable} " in shown  # the JUnit file says it too
+    assert properties["reference_n_test"] == str(readable)
 
 
 def test_compare_streams_the_folder_a_chunk_at_a_time(exported_run, holdout_with_a_broken_image, monkeypatch):

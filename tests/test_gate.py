@@ -48,7 +48,7 @@ def test_gate_cli_exit_codes(exported_run, tmp_path, cli):
     garbage = tmp_path / "report.json"
     garbage.write_text("{not json")
     assert cli("gate", garbage).returncode == 2
-    assert cli("gate", report, "--min-agreement", "7").returncode == 2
+    assert cli("gate", report, "--min-agreement", "700").returncode == 2  # 7 would read as 7 %: 700 % is no share
 
 
 def test_artifact_expecting_unit_range_fails_with_a_diagnosis(run_copy, cli):

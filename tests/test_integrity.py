@@ -174,14 +174,17 @@ def test_an_explicit_config_that_cannot_be_read_is_exit_2(exported_run, tmp_path
 
 
 # 9 --------------------------------------------------------------------------------------------------
-def test_accuracy_floor_and_chance_level_fail(exported_run, tmp_path, cli):
-    report = json.loads((exported_run / "report.json").read_text())
-    floor = cli("gate", exported_run, "--max-drop", "100", "--min-agreement", "0", "--min-accuracy", "0.9999")
-    assert floor.returncode == 1 and "below the floor 99.99%" in floor.stdout
+def test_accuracy_floor_and_chance_level_fail(run_copy, tmp_path, cli):
+    report = json.loads((run_copy / "report.json").read_text())
+    lowest = min(row["accuracy"] for row in report["artifacts"])
+    report["artifacts"][-1]["accuracy"] = lowest = min(lowest, 0.95)  # the floor below must bite on real rows
+    (run_copy / "report.json").write_text(json.dumps(report))
+    floor = cli("gate", run_copy, "--max-drop", "100", "--min-agreement", "0", "--min-accuracy", f"{lowest + 1e-4}")
+    assert floor.returncode == 1 and f"below the floor {lowest + 1e-4:.2%}" in floor.stdout, floor.stdout
     config = tmp_path / "pyproject.toml"
-    config.write_text("[tool.edgeship.gate]\nmin_accuracy = 0.9999\nmax_drop = 100\nmin_agreement = 0\n")
-    assert cli("gate", exported_run, "--config", config).returncode == 1
-    assert cli("gate", exported_run, "--config", config, "--min-accuracy", "0.1").returncode == 0
+    config.write_text(f"[tool.edgeship.gate]\nmin_accuracy = {lowest + 1e-4}\nmax_drop = 100\nmin_agreement = 0\n")
+    assert cli("gate", run_copy, "--config", config).returncode == 1
+    assert cli("gate", run_copy, "--config", config, "--min-accuracy", "0.1").returncode == 0
     # A model that answers one class for every image: accuracy equals the majority share, agreement 100 %.
     majority = report["reference"]["majority_accuracy"]
     useless = {"reference": {"accuracy": majority, "majority_accuracy": majority},

@@ -15,14 +15,16 @@ import numpy as np
 from edgeship.core.errors import BackboneError
 from edgeship.core.tfenv import import_keras
 
-from .backbone_spec import BACKBONE_LAYER, HUB_PREFIX, BackboneSpec  # noqa: E402,F401 - re-exported
+from .backbone_spec import _REGISTRY_VIEW, BACKBONE_LAYER, HUB_PREFIX, BackboneSpec  # noqa: E402,F401 - re-exported
 
-BACKBONES: dict[str, BackboneSpec] = {}
+BACKBONES: dict[str, BackboneSpec] = _REGISTRY_VIEW
 
 
-def register(name: str, default_size: int, weights_source: str, description: str, min_size: int = 32, **options):
+def register(name: str, default_size: int, weights_source: str, description: str, min_size: int = 32,
+             pretrained: bool = True, **options):
     def decorator(build):
-        BACKBONES[name] = BackboneSpec(name, default_size, weights_source, description, build, options, min_size)
+        BACKBONES[name] = BackboneSpec(name, default_size, weights_source, description, build, options, min_size,
+                                       pretrained)
         return build
 
     return decorator
@@ -118,7 +120,8 @@ def inception_v3(shape, weights):
     return _keras_application("inception_v3", "InceptionV3", _scale_to_minus_one_one, shape, weights)
 
 
-@register("small_cnn", 64, "none (trained from scratch)", "4-block CNN from scratch, ~100k parameters")
+@register("small_cnn", 64, "none (trained from scratch)", "4-block CNN from scratch, ~100k parameters",
+          pretrained=False)
 def small_cnn(shape, weights):
     if weights is not None:
         raise BackboneError("small_cnn has no pretrained weights; use --weights none or --init MODEL.keras")

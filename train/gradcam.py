@@ -19,6 +19,7 @@ from edgeship.core.errors import BackboneError
 from edgeship.core.tfenv import import_keras
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
+from edgeship.runtime.inputs import expand_inputs
 from edgeship.runtime.preprocess import prepare_image
 from edgeship.runtime.spec import ModelInfo
 from PIL import Image
@@ -90,7 +91,8 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.
 
 def explain(model, info: ModelInfo, images: Sequence[str | Path], out_dir: str | Path,
             class_name: str | None = None, upscale: int = 224) -> list[tuple[Explanation, Path]]:
-    """Write IMAGE_gradcam.png (image | overlay, scaled up for viewing) for each image into OUT_DIR."""
+    """Write IMAGE_gradcam_CLASS.png for each image into OUT_DIR: the image and the overlay side by side,
+    titled with the class explained and its probability, with the heat map's colour scale."""
     if class_name is not None and class_name not in info.labels:
         raise UsageError(f"--class {class_name!r} is not a label of this model ({', '.join(info.labels)})")
     target = None if class_name is None else info.labels.index(class_name)
@@ -101,16 +103,42 @@ def explain(model, info: ModelInfo, images: Sequence[str | Path], out_dir: str |
         pixels = prepare_image(image, info.input)
         heatmap, index, probability = gradcam(model, pixels, target)
         explanation = Explanation(Path(image), index, info.labels[index], probability, heatmap)
-        side = np.concatenate([pixels, overlay(pixels, heatmap)], axis=1)
-        scale = max(1, upscale // pixels.shape[0])
-        picture = Image.fromarray(side).resize((side.shape[1] * scale, side.shape[0] * scale), Image.NEAREST)
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
         slug = re.sub(r"[^\w.-]+", "_", info.labels[index])
         target_path = out_dir / f"{stem}_gradcam_{slug}.png"
-        atomic_write_bytes(target_path, buffer.getvalue())
+        atomic_write_bytes(target_path, _picture(pixels, explanation, chosen=target is not None, upscale=upscale))
         results.append((explanation, target_path))
     return results
+
+
+def _picture(pixels: np.ndarray, explanation: Explanation, chosen: bool, upscale: int) -> bytes:
+    buffer = io.BytesIO()
+    explanation_figure(pixels, explanation, chosen, upscale).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def explanation_figure(pixels: np.ndarray, explanation: Explanation, chosen: bool = False, upscale: int = 224):
+    """The model's input and the heat-map overlay side by side, the class and its probability in the title,
+    and a colour bar saying what the colours mean (a matplotlib Figure; no pyplot state)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    inches = max(2.2, upscale / 100)
+    figure = Figure(figsize=(2 * inches + 0.9, inches + 0.7), dpi=100, layout="constrained")
+    left, right, bar = figure.subplots(1, 3, width_ratios=[1, 1, 0.06])
+    left.imshow(pixels, interpolation="nearest")
+    right.imshow(overlay(pixels, explanation.heatmap), interpolation="nearest")
+    left.set_title("model input", fontsize=9)
+    right.set_title("what decided it", fontsize=9)
+    for axis in (left, right):
+        axis.set_axis_off()
+    figure.colorbar(ScalarMappable(Normalize(0, 1), colormaps["jet"]), cax=bar, label="relative importance (Grad-CAM)")
+    why = "explained class" if chosen else "predicted"
+    figure.suptitle(f"{explanation.image.name}: {why} {explanation.class_name} ({explanation.probability:.1%})",
+                    fontsize=10)
+    return figure
+
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
@@ -138,6 +166,10 @@ def explain_run(model: str | Path, images: Sequence[str | Path], out_dir: str | 
     from edgeship.runtime.spec import Bundle
 
     target = Path(model)
+    if target.suffix.lower() in (".tflite", ".onnx"):
+        raise UsageError(f"{target}: Grad-CAM needs the Keras model (its gradients): give the run directory, its "
+                         f"bundle or its model.keras, not a {target.suffix} file")
+    images = expand_inputs(images)  # files, folders (searched recursively) and globs, as `predict` takes them
     bundle_dir = target.parent if target.suffix == ".keras" else RunLayout.find(target).bundle
     bundle = Bundle.load(bundle_dir)
     model_path = target if target.suffix == ".keras" else bundle_dir / (bundle.keras_model or "model.keras")

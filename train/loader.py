@@ -49,4 +49,15 @@ def make_sequence(paths: Sequence[Path], labels: np.ndarray, spec: InputSpec, ba
             if shuffle:
                 self.rng.shuffle(self.order)
 
+        def plain_batches(self, limit: int):
+            """Up to LIMIT batches without augmentation (what inference will see), mixed the way training batches
+            are: the files are sorted by class, and a batch of one class would give BatchNorm that class's
+            variance instead of the whole set's. The same seeded order every time."""
+            order = np.random.default_rng(seed).permutation(len(self.paths))[:limit * batch_size]
+            for start in range(0, len(order), batch_size):
+                rows = np.sort(order[start:start + batch_size])
+                x = self.pixels[rows] if self.pixels is not None else np.stack(
+                    [prepare_image(self.paths[i], spec) for i in rows])
+                yield x.astype(np.float32)
+
     return ImageSequence()

@@ -25,7 +25,7 @@ import numpy as np
 from edgeship.core.dataset import ScannedDataset, check_class_names, scan_folder
 from edgeship.core.errors import BackboneError
 from edgeship.core.layout import RunLayout, run_lock
-from edgeship.core.metrics import majority_accuracy
+from edgeship.core.metrics import describe_collapse, majority_accuracy, never_predicted, predictions_collapsed
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks
 from edgeship.core.splits import SplitConfig, SplitManifest, make_splits
 from edgeship.core.tfenv import captured_output, import_keras
@@ -36,6 +36,7 @@ from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256
 from edgeship.runtime.preprocess import RESIZERS
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
 
+from . import precise_bn
 from .augment import AugmentConfig, Augmenter, preview_augmentation
 from .backbones import (
     BACKBONE_LAYER,
@@ -177,6 +178,17 @@ class TrainConfig:
             raise UsageError(f"--unknown-recall must be in (0, 1], got {self.unknown_recall}")
         if self.classes:
             check_class_names(list(self.classes), "--classes")
+        self._check_options_that_would_do_nothing()
+
+    def _check_options_that_would_do_nothing(self) -> None:
+        """An option this run would silently ignore is refused before any image is read."""
+        if not self.backbone.startswith(HUB_PREFIX):
+            get_backbone(self.backbone).check_options(self.weights, self.alpha)
+        if self.fine_tune_epochs and not self.frozen():
+            raise UsageError(f"--fine-tune-epochs {self.fine_tune_epochs} would train nothing: it is phase 2 of a "
+                             f"frozen pretrained backbone, and this run trains the whole model from the start "
+                             f"(weights {self.weights or 'none'}); drop it, or pass --freeze-backbone or "
+                             f"--weights imagenet")
 
     def frozen(self) -> bool:
         if self.freeze_backbone is not None:
@@ -202,6 +214,7 @@ class TrainResult:
     epochs_run: int
     weights_sha256: str = ""  # the trained weights' digest: equal on every worker of a multi-worker run
     role: WorkerRole = field(default_factory=lambda: WorkerRole("chief", 0, 1))
+    stopped_early: list[str] = field(default_factory=list)  # "phase1 stopped at epoch 7/20: ..." per phase that did
 
 
 @dataclass
@@ -273,18 +286,39 @@ def _best_logged(history_csv: Path, key: str = "val_accuracy") -> float | None:
     return max(values) if values else None
 
 
-def _callbacks(keras, layout: RunLayout, phase: str, config: TrainConfig, epochs: int, floor: float | None):
-    """Backup for resume (first, so a logged epoch is always a backed-up one), best checkpoint (seeded with
-    the best already logged, so a resumed run never overwrites a better checkpoint), CSV log, early
-    stopping and the LR schedule."""
+RANK = "val_rank"  # what the best checkpoint and early stopping follow: validation accuracy, ties by loss
+RANK_LOSS_WEIGHT = 1e-6  # small enough that loss never outweighs one validation image (losses stay below ~10)
+
+
+def _rank_callback(keras):
+    """Adds `val_rank` = val_accuracy - 1e-6 * val_loss to each epoch's logs: accuracy first, loss breaking ties.
+    A validation split of a few dozen images saturates early (32 photos: 100 % from the third epoch on): on
+    accuracy alone the checkpoint keeps the first such epoch and early stopping ends a model whose loss is still
+    falling."""
+
+    class Rank(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None and "val_accuracy" in logs and "val_loss" in logs:
+                logs[RANK] = float(logs["val_accuracy"]) - RANK_LOSS_WEIGHT * float(logs["val_loss"])
+
+    return Rank()
+
+
+def _callbacks(keras, layout: RunLayout, phase: str, config: TrainConfig, epochs: int, floor: float | None,
+               extra=()):
+    """The rank (first: the others read it), backup for resume (so a logged epoch is always a backed-up one),
+    best checkpoint (seeded with the best already logged, so a resumed run never overwrites a better
+    checkpoint), CSV log, early stopping and the LR schedule."""
     history_csv = layout.training / HISTORY[phase]
     callbacks = [
+        _rank_callback(keras),
         keras.callbacks.BackupAndRestore(str(layout.training / "backup" / phase), double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(layout.training / f"best_{phase}.weights.h5"), monitor="val_accuracy",
+        keras.callbacks.ModelCheckpoint(str(layout.training / f"best_{phase}.weights.h5"), monitor=RANK, mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=floor),
+        *extra,  # precise BatchNorm: recalibrates after an epoch's last step, before Keras validates
         keras.callbacks.CSVLogger(str(history_csv), append=True),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience),
+        keras.callbacks.EarlyStopping(monitor=RANK, mode="max", patience=config.patience),
     ]
     if config.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
@@ -308,18 +342,28 @@ def _class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: float(len(indices) / (n_classes * counts[c])) for c in range(n_classes) if counts[c]}
 
 
-def _fit(keras, model, train_data, val_data, layout, phase, config, epochs, floor, class_weight) -> int:
-    """Fit with resume; load the phase's best weights afterwards. Returns epochs logged for the phase."""
+def _fit(keras, model, train_data, val_data, layout, phase, config, epochs, floor, class_weight,
+         extra=()) -> tuple[int, str | None]:
+    """Fit with resume; load the phase's best weights afterwards. Returns the epochs logged for the phase, and
+    why it stopped before EPOCHS when early stopping ended it (None when it ran them all)."""
     best = layout.training / f"best_{phase}.weights.h5"
     verbose = (1 if sys.stdout.isatty() else 2) if config.show_progress else 0
     history_csv = layout.training / HISTORY[phase]
-    known = [v for v in (floor, _best_logged(history_csv)) if v is not None]
+    known = [v for v in (floor, _best_logged(history_csv, RANK)) if v is not None]
     floor = max(known) if known else None
+    callbacks = _callbacks(keras, layout, phase, config, epochs, floor, extra)
     model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=verbose, class_weight=class_weight,
-              callbacks=_callbacks(keras, layout, phase, config, epochs, floor))
+              callbacks=callbacks)
     if best.is_file():
         model.load_weights(best)
-    return _logged_epochs(history_csv)
+    logged = _logged_epochs(history_csv)
+    stopper = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
+    note = None
+    if stopper.stopped_epoch > 0 and logged < epochs:
+        note = (f"{phase} stopped at epoch {logged}/{epochs}: no validation improvement for {config.patience} "
+                f"epochs (--patience {config.patience}; the best epoch's weights are kept)")
+        logger.info(note)
+    return logged, note
 
 
 def weights_sha256(model) -> str:
@@ -430,10 +474,11 @@ def _train_head_on_features(run: "_Run") -> int:
         head = keras.Model(inputs, config.head.build(keras, inputs, units, activation), name="head")
         _compile(keras, head, config.learning_rate, units == 1)
     multi_worker_fit(head, run.strategy)
-    epochs = _fit(keras, head, feature_sequence(features["train"], splits["train"].y, config.batch_size, True,
-                                                config.seed),
-                  feature_sequence(features["val"], splits["val"].y, config.batch_size, False),
-                  run.layout, "phase1", config, config.epochs, None, run.class_weight)
+    epochs, note = _fit(keras, head, feature_sequence(features["train"], splits["train"].y, config.batch_size, True,
+                                                      config.seed),
+                        feature_sequence(features["val"], splits["val"].y, config.batch_size, False),
+                        run.layout, "phase1", config, config.epochs, None, run.class_weight)
+    run.stopped_early += [note] if note else []
     for layer in head.layers[1:]:
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())
@@ -543,6 +588,8 @@ class _Run:
     profile: dict[str, dict] = field(default_factory=dict)  # per phase: seconds, peak RSS so far
     epochs: dict[str, int] = field(default_factory=dict)
     fine_tuned: int = 0
+    precise_batchnorm: bool = False  # BatchNorm statistics recomputed before each validation (precise_bn)
+    stopped_early: list[str] = field(default_factory=list)  # why a phase ended before its epochs
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -560,7 +607,7 @@ def _train_in(layout: RunLayout, dataset: ScannedDataset, fixed_test, fresh_spli
     evaluation = _profiled(run, _evaluate, run)
     bundle = _write_bundle(run, evaluation)
     return TrainResult(layout, bundle, float(evaluation["accuracy"]), sum(run.epochs.values()),
-                       bundle.provenance["training"]["weights_sha256"])
+                       bundle.provenance["training"]["weights_sha256"], stopped_early=list(run.stopped_early))
 
 
 def _profile_point(since: float) -> dict:
@@ -576,6 +623,17 @@ def _profiled(run: _Run, phase, *args):
     return result
 
 
+def _progress_so_far(layout: RunLayout, config: TrainConfig, state: dict) -> str:
+    """What an interrupted run already finished: whole phases, and the epochs logged in the phase it was in."""
+    done = list(state.get("phases_done") or [])
+    parts = [f"{phase} complete" for phase in done]
+    for phase, planned in (("phase1", config.epochs), ("phase2", config.fine_tune_epochs)):
+        logged = _logged_epochs(layout.training / HISTORY[phase])
+        if phase not in done and logged:
+            parts.append(f"{logged} of {planned} epoch(s) of {phase}; it continues from epoch {logged + 1}")
+    return "; ".join(parts) or "nothing yet"
+
+
 def _prepare_splits(run: _Run, fresh_splits: SplitManifest) -> None:
     """Resume or start: the split manifest on disk (reused when resuming), the splits as (paths, y)."""
     layout, config = run.layout, run.config
@@ -584,8 +642,7 @@ def _prepare_splits(run: _Run, fresh_splits: SplitManifest) -> None:
     layout.training.mkdir(parents=True, exist_ok=True)
     if run.state and (layout.bundle / SPLITS_FILE).is_file():
         run.manifest = SplitManifest.read(layout.bundle / SPLITS_FILE)
-        logger.warning(f"resuming the interrupted run in {layout.root} (done: "
-                       f"{', '.join(run.state.get('phases_done') or []) or 'nothing yet'})")
+        logger.warning(f"resuming the interrupted run in {layout.root} (done: {_progress_so_far(layout, config, run.state)})")
     else:
         run.manifest = fresh_splits
         run.manifest.write(layout.bundle / SPLITS_FILE)
@@ -631,8 +688,13 @@ def _train_phase1(run: _Run) -> None:
         with scope(run.strategy):
             _compile(keras, model, config.learning_rate, run.binary)
         train_seq, val_seq = _sequences(run.splits, run.info, config, run.augmenter)
-        run.epochs["phase1"] = _fit(keras, model, train_seq, val_seq, layout, "phase1", config, config.epochs, None,
-                                    run.class_weight)
+        extra = ()
+        if precise_bn.wanted(model, len(train_seq), run.strategy):
+            extra = (precise_bn.callback(model, lambda: train_seq.plain_batches(precise_bn.MAX_BATCHES), len(train_seq)),)
+            run.precise_batchnorm = True
+        run.epochs["phase1"], note = _fit(keras, model, train_seq, val_seq, layout, "phase1", config, config.epochs,
+                                          None, run.class_weight, extra)
+        run.stopped_early += [note] if note else []
     model.save_weights(layout.training / "phase1.weights.h5")
     run.phases_done.append("phase1")
     _save_state(layout, config, "running", run.phases_done)
@@ -643,13 +705,14 @@ def _train_phase2(run: _Run) -> None:
     layout, config, keras, model = run.layout, run.config, run.keras, run.model
     if not (config.frozen() and config.fine_tune_epochs) or "phase2" in run.phases_done:
         return
-    floor = _best_logged(layout.training / HISTORY["phase1"])
+    floor = _best_logged(layout.training / HISTORY["phase1"], RANK)
     with scope(run.strategy):
         run.fine_tuned = _unfreeze_top(keras, model, config.fine_tune_layers)
         _compile(keras, model, config.fine_tune_learning_rate, run.binary)
     train_seq, val_seq = _sequences(run.splits, run.info, config, run.augmenter)
-    run.epochs["phase2"] = _fit(keras, model, train_seq, val_seq, layout, "phase2", config, config.fine_tune_epochs,
-                                floor, run.class_weight)
+    run.epochs["phase2"], note = _fit(keras, model, train_seq, val_seq, layout, "phase2", config,
+                                      config.fine_tune_epochs, floor, run.class_weight)
+    run.stopped_early += [note] if note else []
     if not (layout.training / "best_phase2.weights.h5").is_file():  # fine-tuning never beat phase 1
         model.load_weights(layout.training / "phase1.weights.h5")
     run.phases_done.append("phase2")
@@ -665,6 +728,14 @@ def _evaluate(run: _Run) -> dict:
         logger.warning(warning)
         run.warnings.append(warning)
     val_probs = _predict(model, run.splits["val"].paths, run.info, config, "evaluate val")
+    val_labels = run.splits["val"].y.reshape(-1).astype(int)
+    never = never_predicted(val_probs.argmax(axis=1), val_labels, run.info.labels)
+    if predictions_collapsed(never, len(set(val_labels.tolist()))):
+        warning = (f"{describe_collapse(never, len(set(val_labels.tolist())), 'validation')}: its predictions "
+                   f"collapsed onto a few classes; train longer (--epochs, --patience) or with more data before "
+                   f"shipping it (the gate fails such a model unless --allow-collapsed)")
+        logger.warning(warning)
+        run.warnings.append(warning)
     threshold = unknown_threshold(val_probs, config.unknown_recall) if config.unknown_recall else None
     run.info = ModelInfo(run.info.labels, run.info.input, run.info.task, threshold)
     test = run.splits["test"]
@@ -710,6 +781,8 @@ def _write_bundle(run: _Run, evaluation: dict) -> Bundle:
         "profile": run.profile,  # seconds and peak RSS so far, per phase
         # A TF-Hub backbone is a TFSMLayer: Keras reloads it only with safe_mode=False (see hub.py)
         "keras_safe_mode": not config.backbone.startswith(HUB_PREFIX),
+        "precise_batchnorm": run.precise_batchnorm,
+        "stopped_early": run.stopped_early,
         "warnings": run.warnings,
     }
     bundle = Bundle(info=run.info, keras_model=MODEL_FILE, split_manifest=SPLITS_FILE, provenance={

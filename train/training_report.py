@@ -11,6 +11,14 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+PHASE_NAMES = {"phase1": "phase 1 (head on a frozen backbone, or the whole model)", "phase2": "phase 2 (fine-tuning)"}
+
+
+def _phases(epochs: dict) -> str:
+    """{'phase1': 12, 'phase2': 3} -> 'phase 1 (...) 12, phase 2 (fine-tuning) 3'."""
+    return ", ".join(f"{PHASE_NAMES.get(name, name)} {count}" for name, count in epochs.items()) or "none"
+
+
 def write_training_report(layout: RunLayout, bundle: Bundle, evaluation: dict) -> None:
     training = bundle.provenance["training"]
     dataset = bundle.provenance["dataset"]
@@ -21,9 +29,10 @@ def write_training_report(layout: RunLayout, bundle: Bundle, evaluation: dict) -
         "# edgeship training report", "",
         f"**{training['backbone']}** at {training['image_size']} px: test accuracy **{_pct(evaluation['accuracy'])}** "
         f"on {evaluation['n_test']} images; best validation accuracy {_pct(training['best_val_accuracy'])}.",
-        f"Epochs per phase: {training['epochs_per_phase']}; frozen backbone: {training['frozen_backbone']} "
+        f"Epochs: {_phases(training['epochs_per_phase'])}; frozen backbone: {training['frozen_backbone']} "
         f"(cached features: {training['cached_features']}); augmentation: {training['augment']}; "
-        f"{training['seconds']} s.", "",
+        f"{training['seconds']} s." + "".join(f"\n\n{note}." for note in training.get("stopped_early") or [])
+        + "".join(f"\n\n> **Warning:** {w}" for w in training.get("warnings") or []), "",
         f"Dataset: {dataset['n_images']} images in {dataset['n_classes']} classes ({dataset.get('layout', 'class folders')}); "
         f"**{dataset['n_skipped']} skipped** as unreadable."
         + "".join(f"\n- skipped `{s['path']}`: {s['reason']}" for s in dataset.get("skipped", [])[:20]), "",
@@ -40,7 +49,8 @@ def write_training_report(layout: RunLayout, bundle: Bundle, evaluation: dict) -
         if "ood_rejection_rate" in unknown:
             text += f" and **{_pct(unknown['ood_rejection_rate'])}** of {unknown['ood_images']} out-of-distribution images"
         lines += [text + ".", ""]
-    lines += ["## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += ["## Per class", "", "Worst F1 first.", "", "| class | precision | recall | F1 | support |",
+              "|---|---|---|---|---|"]
     lines += [f"| {r['label']} | {_pct(r['precision'])} | {_pct(r['recall'])} | {_pct(r['f1'])} | {r['support']} |"
               for r in sorted(evaluation["per_class"], key=lambda r: r["f1"])]
     lines += ["", "## Confusion matrix (rows: true class)", "", "![confusion matrix](confusion.png)", ""]
