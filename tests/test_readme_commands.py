@@ -42,6 +42,7 @@ RUNNABLE = {
     "edgeship predict mobilenet_v2.tflite cat.jpg --labels imagenet_labels.txt --input-range -1,1": (0,),
     "edgeship predict resnet.onnx cat.jpg --labels classes.txt --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375": (0,),
     "edgeship gate --reference runs/x --candidate colleague.tflite --data holdout/ --labels classes.txt --input-range 0,255": (0, 1),
+    "edgeship gate runs/demo --min-accuracy 0.9": (0, 1),
     "edgeship bench someone_elses.tflite theirs.onnx": (0,),
     "~/edgeship/bin/edgeship predict bundle/ photo.jpg --top-k 3": (0,),
     "edgeship bench runs/demo --threads 1,2 --batch 1,4": (0,),
