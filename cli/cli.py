@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from edgeship.core.formats import FORMATS
 from edgeship.runtime.errors import EdgeshipError, UsageError
 
 
@@ -339,7 +340,6 @@ def cmd_demo(args) -> int:
 
 def cmd_formats(args) -> int:
     from edgeship.core.report import text_table
-    from edgeship.export.formats import FORMATS
 
     rows = [[f.name, f.filename, f.precision, "yes" if f.needs_calibration else "no", f.backend,
              f.runs_here() or "not installed", f.description] for f in FORMATS.values()]
@@ -358,8 +358,6 @@ def cmd_backbones(args) -> int:
     return 0
 
 
-FORMAT_NAMES = ("keras", "saved_model", "tflite", "tflite_dynamic", "tflite_fp16", "tflite_int8", "onnx", "onnx_int8",
-                "onnx_dynamic")  # the export registry's rows; a test keeps this list equal to it (no TF import here)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -481,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="convert a trained run to edge formats and check parity")
     p.add_argument("run", help="run directory (or its bundle/)")
     p.add_argument("--formats", type=_csv_list, default=None,
-                   help=f"comma-separated, or all (the default: {', '.join(FORMAT_NAMES)}; see `edgeship formats`)")
+                   help=f"comma-separated, or all (the default: {', '.join(FORMATS)}; see `edgeship formats`)")
     p.add_argument("--calib-size", type=_positive_int, default=300, help="calibration images for int8 (default 300)")
     p.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8",
                    help="input/output type of tflite_int8 (default uint8: camera pixels as they are)")

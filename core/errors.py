@@ -12,9 +12,7 @@ class BackboneError(EdgeshipError):
 
 
 class ExportError(EdgeshipError):
-    """A conversion failed."""
-
-    exit_code = 1
+    """A conversion failed (caught per format: the report records it, other formats go on)."""
 
 
 class UntrustedCodeError(EdgeshipError):

@@ -1,7 +1,7 @@
 """Where things live in a run directory, which files edgeship owns there, and the one-writer lock.
 
 Every command accepts either the run or its bundle. A run directory may also hold the user's own files;
-edgeship only ever removes the paths that match OWNED below.
+edgeship only ever removes the paths that match `owned_patterns()` below.
 """
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ OWNED = (
     f"{TRAINING_DIR}/backup", f"{TRAINING_DIR}/*.png", f"{TRAINING_DIR}/report.md", f"{TRAINING_DIR}/report.json",
     "explain/*_gradcam_*.png", TMP_DIR,
 )
+
+
+def owned_patterns() -> tuple[str, ...]:
+    """OWNED plus the bundle file of every registered export format (one registered later included)."""
+    from .formats import bundle_files
+
+    extra = [f"{BUNDLE_DIR}/{name}" for name in bundle_files()]
+    return OWNED + tuple(p for p in extra if p not in OWNED)
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ class RunLayout:
     def owned_paths(self) -> list[Path]:
         """Existing paths edgeship wrote, in removal order (the report first)."""
         found: list[Path] = []
-        for pattern in OWNED:
+        for pattern in owned_patterns():
             found += [p for p in sorted(self.root.glob(pattern)) if p not in found]
         return found
 

@@ -12,10 +12,10 @@ import numpy as np
 from edgeship.runtime.backends import BACKENDS
 from edgeship.runtime.timing import session_times
 
+from .formats import timed_families
 from .records import ParityRow
 
 QUICK_WARMUP, QUICK_RUNS, QUICK_THREADS = 10, 50, 1
-TIMED_FORMATS = ("tflite", "onnx")
 
 
 def quick_latency(predictor, image: np.ndarray, sha256: str | None) -> dict:
@@ -39,7 +39,7 @@ def attach_speedups(rows: list[ParityRow]) -> None:
     timed = {(r.format, r.precision): r for r in rows if r.ok and _p50(r) is not None}
     for row in rows:
         row.speedup = None
-        if not row.ok or row.format not in TIMED_FORMATS or row.precision in (None, "float32"):
+        if not row.ok or row.format not in timed_families() or row.precision in (None, "float32"):
             continue
         sibling = timed.get((row.format, "float32"))
         own, base = _p50(row), _p50(sibling) if sibling else None

@@ -74,5 +74,3 @@ def keep_as_is(data: bytes, metadata: dict) -> bytes:
     """The `.keras` file is the trained model itself; its labels live in the bundle's edgeship.json."""
     return data
 
-
-EMBEDDERS = {"tflite": embed_tflite, "onnxruntime": embed_onnx, "keras": keep_as_is, "tensorflow": embed_saved_model}

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from edgeship.core.errors import DatasetError, disk_failure
+from edgeship.core.formats import resolve_ref
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
 from edgeship.core.metrics import never_predicted
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
@@ -32,10 +33,9 @@ from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
 from .diagnosis import collapsed, diagnose
-from .embed import EMBEDDERS
 from .formats import ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
-from .quant_search import STRATEGIES, ValidationSet, refine_int8
+from .quant_search import ValidationSet, refine_int8
 from .readiness import readiness
 
 logger = logging.getLogger("edgeship")
@@ -111,14 +111,15 @@ class ExportResult:
 
 def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> ArtifactRecord:
     record = ArtifactRecord(name=fmt.name, file=fmt.filename, format=fmt.file_format, precision=fmt.precision,
-                            backend=fmt.backend, io=job.int8_io if fmt.name == "tflite_int8" else None)
+                            backend=fmt.backend, io=job.int8_io if fmt.takes_io else None)
     started = time.perf_counter()
     output = None
     try:
         with captured_output() as output:
             data = fmt.convert(job)
-            if fmt.name in STRATEGIES and job.val is not None:
-                refinement = refine_int8(fmt.name, job, data, job.val, job.max_drop, job.diagnose)
+            if fmt.int8_strategy is not None and job.val is not None:
+                refinement = refine_int8(resolve_ref(fmt.int8_strategy), job, data, job.val, job.max_drop,
+                                         job.diagnose)
                 data, record.io = refinement.data, refinement.io or record.io
                 record.layers, record.quantization = refinement.layers, refinement.quantization
                 job.warnings += [f"{fmt.name}: {w}" for w in refinement.warnings]
@@ -127,7 +128,7 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
                                    "split_sha256": bundle.provenance.get("split", {}).get("sha256"),
                                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                    "versions": library_versions()}}
-        data = EMBEDDERS[fmt.backend](data, metadata)
+        data = fmt.embed(data, metadata)
         size, digest = _store(data, directory / fmt.filename)
     except Exception as exc:  # one failing format must not stop the others
         if disk_failure(exc):
@@ -193,7 +194,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         layout, bundle, model, manifest = _open_run(layout, trust_code)
         calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
                                  if any(f.needs_calibration for f in chosen) else (None, []))
-        if int8_io == "int8" and any(f.name == "tflite_int8" for f in chosen):
+        if int8_io == "int8" and any(f.takes_io and f.backend == "tflite" for f in chosen):
             warnings.append("--io int8: MediaPipe's ImageClassifier accepts only uint8 or float32 input, so phone "
                             "apps cannot load model_int8.tflite; keep the default --io uint8 unless the target "
                             "needs int8")
@@ -202,7 +203,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         job = ConversionJob(model, bundle.info, calibration, int8_io,
                             keras_path=layout.bundle / (bundle.keras_model or "model.keras"),
                             max_drop=max_drop, diagnose=diagnose, scratch_root=scratch)
-        if any(f.name in STRATEGIES for f in chosen):
+        if any(f.int8_strategy is not None for f in chosen):
             job.val = _validation_set(manifest, bundle, model, show_progress)
             job.more_calibration = lambda: _calibration(manifest, bundle, MORE_CALIB, False)[0]
         converted = []
@@ -322,7 +323,7 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                         quantization=record.quantization)
         if record.ok:
             row.sha256 = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
-            row.readiness = readiness(record.backend, layout.bundle / record.file, scratch)
+            row.readiness = readiness(record.name, layout.bundle / record.file, scratch)
             try:
                 predictors[record.name] = load_artifact(bundle, layout.bundle, record, trust_code)
             except Exception as exc:  # an artifact that converts but will not load is a failed artifact

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from xml.etree import ElementTree
 
+from edgeship.core.formats import device_families
 from edgeship.core.integrity import finite
 from edgeship.core.metrics import describe_collapse, predictions_collapsed
 from edgeship.core.records import GateVerdict, ParityReport, ParityRow
@@ -147,16 +148,15 @@ def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> lis
             reasons.append("max |Δp| missing or not finite in the report")
         elif diff > thresholds.max_prob_diff:
             reasons.append(f"max |Δp| {diff:.4f} > {thresholds.max_prob_diff:g}")
-    if thresholds.min_speedup is not None and row.format in DEVICE_FILE_FORMATS and row.precision in SPEED_PRECISIONS:
+    if thresholds.min_speedup is not None and row.format in device_families() and row.precision in SPEED_PRECISIONS:
         reasons += _speedup_reasons(row.speedup, thresholds.min_speedup)
-    if thresholds.require_gpu_delegate and row.format in DEVICE_FILE_FORMATS:
+    if thresholds.require_gpu_delegate and row.format in device_families():
         reasons += _readiness_reasons(row.readiness)
     if row.diagnosis:
         reasons.append("diagnosis: " + "; ".join(row.diagnosis))
     return reasons
 
 
-DEVICE_FILE_FORMATS = ("tflite", "onnx")  # what ships to a phone, where an accelerator may or may not take it
 # --min-speedup is for quantization that is meant to buy speed; float16 halves the file and is often no faster
 SPEED_PRECISIONS = ("int8", "dynamic-int8")
 

@@ -99,7 +99,7 @@ def measure(kind: str, data: bytes, val: ValidationSet, scratch: Path | None = N
     return float(np.mean(top == val.labels)), float(np.mean(top == val.reference_top)), p50
 
 
-class _TFLiteStrategy:
+class TFLiteStrategy:
     kind = "tflite"
     plain_calibration = "min-max, calib images"
 
@@ -136,7 +136,7 @@ class _TFLiteStrategy:
         pass
 
 
-class _OnnxStrategy:
+class OnnxStrategy:
     kind = "onnxruntime"
     plain_calibration = "MinMax, per-channel weights"
     CALIBRATIONS = (("Entropy", True), ("Percentile", True), ("MinMax", False))
@@ -174,14 +174,12 @@ class _OnnxStrategy:
         self._tmp.cleanup()
 
 
-STRATEGIES: dict[str, Callable] = {"tflite_int8": _TFLiteStrategy, "onnx_int8": _OnnxStrategy}
-
-
-def refine_int8(name: str, job, plain: bytes, val: ValidationSet, max_drop: float | None,
+def refine_int8(strategy_class: Callable, job, plain: bytes, val: ValidationSet, max_drop: float | None,
                 diagnose: bool = False) -> Refinement:
-    """Check the plain int8 artifact NAME on VAL; diagnose it when asked or when it breaks the budget; search
-    for a fix when `max_drop` is given and broken. Returns the bytes to ship and the records for the report."""
-    strategy = STRATEGIES[name](job)
+    """Check a plain int8 artifact on VAL with its format's strategy (the registry's `int8_strategy`);
+    diagnose it when asked or when it breaks the budget; search for a fix when `max_drop` is given and broken.
+    Returns the bytes to ship and the records for the report."""
+    strategy = strategy_class(job)
     try:
         return _refine(strategy, plain, val, max_drop, diagnose)
     finally:

@@ -21,6 +21,8 @@ import tempfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
+from edgeship.core.formats import FORMATS, resolve_ref
+
 # The builtin ops the TFLite GPU delegate's compatibility check accepts (its CheckGpuDelegateCompatibility switch).
 GPU_DELEGATE_OPS = frozenset("""
 ABS ADD ADD_N ATAN2 AVERAGE_POOL_2D BATCH_MATMUL CAST CEIL CONCATENATION CONV_2D COS CUMSUM DENSIFY
@@ -115,13 +117,12 @@ def _partition_entry(info, fixed_info, tool: str) -> dict:
     return entry
 
 
-CHECKERS = {"tflite": tflite_readiness, "onnxruntime": onnx_readiness}
-
-
-def readiness(backend: str, path: Path, scratch: Path | None = None) -> dict | None:
-    """Readiness figures of one artifact file, or None for a backend no phone accelerator runs (keras, ...).
-    A checker that fails says so in the entry instead of failing the export. Temporary files go to SCRATCH."""
-    checker = CHECKERS.get(backend)
+def readiness(format_name: str, path: Path, scratch: Path | None = None) -> dict | None:
+    """Readiness figures of one artifact file by its format's registered check, or None for a format no phone
+    accelerator runs (keras, ...). A checker that fails says so in the entry instead of failing the export.
+    Temporary files go to SCRATCH."""
+    fmt = FORMATS.get(format_name)
+    checker = resolve_ref(fmt.readiness) if fmt is not None else None
     if checker is None:
         return None
     try:

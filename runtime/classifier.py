@@ -132,13 +132,18 @@ class Classifier:
         return session
 
     @property
-    def implementation(self) -> str:
+    def runtime(self) -> str:
+        """What runs the model here, e.g. 'ai-edge-litert 2.3.0' (the Predictor contract's name)."""
         return self.session.implementation
 
     @property
-    def runtime(self) -> str:
-        """The Predictor contract's name for `implementation`."""
-        return self.session.implementation
+    def implementation(self) -> str:
+        """Deprecated: the same as `runtime`."""
+        import warnings
+
+        warnings.warn("Classifier.implementation is deprecated; use Classifier.runtime", DeprecationWarning,
+                      stacklevel=2)
+        return self.runtime
 
     @property
     def labels(self) -> tuple[str, ...]:

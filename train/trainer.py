@@ -527,11 +527,12 @@ def _ood_paths(ood_dir: str) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig = TrainConfig()) -> TrainResult:
+def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None) -> TrainResult:
     """Train a classifier on class folders (or Food-101-style list files) and write the run directory.
 
     Under `strategy="multi-worker"` every worker named in TF_CONFIG runs this same call; the chief writes
     OUT_DIR (usually on shared storage) and the other workers train in a private scratch folder they remove."""
+    config = TrainConfig() if config is None else config  # a fresh default per call, never one shared instance
     config.validate()
     role = worker_role(config.strategy)
     if role.chief:

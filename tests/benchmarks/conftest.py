@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgeship.core.tfenv import captured_output
-from edgeship.export.embed import EMBEDDERS
 from edgeship.export.exporter import ConversionJob
 from edgeship.export.formats import FORMATS
 from edgeship.runtime import InputSpec, ModelInfo
@@ -28,7 +27,7 @@ def mobilenet_artifacts(tmp_path_factory) -> dict[str, Path]:
         with captured_output():
             data = fmt.convert(job)
         path = out / fmt.filename
-        path.write_bytes(EMBEDDERS[fmt.backend](data, {**info.to_dict(), "format": name}))
+        path.write_bytes(fmt.embed(data, {**info.to_dict(), "format": name}))
         paths[name] = path
     return paths
 

@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 from edgeship.core.tfenv import captured_output
-from edgeship.export.embed import EMBEDDERS
 from edgeship.export.exporter import ConversionJob
 from edgeship.export.formats import FORMATS
 from edgeship.runtime import InputSpec, ModelInfo
@@ -26,7 +25,7 @@ def test_export_every_format_of_mobilenet_v2(benchmark, capsys, tmp_path):
             started = time.perf_counter()
             with captured_output():
                 data = fmt.convert(job)
-            EMBEDDERS[fmt.backend](data, {**info.to_dict(), "format": fmt.name, "precision": fmt.precision})
+            fmt.embed(data, {**info.to_dict(), "format": fmt.name, "precision": fmt.precision})
             seconds[fmt.name] = time.perf_counter() - started
 
     benchmark.group = "export"
