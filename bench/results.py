@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 from edgeship.core.records import BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BenchRow, ParityReport
 from edgeship.core.report import format_value, markdown_table
 from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
+from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, read_json
 
 
 def attach_accuracy(rows: list[BenchRow], report: ParityReport | None) -> None:
@@ -62,10 +61,7 @@ def compare_to_baseline(rows: list[BenchRow], baseline: list[BenchRow], max_slow
 
 def load_baseline(path: str | Path) -> list[BenchRow]:
     """The rows of an earlier bench.json (any version that has a 'rows' list)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read baseline bench JSON ({exc})") from exc
+    data = read_json(path, UsageError, "cannot read baseline bench JSON")
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{path}: not an edgeship bench result (no 'rows' list)")
     try:

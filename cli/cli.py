@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from edgeship.core.formats import FORMATS
+from edgeship.core.limits import LIMITS, LR_SCHEDULES, STRATEGIES
 from edgeship.runtime.errors import EdgeshipError, UsageError
 
 
@@ -56,6 +57,21 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="a 
 _fraction = _number(float, 0.0, 1.0, what="a fraction in [0, 1]")
 
 
+def _limited(name: str):
+    """An argparse type that holds a training option to the library's own range (core.limits.LIMITS)."""
+    limit = LIMITS[name]
+
+    def parse(text: str):
+        try:
+            value = limit.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {limit.expected}, got {text!r}") from None
+        if not limit.ok(value):
+            raise argparse.ArgumentTypeError(f"expected {limit.expected}, got {text!r}")
+        return value
+    return parse
+
+
 def _points(text: str) -> float:
     """Percentage points, as `0.5`, `0.5pp` or `0.5%` (the README writes --max-slowdown 10%): all mean 0.5 pp."""
     number = text.strip().removesuffix("pp").removesuffix("%").strip()
@@ -76,10 +92,8 @@ def _share(text: str) -> float:
     if value != value or not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1] or a percentage in [0, 100], got {text!r}")
     return value
-_positive_float = _number(float, 0.0, low_open=True, what="a number > 0")
 _non_negative_float = _number(float, 0.0, what="a number >= 0")
 _non_negative_int = _number(int, 0, what="an integer >= 0")
-_dropout = _number(float, 0.0, 1.0, high_open=True, what="a dropout rate in [0, 1)")
 
 
 def cmd_train(args) -> int:
@@ -112,7 +126,7 @@ def cmd_train(args) -> int:
     if args.preview_augmentation:
         return _preview_augmentation(args, config)
     result = train(args.data, args.out, config)
-    print(f"trained {config.backbone}: test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epoch(s)")
+    print(f"trained {config.model.backbone}: test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epoch(s)")
     for note in result.stopped_early:
         print(note)
     if result.role.workers > 1:
@@ -146,13 +160,13 @@ def _preview_augmentation(args, config) -> int:
     from edgeship.train.trainer import scan_dataset
 
     dataset, _ = scan_dataset(args.data, config.classes, config.show_progress)
-    size = get_backbone(config.backbone).input_size(config.image_size)
+    size = get_backbone(config.model.backbone).input_size(config.model.image_size)
     first = {}
     for sample in dataset.samples:
         first.setdefault(sample.label, sample.path)
-    path = preview_augmentation(list(first.values())[:4], InputSpec(size, size), config.augment,
+    path = preview_augmentation(list(first.values())[:4], InputSpec(size, size), config.hparams.augment,
                                 Path(args.preview_augmentation))
-    print(f"augmentation preview ({config.augment.describe()}): {path}")
+    print(f"augmentation preview ({config.hparams.augment.describe()}): {path}")
     return 0
 
 
@@ -411,24 +425,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="folder with one sub-folder of images per class, or a Food-101-style root (meta/*.txt)")
     p.add_argument("--out", required=True, help="run directory to write (bundle/, training/)")
     p.add_argument("--backbone", default="small_cnn", help="see `edgeship backbones` (default small_cnn)")
-    p.add_argument("--image-size", type=_positive_int, help="square input size in px (default: the backbone's)")
-    p.add_argument("--epochs", type=_positive_int, default=10)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    p.add_argument("--image-size", type=_limited("image_size"), help="square input size in px (default: the backbone's)")
+    p.add_argument("--epochs", type=_limited("epochs"), default=10)
+    p.add_argument("--batch-size", type=_limited("batch_size"), default=32)
+    p.add_argument("--learning-rate", type=_limited("learning_rate"), default=1e-3)
     p.add_argument("--weights", default="none", help="none, imagenet (needs internet) or a local weights file")
-    p.add_argument("--alpha", type=_positive_float, help="width multiplier for MobileNet backbones")
+    p.add_argument("--alpha", type=_limited("alpha"), help="width multiplier for MobileNet backbones")
     p.add_argument("--resize", default="bilinear", choices=_resize_methods(),
                    help="how images are resized to the input size everywhere (training, parity, the device): "
                         "bilinear (default) is what phone apps compute (MediaPipe, Android bitmaps, "
                         "tf.image.resize: no antialiasing); bilinear-antialias is PIL's")
     p.add_argument("--classes", type=_class_list, help="comma-separated class folders to use, in label order")
-    p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for splits, augmentation and weight init")
+    p.add_argument("--patience", type=_limited("patience"), default=5, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=_limited("seed"), default=0, help="seed for splits, augmentation and weight init")
     p.add_argument("--init", help="a .keras model to continue training from")
-    p.add_argument("--fine-tune-epochs", type=_non_negative_int, default=0,
+    p.add_argument("--fine-tune-epochs", type=_limited("fine_tune_epochs"), default=0,
                    help="phase 2: epochs with the top backbone layers unfrozen (frozen-backbone runs)")
-    p.add_argument("--fine-tune-layers", type=_non_negative_int, default=20, help="backbone layers phase 2 unfreezes (default 20)")
-    p.add_argument("--fine-tune-learning-rate", type=_positive_float, default=1e-5)
+    p.add_argument("--fine-tune-layers", type=_limited("fine_tune_layers"), default=20, help="backbone layers phase 2 unfreezes (default 20)")
+    p.add_argument("--fine-tune-learning-rate", type=_limited("fine_tune_learning_rate"), default=1e-5)
     freeze = p.add_mutually_exclusive_group()
     freeze.add_argument("--freeze-backbone", dest="freeze_backbone", action="store_true", default=None,
                         help="phase 1 trains the head only (default when the backbone is pretrained)")
@@ -436,9 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train the whole model from the start")
     p.add_argument("--no-cache", action="store_true",
                    help="phase 1 runs the frozen backbone every epoch instead of on cached features")
-    p.add_argument("--dropout", type=_dropout, default=0.2, help="head dropout (default 0.2)")
-    p.add_argument("--l2", type=_non_negative_float, default=0.0, help="head L2 weight decay")
-    p.add_argument("--hidden", type=_non_negative_int, default=0, help="units of a hidden Dense layer in the head (default none)")
+    p.add_argument("--dropout", type=_limited("dropout"), default=0.2, help="head dropout (default 0.2)")
+    p.add_argument("--l2", type=_limited("l2"), default=0.0, help="head L2 weight decay")
+    p.add_argument("--hidden", type=_limited("hidden_units"), default=0, help="units of a hidden Dense layer in the head (default none)")
     p.add_argument("--augment", default="none",
                    help="training-split augmentation: none; standard (includes left-right flips: wrong for text, "
                         "digits and many product photos); standard-no-flip; or e.g. rotation=0.1,zoom=0.2,contrast=0.1")
@@ -449,11 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-max", type=_positive_int, default=300,
                    help="at most this many calibration images in all (default 300)")
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
-    p.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine", "constant"])
+    p.add_argument("--lr-schedule", default="plateau", choices=LR_SCHEDULES)
     p.add_argument("--unknown-recall", type=_fraction, default=0.95,
                    help="calibrate an 'unknown' threshold keeping this validation recall (0: no threshold)")
     p.add_argument("--ood-dir", help="images of no known class: the report gives the share rejected as unknown")
-    p.add_argument("--strategy", choices=["mirrored", "multi-worker"], help="tf.distribute strategy")
+    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.set_defaults(func=cmd_train)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
+from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, read_json
 
 from .layout import RunLayout
 from .plots import Point, plot_accuracy_bars, plot_accuracy_latency, plot_layer_errors, save_png  # noqa: F401 - save_png re-exported
@@ -26,10 +25,7 @@ def load_report(path: str | Path) -> tuple[dict, Path]:
         path = RunLayout.find(path).report_json if not (path / "report.json").is_file() else path / "report.json"
     if not path.is_file():
         raise UsageError(f"{path}: no such report; run `edgeship export RUN` to create it")
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a readable JSON report ({exc})") from exc
+    report = read_json(path, UsageError, "not a readable JSON report")
     if not isinstance(report, dict) or "artifacts" not in report:
         raise UsageError(f"{path}: not an edgeship report (no 'artifacts' key)")
     if not isinstance(report["artifacts"], list) or not all(isinstance(a, dict) for a in report["artifacts"]):
@@ -159,6 +155,12 @@ def _readiness_section(report: dict) -> list[str]:
             markdown_table(("artifact", "accelerators"), [[a["name"], describe_readiness(a["readiness"])] for a in checked]), ""]
 
 
+def _agreement_clause(quantization: dict) -> str:
+    """The agreement the search held its trials to, as it recorded it (older reports did not record it)."""
+    share = quantization.get("min_agreement")
+    return f" (and ≥ {share:.0%} top-1 agreement with Keras)" if isinstance(share, (int, float)) else ""
+
+
 def describe_readiness(entry: dict | None) -> str:
     """One cell for report tables: each accelerator's verdict."""
     if not entry:
@@ -228,7 +230,7 @@ def _quantization_section(report: dict, layers_plot: str | None) -> list[str]:
             verdict = "within" if q.get("met_budget") else "**not** within"
             parts += [f"**{a['name']}** — chosen: *{q.get('chosen')}* ({q.get('calibration')}; "
                       f"{len(q.get('float_layers') or [])} node(s) left float), {verdict} the {q.get('budget_pp')} pp "
-                      f"budget (and ≥ 98 % top-1 agreement with Keras) on the {q.get('split')} split ({q.get('n_images')} "
+                      f"budget{_agreement_clause(q)} on the {q.get('split')} split ({q.get('n_images')} "
                       f"images; the test split was not read). Every trial, latency here at 1 thread"
                       + (f" (float32: {q['cost']['float32_p50_ms']:.3f} ms)" if (q.get("cost") or {}).get("float32_p50_ms")
                          else "") + ":", ""]

@@ -32,7 +32,7 @@ from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha
 from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
-from .diagnosis import collapsed, diagnose
+from .collapse_causes import collapsed, explain_collapse
 from .formats import ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
 from .quant_search import ValidationSet, refine_int8
@@ -363,7 +363,7 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
         if collapsed(row.accuracy, accuracy(reference, labels), len(bundle.info.labels)):
             sample = len(first_chunk)
             agreement = float(np.mean(probs[:sample].argmax(1) == reference[:sample].argmax(1)))
-            row.diagnosis = diagnose(predictors[row.name], first_chunk, reference[:sample], agreement)
+            row.diagnosis = explain_collapse(predictors[row.name], first_chunk, reference[:sample], agreement)
     attach_speedups(rows)
     curves = layout.training / "curves.png"
     return ParityReport(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,11 +26,12 @@ from edgeship.runtime.backends import BACKENDS
 from edgeship.runtime.timing import session_times
 
 from . import onnx_convert, tflite_convert
+from .gate import GateThresholds
 from .quant_diagnosis import LayerError, onnx_layers, tflite_layers
 
 logger = logging.getLogger("edgeship")
-DEFAULT_BUDGET_PP = 1.0  # the gate's default --max-drop: without --max-drop, an int8 artifact past it is diagnosed
-MIN_AGREEMENT = 0.98  # the gate's default --min-agreement: a variant must also agree with Keras on val
+DEFAULT_BUDGET_PP = GateThresholds().max_drop_pp  # without --max-drop, an int8 artifact past the gate's default is diagnosed
+MIN_AGREEMENT = GateThresholds().min_agreement  # a variant must also agree with Keras on val as the gate asks
 DIAGNOSIS_IMAGES = 64
 MAX_LAYER_GROUPS = 8
 TIMING_WARMUP, TIMING_RUNS = 5, 30
@@ -48,13 +49,57 @@ class ValidationSet:
     reference_top: np.ndarray  # the Keras model's top-1 class per image: agreement is gated too
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How one int8 candidate is quantized (ai-edge-quantizer's recipe, ONNX Runtime's CalibrationMethod). The
+    report's labels are derived from it; nothing reads a label back into settings."""
+
+    method: str  # "min-max" (the TFLite converter's) or an ONNX Runtime CalibrationMethod: MinMax, Entropy, ...
+    per_channel: bool = True  # weights
+    activation_bits: int = 8  # 16: TFLite's 16x8 (int16 activations, int8 weights)
+    calibration_images: int | None = None  # None: the images export calibrated the plain artifact on
+    float_nodes: tuple[str, ...] = ()  # kept in float (TFLite denylisted_nodes, ONNX nodes_to_exclude)
+
+    @property
+    def plain(self) -> bool:
+        return self == Recipe(self.method) and self.method in ("min-max", "MinMax")
+
+    @property
+    def calibration(self) -> str:
+        if self.method == "min-max":
+            if self.activation_bits == 16:
+                return "min-max, int16 activations"
+            return f"min-max, {self.calibration_images or ''} calib images".replace(",  ", ", ")
+        return f"{self.method}, {'per-channel' if self.per_channel else 'per-tensor'} weights"
+
+    @property
+    def label(self) -> str:
+        if self.float_nodes:
+            return f"{len(self.float_nodes)} node(s) float"
+        if self.plain:
+            return "plain"
+        if self.activation_bits == 16:
+            return "16x8 (int16 activations)"
+        return "more calibration images" if self.calibration_images else self.calibration
+
+
 @dataclass
 class Candidate:
-    label: str
-    calibration: str
-    float_layers: list[str]
+    recipe: Recipe
     data: bytes
     io: str | None = None  # tflite input/output type, when it differs from the plain artifact's
+
+    @property
+    def label(self) -> str:
+        return self.recipe.label
+
+    @property
+    def calibration(self) -> str:
+        return self.recipe.calibration
+
+    @property
+    def float_layers(self) -> list[str]:
+        return list(self.recipe.float_nodes)
 
 
 @dataclass
@@ -101,19 +146,22 @@ def measure(kind: str, data: bytes, val: ValidationSet, scratch: Path | None = N
 
 class TFLiteStrategy:
     kind = "tflite"
-    plain_calibration = "min-max, calib images"
+    plain = Recipe("min-max")
 
     def __init__(self, job):
         self.job = job
+        self._more = None  # the larger calibration set, once drawn
+
+    def _images(self, recipe: Recipe):
+        return self.job.calibration if recipe.calibration_images is None else self._more
 
     def variants(self):
         more = self.job.more_calibration() if self.job.more_calibration else None
         if more is not None and len(more) > len(self.job.calibration):
-            yield Candidate("more calibration images", f"min-max, {len(more)} calib images", [],
-                            tflite_convert.full_int8(self.job, more))
+            self._more = more
+            yield Candidate(Recipe("min-max", calibration_images=len(more)), tflite_convert.full_int8(self.job, more))
         converter = tflite_convert.int8_converter(self.job, activations16=True)
-        yield Candidate("16x8 (int16 activations)", "min-max, int16 activations", [],
-                        tflite_convert.convert_quiet(converter), io="float")
+        yield Candidate(Recipe("min-max", activation_bits=16), tflite_convert.convert_quiet(converter), io="float")
 
     def float_model(self) -> bytes:
         return tflite_convert.float32(self.job)
@@ -122,15 +170,17 @@ class TFLiteStrategy:
         return tflite_layers(tflite_convert.int8_converter(self.job), images, plain)
 
     def with_float_layers(self, base: Candidate, nodes: list[str]) -> Candidate:
+        """BASE's recipe (its calibration images too) with NODES kept in float."""
         import tensorflow as tf
 
-        calibration = np.asarray(self.job.calibration, dtype=np.float32)
+        recipe = replace(base.recipe, float_nodes=tuple(nodes))
+        images = self._images(recipe)
+        calibration = np.asarray(images, dtype=np.float32)
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=tflite_convert.int8_converter(self.job),
+            converter=tflite_convert.int8_converter(self.job, images),
             debug_dataset=lambda: ([image[None]] for image in calibration[:1]),
             debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(nodes)))
-        return Candidate(f"{len(nodes)} node(s) float", self.plain_calibration, list(nodes),
-                         debugger.get_nondebug_quantized_model(), io="float")
+        return Candidate(recipe, debugger.get_nondebug_quantized_model(), io="float")
 
     def close(self):
         pass
@@ -138,8 +188,8 @@ class TFLiteStrategy:
 
 class OnnxStrategy:
     kind = "onnxruntime"
-    plain_calibration = "MinMax, per-channel weights"
-    CALIBRATIONS = (("Entropy", True), ("Percentile", True), ("MinMax", False))
+    plain = Recipe("MinMax")
+    VARIANTS = (Recipe("Entropy"), Recipe("Percentile"), Recipe("MinMax", per_channel=False))
 
     def __init__(self, job):
         self.job = job
@@ -147,15 +197,15 @@ class OnnxStrategy:
         self.prepared = job.prepared_onnx()  # the graph the plain onnx_int8 was quantized from
         self._count = 0
 
-    def _quantize(self, method: str, per_channel: bool, nodes=()) -> bytes:
+    def _quantize(self, recipe: Recipe) -> bytes:
         self._count += 1
         return onnx_convert.quantize_qdq(self.prepared, Path(self._tmp.name, f"trial{self._count}.onnx"),
-                                         self.job.calibration, method, per_channel, nodes)
+                                         self.job.calibration, recipe.method, recipe.per_channel,
+                                         list(recipe.float_nodes))
 
     def variants(self):
-        for method, per_channel in self.CALIBRATIONS:
-            label = f"{method}, {'per-channel' if per_channel else 'per-tensor'} weights"
-            yield Candidate(label, label, [], self._quantize(method, per_channel))
+        for recipe in self.VARIANTS:
+            yield Candidate(recipe, self._quantize(recipe))
 
     def float_model(self) -> bytes:
         return self.prepared.read_bytes()
@@ -166,9 +216,8 @@ class OnnxStrategy:
         return onnx_layers(self.prepared, qdq, images, Path(self._tmp.name))
 
     def with_float_layers(self, base: Candidate, nodes: list[str]) -> Candidate:
-        method, _, weights = base.calibration.partition(", ")
-        data = self._quantize(method, weights.startswith("per-channel"), nodes)
-        return Candidate(f"{len(nodes)} node(s) float", base.calibration, list(nodes), data)
+        recipe = replace(base.recipe, float_nodes=tuple(nodes))
+        return Candidate(recipe, self._quantize(recipe))
 
     def close(self):
         self._tmp.cleanup()
@@ -200,7 +249,7 @@ def _refine(strategy, plain: bytes, val: ValidationSet, max_drop: float | None, 
                     f"{p50:.3f} ms")
         return trial
 
-    plain_trial = attempt(Candidate("plain", strategy.plain_calibration, [], plain))
+    plain_trial = attempt(Candidate(strategy.plain, plain))
     result = Refinement(plain)
     layers = None
     if diagnose or not plain_trial.meets_budget:
@@ -222,7 +271,7 @@ def _refine(strategy, plain: bytes, val: ValidationSet, max_drop: float | None, 
         "reference_val_accuracy": val.reference_accuracy, "chosen": chosen.candidate.label,
         "chosen_trial": trials.index(chosen),  # labels may repeat (two different 3-node float sets)
         "calibration": chosen.candidate.calibration, "float_layers": chosen.candidate.float_layers,
-        "met_budget": bool(passing), "trials": [t.to_json() for t in trials],
+        "met_budget": bool(passing), "min_agreement": MIN_AGREEMENT, "trials": [t.to_json() for t in trials],
         "cost": {"p50_ms": round(chosen.p50_ms, 4), "plain_int8_p50_ms": round(plain_trial.p50_ms, 4),
                  "vs_plain_int8": round(chosen.p50_ms / plain_trial.p50_ms, 3) if plain_trial.p50_ms else None,
                  "float32_p50_ms": round(float_p50, 4), "vs_float32": round(chosen.p50_ms / float_p50, 3)},
@@ -242,7 +291,7 @@ def _search(strategy, attempt, trials: list[Trial], layers: list[LayerError]) ->
     """(a) and (b), then (c) on the calibration that did best; stops at the first variant within budget."""
     for candidate in strategy.variants():
         attempt(candidate)  # a variant within budget may still be slow (16x8 has no fast kernels): go on
-    int8_trials = [t for t in trials if t.candidate.io is None or strategy.kind != "tflite"]
+    int8_trials = [t for t in trials if t.candidate.recipe.activation_bits == 8]  # float layers go on int8 recipes
     base = max(int8_trials, key=lambda t: t.val_accuracy).candidate
     groups: list[list[str]] = []
     for layer in layers[:MAX_LAYER_GROUPS]:

@@ -55,6 +55,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_json(path: str | os.PathLike, error: type[Exception], message: str) -> Any:
+    """The JSON value in PATH, or ERROR("PATH: MESSAGE (why)"): one way to read every JSON file edgeship is
+    handed (a report, a bundle manifest, a bench baseline, a run's state), with one shape of message."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: {message} ({exc})") from exc
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

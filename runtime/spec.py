@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IntegrityError, ModelLoadError
-from .fileio import atomic_write_json, sha256_bytes, sha256_file, tree_digest
+from .fileio import atomic_write_json, read_json, sha256_bytes, sha256_file, tree_digest
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
@@ -224,11 +224,7 @@ class Bundle:
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
             raise ModelLoadError(f"{directory}: no {MANIFEST_NAME} here; is this an edgeship bundle directory?")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelLoadError(f"{path}: cannot read bundle manifest ({exc})") from exc
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, ModelLoadError, "cannot read bundle manifest"), str(path))
 
     def artifact(self, name: str) -> ArtifactRecord:
         for record in self.artifacts:

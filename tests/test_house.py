@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -20,3 +21,90 @@ def test_classifier_runtime_is_the_one_name_and_implementation_warns(exported_ru
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         classifier.runtime  # the contract's name never warns
+
+
+def test_train_options_are_plain_values_checked_once(capsys):
+    from edgeship.cli import main
+    from edgeship.core.limits import LIMITS, LR_SCHEDULES, STRATEGIES
+    from edgeship.runtime.errors import UsageError
+    from edgeship.train import HParams, TrainConfig
+    from edgeship.train.strategy import STRATEGIES as BUILDERS
+
+    config = TrainConfig.from_flat(backbone="mobilenet_v2", alpha=0.35, epochs=3)
+    assert (config.model.backbone, config.model.alpha, config.hparams.epochs) == ("mobilenet_v2", 0.35, 3)
+    assert config == TrainConfig(backbone="mobilenet_v2", alpha=0.35, epochs=3)  # the old spelling still works
+    with pytest.raises(AttributeError, match="no option 'epoch'"):
+        config.epoch = 5  # a typo no longer adds an attribute nobody reads
+    with pytest.raises(TypeError, match="'epoch'"):
+        TrainConfig.from_flat(epoch=5)
+    with pytest.warns(DeprecationWarning, match="read TrainConfig.hparams.epochs"):
+        assert config.epochs == 3
+    # one range per option: the group refuses it when made, and the CLI refuses it with the same words
+    for name, bad in (("epochs", 0), ("learning_rate", float("inf")), ("patience", 0)):
+        limit = LIMITS[name]
+        with pytest.raises(UsageError, match=re.escape(f"{limit.flag} must be {limit.expected}")):
+            TrainConfig.from_flat(**{name: bad})
+        with pytest.raises(SystemExit) as refused:
+            main(["train", "data", "--out", "runs/x", limit.flag, str(bad)])
+        assert refused.value.code == 2
+        assert f"expected {limit.expected}" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="unknown LR schedule"):
+        HParams(lr_schedule="step")
+    assert tuple(BUILDERS)[1:] == STRATEGIES  # the CLI's choices are the strategies train can build
+    with pytest.raises(SystemExit):
+        main(["train", "data", "--out", "runs/x", "--lr-schedule", "step"])
+    refusal = capsys.readouterr().err
+    assert all(name in refusal for name in LR_SCHEDULES), refusal
+
+
+def test_int8_trials_are_recipes_and_float_layers_keep_the_base_recipe(monkeypatch, tmp_path):
+    """The float-layer trials start from the recipe that did best (its calibration images too), and labels
+    come from recipes instead of being parsed back into settings."""
+    import tempfile
+    from types import SimpleNamespace
+
+    import numpy as np
+    import tensorflow as tf
+    from edgeship.export import quant_search
+    from edgeship.export.quant_search import Candidate, OnnxStrategy, Recipe, TFLiteStrategy
+
+    seen = []
+    monkeypatch.setattr(quant_search.tflite_convert, "int8_converter",
+                        lambda job, images=None, activations16=False: seen.append(images) or object())
+    monkeypatch.setattr(quant_search.tflite_convert, "full_int8", lambda job, images=None: b"more")
+    monkeypatch.setattr(quant_search.tflite_convert, "convert_quiet", lambda converter: b"16x8")
+
+    class Debugger:  # stands in for tf.lite.experimental.QuantizationDebugger
+        def __init__(self, converter, debug_dataset, debug_options):
+            self.nodes = debug_options.denylisted_nodes
+
+        def get_nondebug_quantized_model(self):
+            return ",".join(self.nodes).encode()
+
+    monkeypatch.setattr(tf.lite.experimental, "QuantizationDebugger", Debugger)
+    job = SimpleNamespace(calibration=np.zeros((4, 8, 8, 3), np.uint8),
+                          more_calibration=lambda: np.ones((12, 8, 8, 3), np.uint8))
+    tflite = TFLiteStrategy(job)
+    more, sixteen = list(tflite.variants())
+    assert (more.label, more.calibration) == ("more calibration images", "min-max, 12 calib images")
+    assert (sixteen.label, sixteen.recipe.activation_bits, sixteen.io) == ("16x8 (int16 activations)", 16, "float")
+    trial = tflite.with_float_layers(more, ["conv1", "conv2"])
+    assert len(seen[-1]) == 12 and trial.data == b"conv1,conv2"  # the 12 images of the base, not the 4 plain ones
+    assert (trial.label, trial.calibration, trial.float_layers) == ("2 node(s) float", "min-max, 12 calib images",
+                                                                   ["conv1", "conv2"])
+    tflite.with_float_layers(Candidate(tflite.plain, b"plain"), ["conv1"])
+    assert seen[-1] is job.calibration
+
+    asked = []
+    monkeypatch.setattr(quant_search.onnx_convert, "quantize_qdq",
+                        lambda prepared, out, images, method, per_channel, nodes: asked.append(
+                            (method, per_channel, nodes)) or b"qdq")
+    onnx_job = SimpleNamespace(calibration=job.calibration, prepared_onnx=lambda: tmp_path / "prepared.onnx",
+                               temp_dir=lambda prefix: tempfile.TemporaryDirectory(prefix=prefix, dir=tmp_path))
+    onnx = OnnxStrategy(onnx_job)
+    variants = list(onnx.variants())
+    assert [v.label for v in variants] == ["Entropy, per-channel weights", "Percentile, per-channel weights",
+                                           "MinMax, per-tensor weights"]
+    trial = onnx.with_float_layers(variants[2], ["Conv_3"])
+    assert asked[-1] == ("MinMax", False, ["Conv_3"]) and trial.recipe == Recipe("MinMax", False, float_nodes=("Conv_3",))
+    onnx.close()

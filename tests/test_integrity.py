@@ -32,7 +32,6 @@ def _one_line_error(result, code=2, *words):
     return lines[0]
 
 
-# 1 --------------------------------------------------------------------------------------------------
 def test_train_refuses_a_folder_of_user_files_and_overwrite_keeps_them(small_digits, run_copy, tmp_path, cli):
     mine = tmp_path / "mine"
     (mine / "training" / "scripts").mkdir(parents=True)
@@ -63,7 +62,6 @@ def test_train_refuses_a_folder_of_user_files_and_overwrite_keeps_them(small_dig
     _one_line_error(cli("gate", run_copy), 2, "no such report")
 
 
-# 2 --------------------------------------------------------------------------------------------------
 def test_explain_never_overwrites_one_overlay_with_another(exported_run, tmp_path):
     from edgeship.core.splits import SplitManifest
     from edgeship.core.tensorflow import load_keras_model
@@ -81,7 +79,6 @@ def test_explain_never_overwrites_one_overlay_with_another(exported_run, tmp_pat
     assert written[0].read_bytes() != written[1].read_bytes()
 
 
-# 3 --------------------------------------------------------------------------------------------------
 def test_artifacts_are_readable_by_other_users(exported_run, tmp_path):
     from edgeship.runtime.fileio import atomic_write_bytes
 
@@ -98,7 +95,6 @@ def test_artifacts_are_readable_by_other_users(exported_run, tmp_path):
     assert stat.S_IMODE(written.stat().st_mode) == 0o664
 
 
-# 5 --------------------------------------------------------------------------------------------------
 def test_a_swapped_artifact_is_refused_by_predict_gate_and_bench(run_copy, cli):
     image = next((run_copy / "bundle").parent.rglob("*.png"), None) or _a_test_image(run_copy)
     assert cli("gate", run_copy, "--max-drop", "100", "--min-agreement", "0").returncode == 0
@@ -148,7 +144,6 @@ def test_report_binds_every_figure_to_the_sha256_of_its_files(exported_run):
             assert row["sha256"] == digest(path), row["name"]
 
 
-# 7 --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), None, "0.99"])
 def test_non_finite_or_missing_figures_fail_closed(bad):
     row = {"name": "int8", "status": "ok", "accuracy": 0.9, "accuracy_delta_pp": 0.0, "agreement": bad}
@@ -167,13 +162,11 @@ def test_nan_in_a_real_report_fails_the_gate(run_copy, cli):
     assert result.returncode == 1 and f"FAIL {data['artifacts'][0]['name']}: agreement missing" in result.stdout
 
 
-# 8 --------------------------------------------------------------------------------------------------
 def test_an_explicit_config_that_cannot_be_read_is_exit_2(exported_run, tmp_path, cli):
     _one_line_error(cli("gate", exported_run, "--config", tmp_path / "nope.toml"), 2, "nope.toml", "no such file")
     _one_line_error(cli("gate", exported_run, "--config", tmp_path), 2, "is a directory")
 
 
-# 9 --------------------------------------------------------------------------------------------------
 def test_accuracy_floor_and_chance_level_fail(run_copy, tmp_path, cli):
     report = json.loads((run_copy / "report.json").read_text())
     lowest = min(row["accuracy"] for row in report["artifacts"])
@@ -220,7 +213,6 @@ def test_from_scratch_backbones_get_batchnorm_that_converges(tmp_path):
     assert momenta == {SCRATCH_BN_MOMENTUM}
 
 
-# 10, 11, 12, 16, 17 ------------------------------------------------------------------------------------
 def _classes(root: Path, *names, per_class=4):
     from PIL import Image
 
@@ -281,11 +273,12 @@ def test_undecodable_file_names_are_skipped_and_counted(tmp_path):
     dataset = scan_folder(data, show_progress=False)
     assert len(dataset.samples) == 10 and len(dataset.skipped) == 1
     assert "\\xff\\xfe.png" in dataset.skipped[0].path and "not valid UTF-8" in dataset.skipped[0].reason
-    json.dumps(dataset.summary(), ensure_ascii=False).encode("utf-8")  # the report can be written
-    make_splits(dataset).to_csv_bytes(tmp_path)  # and so can the split manifest
+    text = json.dumps(dataset.summary(), ensure_ascii=False)  # the report can be written, and reads back
+    assert json.loads(text.encode("utf-8")) == json.loads(json.dumps(dataset.summary()))
+    manifest = make_splits(dataset).to_csv_bytes(tmp_path).decode("utf-8").splitlines()  # so can the manifest:
+    assert len(manifest) == 1 + 10 and "\\xff" not in "".join(manifest)  # the ten readable images, not the bad name
 
 
-# 13 -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("flag,value", [("--learning-rate", "-1"), ("--learning-rate", "0"), ("--dropout", "1.5"),
                                         ("--dropout", "-1"), ("--l2", "-1"), ("--hidden", "-5"), ("--seed", "-1"),
                                         ("--alpha", "0"), ("--unknown-recall", "2"), ("--epochs", "0")])
@@ -312,7 +305,6 @@ def test_the_library_validates_the_same_numbers():
         TrainConfig(learning_rate=0).validate()
 
 
-# 14 -------------------------------------------------------------------------------------------------
 def test_an_image_size_that_cannot_fit_is_refused_with_the_figure(small_digits, tmp_path, cli):
     result = cli("train", small_digits, "--out", tmp_path / "run", "--image-size", "1024", "--epochs", "1",
                  env={"EDGESHIP_MEMORY_LIMIT": "4G"})
@@ -329,14 +321,12 @@ def test_the_memory_estimate_grows_with_the_image_area():
     assert 12 < large / small < 17  # activations dominate; they scale with the pixel count (16x)
 
 
-# 15 -------------------------------------------------------------------------------------------------
 def test_predict_on_a_folder_without_images_is_exit_2(exported_run, tmp_path, cli):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     _one_line_error(cli("predict", exported_run / "bundle", tmp_path / "empty"), 2, "no images")
 
 
-# 19 -------------------------------------------------------------------------------------------------
 def test_an_input_size_that_differs_from_the_artifact_is_one_line(run_copy, tmp_path, cli):
     manifest = run_copy / "bundle" / "edgeship.json"
     data = json.loads(manifest.read_text())
@@ -349,7 +339,6 @@ def test_an_input_size_that_differs_from_the_artifact_is_one_line(run_copy, tmp_
     _one_line_error(cli("gate", broken), 2, "malformed report")
 
 
-# 20 -------------------------------------------------------------------------------------------------
 def test_export_cleans_what_a_killed_export_left_and_uses_no_system_temp(run_copy, tmp_path, cli):
     leftovers = [run_copy / ".edgeship-tmp" / "edgeship-export-x" / "saved_model" / "big.bin",
                  run_copy / "bundle" / ".model_int8.tflite.abc123.tmp"]
@@ -364,7 +353,6 @@ def test_export_cleans_what_a_killed_export_left_and_uses_no_system_temp(run_cop
     assert not [p for p in system_tmp.iterdir() if "edgeship" in p.name or p.name.startswith("tmp")]
 
 
-# 21 -------------------------------------------------------------------------------------------------
 def test_bench_elsewhere_leaves_the_run_report_alone(run_copy, tmp_path, cli):
     before = (run_copy / "report.json").read_bytes()
     elsewhere = cli("bench", run_copy, "--runs", "3", "--warmup", "1", "--backend", "tflite", "--out", tmp_path / "b")
@@ -383,7 +371,6 @@ def test_bench_elsewhere_leaves_the_run_report_alone(run_copy, tmp_path, cli):
     assert "4 after 1 warm-up" in (run_copy / "report.md").read_text()
 
 
-# 6 --------------------------------------------------------------------------------------------------
 def test_the_run_lock_is_reentrant_here_and_refuses_another_process(tmp_path):
     import subprocess
     import sys

@@ -49,3 +49,30 @@ def test_gradcam_picture_names_the_class_its_score_and_the_colour_scale():
     assert [image.get_title(), overlay.get_title()] == ["model input", "what decided it"]
     chosen = explanation_figure(pixels, Explanation(Path("cat.png"), 1, "dog", 0.05, heatmap), chosen=True)
     assert chosen._suptitle.get_text() == "cat.png: explained class dog (5.0%)"
+
+
+def test_accuracy_latency_plots_stay_legible():
+    """Ties become latency bars with one label per bar; a spread stays within 0-100 % with its legend beside
+    the axes and only point numbers on the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from edgeship.core.plots import Point, accuracy_latency_figure
+
+    tied = [Point(f"artifact {i}", 0.1 * (i + 1), 0.9944, 1000) for i in range(9)]
+    fig = accuracy_latency_figure(tied, "demo")
+    axis = fig.axes[0]
+    assert [t.get_text().split(". ", 1)[1] for t in axis.get_yticklabels()] == [p.label for p in tied]
+    assert "tie on test accuracy (99.44 %)" in axis.get_title()
+    plt.close(fig)
+
+    spread = [Point(f"artifact {i}", 0.1 * (i + 1), 1.0 - 0.01 * i, 1000) for i in range(9)]
+    fig = accuracy_latency_figure(spread, "demo", reference=1.0)
+    axis = fig.axes[0]
+    assert axis.get_ylim()[1] == 100.0 and axis.get_ylim()[0] >= 0
+    fig.canvas.draw()
+    legend = axis.get_legend().get_window_extent()
+    assert legend.x0 >= axis.get_window_extent().x1  # beside the axes, never over the points
+    assert sorted(t.get_text() for t in axis.texts) == sorted(str(i + 1) for i in range(9))
+    plt.close(fig)

@@ -53,7 +53,7 @@ def test_vendored_schema_is_the_one_mediapipe_ships():
 
 
 @pytest.fixture(scope="module")
-def test_images(exported_run):
+def held_out_images(exported_run):
     """The demo test split, already at the model's input size, so MediaPipe's own resize is the identity
     and any difference comes from normalization, labels or IO types: what the metadata decides."""
     bundle = Bundle.load(exported_run / "bundle")
@@ -63,7 +63,7 @@ def test_images(exported_run):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TFLITE_FORMATS)
-def test_mediapipe_image_classifier_agrees_with_edgeship_runtime(exported_run, test_images, name):
+def test_mediapipe_image_classifier_agrees_with_edgeship_runtime(exported_run, held_out_images, name):
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions, vision
 
@@ -73,10 +73,10 @@ def test_mediapipe_image_classifier_agrees_with_edgeship_runtime(exported_run, t
         mediapipe_top = [
             classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
             .classifications[0].categories[0].category_name
-            for image in test_images]
+            for image in held_out_images]
     ours = Classifier.load(path)
-    edgeship_top = [ours.labels[i] for i in ours.predict_proba(test_images).argmax(axis=1)]
-    assert len(mediapipe_top) == len(test_images) > 0
+    edgeship_top = [ours.labels[i] for i in ours.predict_proba(held_out_images).argmax(axis=1)]
+    assert len(mediapipe_top) == len(held_out_images) > 0
     assert mediapipe_top == edgeship_top
 
 

@@ -6,7 +6,8 @@ from edgeship.core.splits import SplitConfig, SplitManifest, make_splits
 from .augment import AugmentConfig
 from .backbones import HeadConfig
 from .digits import write_digits_dataset
-from .trainer import DataOptions, HParams, ModelOptions, TrainConfig, TrainResult, train
+from .options import DataOptions, HParams, ModelOptions, TrainConfig
+from .trainer import TrainResult, train
 
 __all__ = ["scan_folder", "ScannedDataset", "write_digits_dataset", "SplitConfig", "SplitManifest",
            "make_splits", "TrainConfig", "ModelOptions", "HParams", "DataOptions", "TrainResult", "train", "AugmentConfig", "HeadConfig"]

@@ -78,7 +78,7 @@ def _multi_worker(tf):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-STRATEGIES = {"default": _default, "mirrored": _mirrored, "multi-worker": _multi_worker}
+STRATEGIES = {"default": _default, "mirrored": _mirrored, "multi-worker": _multi_worker}  # core.limits names the last two for the CLI
 
 
 def make_strategy(name: str | None):

@@ -19,29 +19,26 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-from edgeship.core.dataset import ScannedDataset, check_class_names, scan_folder
+from edgeship.core.dataset import ScannedDataset, scan_folder
 from edgeship.core.errors import BackboneError
 from edgeship.core.layout import RunLayout, run_lock
 from edgeship.core.metrics import describe_collapse, majority_accuracy, never_predicted, predictions_collapsed
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks
-from edgeship.core.splits import SplitConfig, SplitManifest, make_splits
+from edgeship.core.splits import SplitManifest, make_splits
 from edgeship.core.tfenv import captured_output, import_keras
 from edgeship.runtime.classifier import class_probabilities
 from edgeship.runtime.environment import library_versions, peak_rss_mb
 from edgeship.runtime.errors import EdgeshipError, UsageError
-from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, sha256_file
-from edgeship.runtime.preprocess import RESIZERS
+from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, read_json, sha256_file
 from edgeship.runtime.spec import Bundle, InputSpec, ModelInfo
 
 from . import precise_bn
-from .augment import AugmentConfig, Augmenter, preview_augmentation
+from .augment import Augmenter, preview_augmentation
 from .backbones import (
     BACKBONE_LAYER,
     HUB_PREFIX,
-    HeadConfig,
     build_classifier,
     get_backbone,
     leaf_layers,
@@ -52,6 +49,7 @@ from .features import cache_key, cached_features, feature_model, feature_sequenc
 from .listfiles import is_list_dataset, scan_list_dataset
 from .loader import make_sequence
 from .memory import check_fits
+from .options import LR_SCHEDULES, DataOptions, HParams, ModelOptions, TrainConfig  # noqa: F401 - re-exported
 from .plots import plot_history
 from .strategy import WorkerRole, make_strategy, multi_worker_fit, scope, set_synchronized_batchnorm, worker_role
 
@@ -59,151 +57,7 @@ MODEL_FILE = "model.keras"
 SPLITS_FILE = "splits.csv"
 STATE_FILE = "state.json"
 HISTORY = {"phase1": "history.csv", "phase2": "history_fine_tune.csv"}
-LR_SCHEDULES = ("plateau", "cosine", "constant")
 logger = logging.getLogger("edgeship")
-
-
-@dataclass
-class ModelOptions:
-    """Which model: the backbone, its weights and input size, and the head on top (MediaPipe's model spec)."""
-
-    backbone: str = "small_cnn"
-    image_size: int | None = None
-    weights: str | None = None  # none, imagenet or a weights file
-    init: str | None = None  # a .keras model to continue from
-    alpha: float | None = None
-    head: HeadConfig = field(default_factory=HeadConfig)
-    freeze_backbone: bool | None = None  # None: frozen when pretrained (weights, hub or init)
-    resize: str = "bilinear"  # input.resize: the phone's bilinear (no antialiasing); see runtime.preprocess
-
-
-@dataclass
-class HParams:
-    """How to train it (MediaPipe's HParams): epochs, batch, learning rates, schedule, augmentation."""
-
-    epochs: int = 10  # phase 1: the head on a frozen backbone, or the whole model when training from scratch
-    fine_tune_epochs: int = 0  # phase 2 (frozen-backbone runs only)
-    fine_tune_layers: int = 20  # top backbone layers phase 2 unfreezes (BatchNorm layers stay frozen)
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-5
-    cache_features: bool = True  # phase 1 on cached backbone features
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    class_weights: bool = False  # weight the loss by inverse class frequency
-    patience: int = 5
-    lr_schedule: str = "plateau"
-    strategy: str | None = None  # tf.distribute: mirrored | multi-worker
-
-
-@dataclass
-class DataOptions:
-    """Which data and how to cut it: classes, splits, and the unknown-class calibration."""
-
-    classes: Sequence[str] | None = None
-    splits: SplitConfig = field(default_factory=SplitConfig)
-    unknown_recall: float | None = 0.95  # calibrate an `unknown` threshold keeping this val recall; None: off
-    ood_dir: str | None = None  # images of no known class: the report gives their rejection rate
-
-
-_GROUPS = {"model": ModelOptions, "hparams": HParams, "data": DataOptions}
-
-
-class TrainConfig:
-    """Everything `train()` needs: `model` (ModelOptions), `hparams` (HParams), `data` (DataOptions), plus
-    `overwrite` and `show_progress`. Flat keywords work too and land in their group:
-    `TrainConfig(backbone="mobilenet_v2", epochs=5)` == `TrainConfig(model=ModelOptions("mobilenet_v2"),
-    hparams=HParams(epochs=5))`; reading `config.epochs` reads `config.hparams.epochs`."""
-
-    def __init__(self, model: ModelOptions | None = None, hparams: HParams | None = None,
-                 data: DataOptions | None = None, overwrite: bool = False, show_progress: bool = True, **flat):
-        groups = {"model": model or ModelOptions(), "hparams": hparams or HParams(), "data": data or DataOptions()}
-        for key, value in flat.items():
-            owner = next((name for name, cls in _GROUPS.items() if key in cls.__dataclass_fields__), None)
-            if owner is None:
-                raise TypeError(f"TrainConfig got an unknown option {key!r}")
-            setattr(groups[owner], key, value)
-        self.model, self.hparams, self.data = groups["model"], groups["hparams"], groups["data"]
-        self.overwrite = overwrite  # replace a finished run in the output directory (edgeship's files only)
-        self.show_progress = show_progress
-
-    def __setattr__(self, name: str, value) -> None:
-        for group in ("model", "hparams", "data"):
-            options = self.__dict__.get(group)
-            if options is not None and name in type(options).__dataclass_fields__:
-                setattr(options, name, value)
-                return
-        object.__setattr__(self, name, value)
-
-    def __getattr__(self, name: str):
-        for group in ("model", "hparams", "data"):
-            options = self.__dict__.get(group)
-            if options is not None and name in type(options).__dataclass_fields__:
-                return getattr(options, name)
-        raise AttributeError(name)
-
-    def __repr__(self) -> str:
-        return (f"TrainConfig(model={self.model!r}, hparams={self.hparams!r}, data={self.data!r}, "
-                f"overwrite={self.overwrite})")
-
-    @property
-    def seed(self) -> int:
-        return self.splits.seed
-
-    def validate(self) -> None:
-        """Every number in range before any work starts (the CLI checks the same at parse time)."""
-        checks = [
-            ("--epochs", self.epochs, self.epochs >= 1, "an integer >= 1"),
-            ("--batch-size", self.batch_size, self.batch_size >= 1, "an integer >= 1"),
-            ("--learning-rate", self.learning_rate, self.learning_rate > 0, "a number > 0"),
-            ("--fine-tune-learning-rate", self.fine_tune_learning_rate, self.fine_tune_learning_rate > 0,
-             "a number > 0"),
-            ("--fine-tune-epochs", self.fine_tune_epochs, self.fine_tune_epochs >= 0, "an integer >= 0"),
-            ("--fine-tune-layers", self.fine_tune_layers, self.fine_tune_layers >= 0, "an integer >= 0"),
-            ("--patience", self.patience, self.patience >= 1, "an integer >= 1"),
-            ("--dropout", self.head.dropout, 0 <= self.head.dropout < 1, "a rate in [0, 1)"),
-            ("--l2", self.head.l2, self.head.l2 >= 0, "a number >= 0"),
-            ("--hidden", self.head.hidden_units, self.head.hidden_units >= 0, "an integer >= 0"),
-            ("--seed", self.seed, self.seed >= 0, "an integer >= 0"),
-            ("--alpha", self.alpha, self.alpha is None or self.alpha > 0, "a number > 0"),
-            ("--image-size", self.image_size, self.image_size is None or self.image_size >= 1, "an integer >= 1"),
-        ]
-        for flag, value, ok, expected in checks:
-            if not ok or (isinstance(value, float) and value != value):
-                raise UsageError(f"{flag} must be {expected}, got {value}")
-        if self.resize not in RESIZERS:
-            raise UsageError(f"unknown resize {self.resize!r}; choose from {', '.join(RESIZERS)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UsageError(f"unknown LR schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
-        if self.unknown_recall is not None and not 0 < self.unknown_recall <= 1:
-            raise UsageError(f"--unknown-recall must be in (0, 1], got {self.unknown_recall}")
-        if self.classes:
-            check_class_names(list(self.classes), "--classes")
-        self._check_options_that_would_do_nothing()
-
-    def _check_options_that_would_do_nothing(self) -> None:
-        """An option this run would silently ignore is refused before any image is read."""
-        if not self.backbone.startswith(HUB_PREFIX):
-            get_backbone(self.backbone).check_options(self.weights, self.alpha)
-        if self.fine_tune_epochs and not self.frozen():
-            raise UsageError(f"--fine-tune-epochs {self.fine_tune_epochs} would train nothing: it is phase 2 of a "
-                             f"frozen pretrained backbone, and this run trains the whole model from the start "
-                             f"(weights {self.weights or 'none'}); drop it, or pass --freeze-backbone or "
-                             f"--weights imagenet")
-
-    def frozen(self) -> bool:
-        if self.freeze_backbone is not None:
-            return self.freeze_backbone
-        pretrained = self.weights not in (None, "", "none", "random")
-        return pretrained or bool(self.init) or self.backbone.startswith(HUB_PREFIX)
-
-    def resume_key(self) -> dict:
-        """Settings an interrupted run must share with the command that resumes it."""
-        keep = ("backbone", "image_size", "weights", "init", "alpha", "classes", "batch_size", "freeze_backbone",
-                "cache_features", "resize")
-        data = {k: getattr(self, k) for k in keep}
-        data["classes"] = list(self.classes) if self.classes else None
-        data["head"], data["splits"] = asdict(self.head), asdict(self.splits)
-        return data
 
 
 @dataclass
@@ -252,9 +106,9 @@ def _check_resumable(layout: RunLayout, config: TrainConfig) -> dict | None:
     state = None
     if state_path.is_file():
         try:
-            state = json.loads(state_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            state = {"status": "unreadable"}
+            state = read_json(state_path, UsageError, "unreadable run state")
+        except UsageError:
+            state = {"status": "unreadable"}  # a state file killed mid-write: the run is treated as interrupted
     if state and not config.overwrite:
         if state.get("status") == "done":
             raise UsageError(f"{layout.root}: already holds a trained model; pass --overwrite to replace it, "
@@ -318,13 +172,13 @@ def _callbacks(keras, layout: RunLayout, phase: str, config: TrainConfig, epochs
                                         initial_value_threshold=floor),
         *extra,  # precise BatchNorm: recalibrates after an epoch's last step, before Keras validates
         keras.callbacks.CSVLogger(str(history_csv), append=True),
-        keras.callbacks.EarlyStopping(monitor=RANK, mode="max", patience=config.patience),
+        keras.callbacks.EarlyStopping(monitor=RANK, mode="max", patience=config.hparams.patience),
     ]
-    if config.lr_schedule == "plateau":
+    if config.hparams.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                                           patience=max(1, config.patience // 2), verbose=0))
-    elif config.lr_schedule == "cosine":
-        base = config.learning_rate if phase == "phase1" else config.fine_tune_learning_rate
+                                                           patience=max(1, config.hparams.patience // 2), verbose=0))
+    elif config.hparams.lr_schedule == "cosine":
+        base = config.hparams.learning_rate if phase == "phase1" else config.hparams.fine_tune_learning_rate
         callbacks.append(keras.callbacks.LearningRateScheduler(
             lambda epoch: float(base * 0.5 * (1 + np.cos(np.pi * epoch / max(1, epochs))))))
     return callbacks
@@ -360,8 +214,8 @@ def _fit(keras, model, train_data, val_data, layout, phase, config, epochs, floo
     stopper = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
     note = None
     if stopper.stopped_epoch > 0 and logged < epochs:
-        note = (f"{phase} stopped at epoch {logged}/{epochs}: no validation improvement for {config.patience} "
-                f"epochs (--patience {config.patience}; the best epoch's weights are kept)")
+        note = (f"{phase} stopped at epoch {logged}/{epochs}: no validation improvement for {config.hparams.patience} "
+                f"epochs (--patience {config.hparams.patience}; the best epoch's weights are kept)")
         logger.info(note)
     return logged, note
 
@@ -412,18 +266,18 @@ def _converging_batchnorm(keras, model) -> int:
 
 
 def _build(keras, config: TrainConfig, info: ModelInfo, size: int):
-    if config.init:
+    if config.model.init:
         from edgeship.core.tensorflow import load_keras_model
 
-        model = load_keras_model(Path(config.init))
+        model = load_keras_model(Path(config.model.init))
         units, _ = output_units(len(info.labels))
         if model.output_shape[-1] != units or tuple(model.input_shape[1:3]) != (size, size):
-            raise BackboneError(f"{config.init}: --init model has input {model.input_shape[1:3]} and "
+            raise BackboneError(f"{config.model.init}: --init model has input {model.input_shape[1:3]} and "
                                 f"{model.output_shape[-1]} outputs; this run needs {(size, size)} and {units}")
         return model
-    model = build_classifier(config.backbone, len(info.labels), size, config.weights, head=config.head,
-                             alpha=config.alpha)
-    if not config.frozen() and config.weights in (None, "", "none", "random"):
+    model = build_classifier(config.model.backbone, len(info.labels), size, config.model.weights, head=config.model.head,
+                             alpha=config.model.alpha)
+    if not config.model.backbone_frozen() and config.model.weights in (None, "", "none", "random"):
         _converging_batchnorm(keras, model)
     return model
 
@@ -453,15 +307,15 @@ def _train_head_on_features(run: "_Run") -> int:
     weights move into the full classifier (same layer names)."""
     keras, model, splits, info, config = run.keras, run.model, run.splits, run.info, run.config
     extractor = feature_model(model)
-    fingerprint = {"backbone": config.backbone, "size": info.input.height, "resize": info.input.resize,
-                   "weights": str(config.weights),
-                   "alpha": config.alpha, "init": config.init,
+    fingerprint = {"backbone": config.model.backbone, "size": info.input.height, "resize": info.input.resize,
+                   "weights": str(config.model.weights),
+                   "alpha": config.model.alpha, "init": config.model.init,
                    "backbone_weights": float(sum(np.asarray(w, dtype=np.float64).sum()
                                                  for w in model.get_layer(BACKBONE_LAYER).get_weights()))}
     cache = run.layout.training / "cache"
     start = time.time()
     features = {name: cached_features(extractor, splits[name].paths, info.input, cache, name,
-                                      cache_key(fingerprint, splits[name].paths), config.batch_size,
+                                      cache_key(fingerprint, splits[name].paths), config.hparams.batch_size,
                                       config.show_progress) for name in ("train", "val")}
     run.profile["feature_cache"] = _profile_point(start)
     warning = _constant_features_warning(features["train"], config)
@@ -471,13 +325,13 @@ def _train_head_on_features(run: "_Run") -> int:
     units, activation = output_units(len(info.labels))
     with scope(run.strategy):
         inputs = keras.Input((features["train"].shape[1],), name="features")
-        head = keras.Model(inputs, config.head.build(keras, inputs, units, activation), name="head")
-        _compile(keras, head, config.learning_rate, units == 1)
+        head = keras.Model(inputs, config.model.head.build(keras, inputs, units, activation), name="head")
+        _compile(keras, head, config.hparams.learning_rate, units == 1)
     multi_worker_fit(head, run.strategy)
-    epochs, note = _fit(keras, head, feature_sequence(features["train"], splits["train"].y, config.batch_size, True,
+    epochs, note = _fit(keras, head, feature_sequence(features["train"], splits["train"].y, config.hparams.batch_size, True,
                                                       config.seed),
-                        feature_sequence(features["val"], splits["val"].y, config.batch_size, False),
-                        run.layout, "phase1", config, config.epochs, None, run.class_weight)
+                        feature_sequence(features["val"], splits["val"].y, config.hparams.batch_size, False),
+                        run.layout, "phase1", config, config.hparams.epochs, None, run.class_weight)
     run.stopped_early += [note] if note else []
     for layer in head.layers[1:]:
         if layer.weights:
@@ -497,13 +351,13 @@ def _constant_features_warning(features: np.ndarray, config: TrainConfig) -> str
     if spread >= CONSTANT_FEATURES:
         return None
     return (f"the frozen backbone gives every image the same features (largest spread {spread:.1e}): "
-            f"{config.backbone} with weights={config.weights or 'none'} has nothing to offer a head; pass "
+            f"{config.model.backbone} with weights={config.model.weights or 'none'} has nothing to offer a head; pass "
             f"--weights imagenet (or a weights file), or train it whole without --freeze-backbone")
 
 
 def _sequences(splits, info, config, augmenter):
     def make(name, shuffle, augment=None):
-        return make_sequence(splits[name].paths, splits[name].y, info.input, config.batch_size, shuffle,
+        return make_sequence(splits[name].paths, splits[name].y, info.input, config.hparams.batch_size, shuffle,
                              config.seed, desc=f"load {name} images", show_progress=config.show_progress,
                              augment=augment)
 
@@ -534,7 +388,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None 
     OUT_DIR (usually on shared storage) and the other workers train in a private scratch folder they remove."""
     config = TrainConfig() if config is None else config  # a fresh default per call, never one shared instance
     config.validate()
-    role = worker_role(config.strategy)
+    role = worker_role(config.hparams.strategy)
     if role.chief:
         return _train_run(Path(data_dir), Path(out_dir), config, role)
     scratch = Path(tempfile.mkdtemp(prefix=f"edgeship-{role.task_type}{role.index}-"))
@@ -549,11 +403,11 @@ def _train_run(data_dir: Path, out_dir: Path, config: TrainConfig, role: WorkerR
     layout = RunLayout(out_dir)
     layout.check_claimable()  # before scanning: a folder of the user's own files is refused at once
     _check_resumable(layout, config)  # and so is finished work without --overwrite
-    size = get_backbone(config.backbone).input_size(config.image_size)  # fails before any scanning (hub: no network yet)
-    dataset, fixed_test = scan_dataset(data_dir, config.classes, config.show_progress)
-    info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size, resize=config.resize),
+    size = get_backbone(config.model.backbone).input_size(config.model.image_size)  # fails before any scanning (hub: no network yet)
+    dataset, fixed_test = scan_dataset(data_dir, config.data.classes, config.show_progress)
+    info = ModelInfo(labels=dataset.classes, input=InputSpec(height=size, width=size, resize=config.model.resize),
                      task="binary" if len(dataset.classes) == 2 else "multiclass")
-    splits = make_splits(dataset, config.splits, fixed_test)  # a dataset that cannot be split fails here, before any write
+    splits = make_splits(dataset, config.data.splits, fixed_test)  # a dataset that cannot be split fails here, before any write
     fresh = not layout.root.exists()
     with run_lock(layout.root, "train"):
         layout.claim()
@@ -628,7 +482,7 @@ def _progress_so_far(layout: RunLayout, config: TrainConfig, state: dict) -> str
     """What an interrupted run already finished: whole phases, and the epochs logged in the phase it was in."""
     done = list(state.get("phases_done") or [])
     parts = [f"{phase} complete" for phase in done]
-    for phase, planned in (("phase1", config.epochs), ("phase2", config.fine_tune_epochs)):
+    for phase, planned in (("phase1", config.hparams.epochs), ("phase2", config.hparams.fine_tune_epochs)):
         logged = _logged_epochs(layout.training / HISTORY[phase])
         if phase not in done and logged:
             parts.append(f"{logged} of {planned} epoch(s) of {phase}; it continues from epoch {logged + 1}")
@@ -652,9 +506,9 @@ def _prepare_splits(run: _Run, fresh_splits: SplitManifest) -> None:
     for name in ("train", "val", "test"):
         paths, y = run.manifest.paths_and_indices(name, run.info.labels)
         run.splits[name] = _Split(paths, y.astype(np.float32).reshape(-1, 1) if run.binary else y)
-    if config.augment.enabled:
-        run.augmenter = Augmenter(config.augment, config.seed)
-        preview_augmentation(run.splits["train"].paths[:4], run.info.input, config.augment,
+    if config.hparams.augment.enabled:
+        run.augmenter = Augmenter(config.hparams.augment, config.seed)
+        preview_augmentation(run.splits["train"].paths[:4], run.info.input, config.hparams.augment,
                              layout.training / "augmentation.png", seed=config.seed)
 
 
@@ -662,15 +516,15 @@ def _build_model(run: _Run) -> None:
     """Build (or load --init), refuse what cannot fit in memory, then mark the run resumable."""
     config = run.config
     _, run.keras = import_keras()
-    run.strategy = make_strategy(config.strategy)  # first: a multi-worker strategy must precede other TF work
+    run.strategy = make_strategy(config.hparams.strategy)  # first: a multi-worker strategy must precede other TF work
     run.keras.utils.set_random_seed(config.seed)
     with scope(run.strategy), captured_output():
         run.model = _build(run.keras, config, run.info, run.size)
     multi_worker_fit(run.model, run.strategy)
-    check_fits(run.model, config.batch_size, trains_backbone=not config.frozen() or bool(config.fine_tune_epochs),
+    check_fits(run.model, config.hparams.batch_size, trains_backbone=not config.model.backbone_frozen() or bool(config.hparams.fine_tune_epochs),
                eval_images=min(CHUNK_IMAGES, max(len(run.splits["val"].paths), len(run.splits["test"].paths))))
     _save_state(run.layout, config, "running", run.phases_done)  # from here on a rerun resumes
-    if config.class_weights:
+    if config.hparams.class_weights:
         run.class_weight = _class_weights(run.splits["train"].y, len(run.info.labels))
 
 
@@ -681,19 +535,19 @@ def _train_phase1(run: _Run) -> None:
         model.load_weights(layout.training / "phase1.weights.h5")
         run.epochs["phase1"] = _logged_epochs(layout.training / HISTORY["phase1"])
         return
-    frozen = config.frozen()
-    if frozen and config.cache_features:
+    frozen = config.model.backbone_frozen()
+    if frozen and config.hparams.cache_features:
         run.epochs["phase1"] = _train_head_on_features(run)
     else:
         model.get_layer(BACKBONE_LAYER).trainable = not frozen
         with scope(run.strategy):
-            _compile(keras, model, config.learning_rate, run.binary)
+            _compile(keras, model, config.hparams.learning_rate, run.binary)
         train_seq, val_seq = _sequences(run.splits, run.info, config, run.augmenter)
         extra = ()
         if precise_bn.wanted(model, len(train_seq), run.strategy):
             extra = (precise_bn.callback(model, lambda: train_seq.plain_batches(precise_bn.MAX_BATCHES), len(train_seq)),)
             run.precise_batchnorm = True
-        run.epochs["phase1"], note = _fit(keras, model, train_seq, val_seq, layout, "phase1", config, config.epochs,
+        run.epochs["phase1"], note = _fit(keras, model, train_seq, val_seq, layout, "phase1", config, config.hparams.epochs,
                                           None, run.class_weight, extra)
         run.stopped_early += [note] if note else []
     model.save_weights(layout.training / "phase1.weights.h5")
@@ -704,15 +558,15 @@ def _train_phase1(run: _Run) -> None:
 def _train_phase2(run: _Run) -> None:
     """Fine-tune the top backbone layers (frozen-backbone runs with --fine-tune-epochs)."""
     layout, config, keras, model = run.layout, run.config, run.keras, run.model
-    if not (config.frozen() and config.fine_tune_epochs) or "phase2" in run.phases_done:
+    if not (config.model.backbone_frozen() and config.hparams.fine_tune_epochs) or "phase2" in run.phases_done:
         return
     floor = _best_logged(layout.training / HISTORY["phase1"], RANK)
     with scope(run.strategy):
-        run.fine_tuned = _unfreeze_top(keras, model, config.fine_tune_layers)
-        _compile(keras, model, config.fine_tune_learning_rate, run.binary)
+        run.fine_tuned = _unfreeze_top(keras, model, config.hparams.fine_tune_layers)
+        _compile(keras, model, config.hparams.fine_tune_learning_rate, run.binary)
     train_seq, val_seq = _sequences(run.splits, run.info, config, run.augmenter)
     run.epochs["phase2"], note = _fit(keras, model, train_seq, val_seq, layout, "phase2", config,
-                                      config.fine_tune_epochs, floor, run.class_weight)
+                                      config.hparams.fine_tune_epochs, floor, run.class_weight)
     run.stopped_early += [note] if note else []
     if not (layout.training / "best_phase2.weights.h5").is_file():  # fine-tuning never beat phase 1
         model.load_weights(layout.training / "phase1.weights.h5")
@@ -737,18 +591,18 @@ def _evaluate(run: _Run) -> dict:
                    f"shipping it (the gate fails such a model unless --allow-collapsed)")
         logger.warning(warning)
         run.warnings.append(warning)
-    threshold = unknown_threshold(val_probs, config.unknown_recall) if config.unknown_recall else None
+    threshold = unknown_threshold(val_probs, config.data.unknown_recall) if config.data.unknown_recall else None
     run.info = ModelInfo(run.info.labels, run.info.input, run.info.task, threshold)
     test = run.splits["test"]
     test_probs = _predict(model, test.paths, run.info, config, "evaluate test")
     evaluation = evaluate_test(test_probs, test.y.reshape(-1).astype(int), run.info.labels, test.paths,
                                run.info.input, run.layout.training)
     if threshold is not None:
-        evaluation["unknown"] = {"threshold": threshold, "target_val_recall": config.unknown_recall,
+        evaluation["unknown"] = {"threshold": threshold, "target_val_recall": config.data.unknown_recall,
                                  "test_rejection_rate": rejection_rate(test_probs, threshold)}
-        if config.ood_dir:
-            ood = _ood_paths(config.ood_dir)
-            evaluation["unknown"].update(ood_dir=str(config.ood_dir), ood_images=len(ood),
+        if config.data.ood_dir:
+            ood = _ood_paths(config.data.ood_dir)
+            evaluation["unknown"].update(ood_dir=str(config.data.ood_dir), ood_images=len(ood),
                                          ood_rejection_rate=rejection_rate(_predict(model, ood, run.info, config),
                                                                            threshold))
     return evaluation
@@ -767,21 +621,21 @@ def _write_bundle(run: _Run, evaluation: dict) -> Bundle:
             plot_history(layout.training / HISTORY[phase], layout.training / ("curves.png" if phase == "phase1"
                                                                                else "curves_fine_tune.png"))
     atomic_write_text(layout.bundle / "labels.txt", "\n".join(run.info.labels) + "\n")
-    frozen = config.frozen()
+    frozen = config.model.backbone_frozen()
     training = {
-        "backbone": config.backbone, "image_size": run.size, "weights": config.weights or "none", "init": config.init,
-        "frozen_backbone": frozen, "cached_features": frozen and config.cache_features,
-        "epochs_requested": config.epochs, "fine_tune_epochs_requested": config.fine_tune_epochs,
+        "backbone": config.model.backbone, "image_size": run.size, "weights": config.model.weights or "none", "init": config.model.init,
+        "frozen_backbone": frozen, "cached_features": frozen and config.hparams.cache_features,
+        "epochs_requested": config.hparams.epochs, "fine_tune_epochs_requested": config.hparams.fine_tune_epochs,
         "epochs_run": sum(run.epochs.values()), "epochs_per_phase": run.epochs, "fine_tuned_layers": run.fine_tuned,
-        "augment": config.augment.describe(), "class_weights": run.class_weight,
-        "strategy": config.strategy or "default", "head": asdict(config.head), "lr_schedule": config.lr_schedule,
+        "augment": config.hparams.augment.describe(), "class_weights": run.class_weight,
+        "strategy": config.hparams.strategy or "default", "head": asdict(config.model.head), "lr_schedule": config.hparams.lr_schedule,
         "best_val_accuracy": max(v for v in (_best_logged(layout.training / h) for h in HISTORY.values())
                                  if v is not None),
         "test_accuracy": evaluation["accuracy"], "seconds": round(time.time() - run.started, 1),
         "weights_sha256": weights_sha256(run.model),
         "profile": run.profile,  # seconds and peak RSS so far, per phase
         # A TF-Hub backbone is a TFSMLayer: Keras reloads it only with safe_mode=False (see hub.py)
-        "keras_safe_mode": not config.backbone.startswith(HUB_PREFIX),
+        "keras_safe_mode": not config.model.backbone.startswith(HUB_PREFIX),
         "precise_batchnorm": run.precise_batchnorm,
         "stopped_early": run.stopped_early,
         "warnings": run.warnings,
@@ -790,7 +644,7 @@ def _write_bundle(run: _Run, evaluation: dict) -> Bundle:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_sha256": sha256_file(model_path),
         "dataset": {**run.dataset.summary(), "layout": "list files" if run.fixed_test is not None else "class folders"},
-        "split": {"file": SPLITS_FILE, "sha256": run.split_sha, "counts": run.manifest.counts(), **asdict(config.splits)},
+        "split": {"file": SPLITS_FILE, "sha256": run.split_sha, "counts": run.manifest.counts(), **asdict(config.data.splits)},
         "training": training,
         "versions": library_versions(),
     })

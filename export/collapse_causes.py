@@ -20,7 +20,7 @@ def collapsed(accuracy: float, reference_accuracy: float, n_classes: int) -> boo
     return reference_accuracy - chance > 0.05 and accuracy < chance + 0.5 * (reference_accuracy - chance)
 
 
-def diagnose(classifier, pixels: np.ndarray, reference: np.ndarray, agreement: float) -> list[str]:
+def explain_collapse(classifier, pixels: np.ndarray, reference: np.ndarray, agreement: float) -> list[str]:
     """Findings for an artifact whose top-1 agreement with Keras collapsed. Each names the evidence."""
     findings = []
     ref_top = reference.argmax(axis=1)
