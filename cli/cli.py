@@ -6,6 +6,7 @@ Imports are lazy so that `edgeship predict` on a Raspberry Pi never imports Tens
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -633,6 +634,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"edgeship: interrupted{INTERRUPTED.get(args.command, '')}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not _stdout_is_closed():
+            raise
+        # `edgeship formats | head -3`: the reader stopped reading. No traceback; exit as a Unix tool killed by
+        # SIGPIPE does (141), never 0: a gate whose verdict was cut off must not read as passed under pipefail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a full or read-only disk is the user's to fix: one line, not a traceback
         from edgeship.core.errors import disk_failure
 
@@ -643,6 +651,25 @@ def main(argv=None) -> int:
         print(f"edgeship: error: {reason}" + (f" ({where})" if where and str(where) not in reason else "")
               + "; free space or choose a writable --out (earlier results were left as they were)", file=sys.stderr)
         return 2
+
+
+def _stdout_is_closed() -> bool:
+    """Was the broken pipe our stdout (rather than a child process's)? Its reader gone, a flush fails again, or
+    the pipe polls POLLERR."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class _LowercaseLevel:

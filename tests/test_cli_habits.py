@@ -167,3 +167,12 @@ def test_bench_times_third_party_models_without_metadata(exported_run, tmp_path,
     assert timed["plain.tflite"]["input_shape"] == [1, 32, 32, 3] and timed["plain.tflite"]["latency_ms"]["p50"] > 0
     assert timed["plain.onnx"]["input_shape"] == [1, 3, 40, 48] and timed["plain.onnx"]["latency_ms"]["p50"] > 0
     assert done.returncode == 0, done.stderr
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback():
+    """`edgeship formats | head -1`: the pipe closes under us; one exit code like any Unix tool's, no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "edgeship", "formats"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=REPO)
+    process.stdout.close()  # the reader is gone before edgeship writes a line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141 and "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
