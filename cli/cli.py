@@ -61,16 +61,7 @@ _fraction = _number(float, 0.0, 1.0, what="a fraction in [0, 1]")
 def _limited(name: str):
     """An argparse type that holds a training option to the library's own range (core.limits.LIMITS)."""
     limit = LIMITS[name]
-
-    def parse(text: str):
-        try:
-            value = limit.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {limit.expected}, got {text!r}") from None
-        if not limit.ok(value):
-            raise argparse.ArgumentTypeError(f"expected {limit.expected}, got {text!r}")
-        return value
-    return parse
+    return _number(limit.kind, limit.low, limit.high, limit.low_open, limit.high_open, what=limit.expected)
 
 
 def _points(text: str) -> float:

@@ -20,6 +20,14 @@ def never_predicted(predicted: np.ndarray, labels: np.ndarray, names) -> list[st
     return [names[i] for i in present if i not in seen]
 
 
+def collapse_figures(probs: np.ndarray, labels: np.ndarray, names) -> dict:
+    """The reference record's `never_predicted` and `n_classes_in_test` (export and compare write them, the gate
+    reads them): which test classes the model's top-1 never names, out of how many the split holds."""
+    labels = np.asarray(labels).reshape(-1)
+    return {"never_predicted": never_predicted(np.asarray(probs).argmax(axis=1), labels, names),
+            "n_classes_in_test": len(set(labels.tolist()))}
+
+
 def predictions_collapsed(never: list, present: int) -> bool:
     """More than a third of the classes present are never predicted: 2 of 6 answered is collapse; one class of
     ten that a small split never shows the model is not."""

@@ -37,9 +37,10 @@ def quick_latency(predictor, image: np.ndarray, sha256: str | None) -> dict:
 def attach_speedups(rows: list[ParityRow]) -> None:
     """Set `speedup` on every quantized on-device row whose float32 sibling was timed the same way."""
     timed = {(r.format, r.precision): r for r in rows if r.ok and _p50(r) is not None}
+    families = timed_families()
     for row in rows:
         row.speedup = None
-        if not row.ok or row.format not in timed_families() or row.precision in (None, "float32"):
+        if not row.ok or row.format not in families or row.precision in (None, "float32"):
             continue
         sibling = timed.get((row.format, "float32"))
         own, base = _p50(row), _p50(sibling) if sibling else None

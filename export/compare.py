@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.core.errors import DatasetError
-from edgeship.core.metrics import never_predicted
+from edgeship.core.metrics import collapse_figures
 from edgeship.core.pixels import iter_pixel_chunks
 from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.tensorflow import bundle_dir_of, is_saved_model, open_predictor
@@ -74,5 +74,4 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
                         reference={"path": str(reference), "runtime": ref.runtime, "accuracy": accuracy(ref_probs, labels),
                                    "n_test": len(paths), "n_skipped": len(dataset.skipped),
                                    "majority_accuracy": majority_accuracy(labels),
-                                   "never_predicted": never_predicted(ref_probs.argmax(axis=1), labels, ref.info.labels),
-                                   "n_classes_in_test": len(set(labels.tolist()))})
+                                   **collapse_figures(ref_probs, labels, ref.info.labels)})

@@ -18,7 +18,7 @@ import numpy as np
 from edgeship.core.errors import DatasetError, disk_failure
 from edgeship.core.formats import resolve_ref
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
-from edgeship.core.metrics import never_predicted
+from edgeship.core.metrics import collapse_figures
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
 from edgeship.core.records import ParityReport, ParityRow
 from edgeship.core.report import write_report
@@ -160,13 +160,13 @@ def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progre
         raise DatasetError("the split manifest's calib split is empty; int8 formats need calibration images")
     warnings = []
     used = min(size, len(paths))
-    if used < RECOMMENDED_MIN_CALIB or len(paths) < size:
-        fewer = f" (--calib-size asked for {size})" if len(paths) < size else ""
-        few = f"; int8 ranges may be off below {RECOMMENDED_MIN_CALIB}" if used < RECOMMENDED_MIN_CALIB else ""
-        warnings.append(f"int8 calibrates on {used} image(s), all the calib split holds{fewer}{few}; keep more "
-                        f"apart with `edgeship train --calib-fraction 0.3 --calib-max 1000` (then re-export)"
-                        if len(paths) < size else
-                        f"int8 calibrates on {used} image(s){few}; raise --calib-size")
+    few = f"; int8 ranges may be off below {RECOMMENDED_MIN_CALIB}" if used < RECOMMENDED_MIN_CALIB else ""
+    if len(paths) < size:  # one warning, naming the fix: the split holds too few
+        warnings.append(f"int8 calibrates on {used} image(s), all the calib split holds (--calib-size asked for "
+                        f"{size}){few}; keep more apart with `edgeship train --calib-fraction 0.3 --calib-max 1000` "
+                        f"(then re-export)")
+    elif few:  # or the size asked for is small
+        warnings.append(f"int8 calibrates on {used} image(s){few}; raise --calib-size")
     chosen = [paths[i] for i in stratified_indices(labels, size)]
     return load_pixels(chosen, bundle.info.input, "load calib images", show_progress), warnings
 
@@ -378,8 +378,7 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
                    "probs_file": REFERENCE_PROBS, "probs_sha256": sha256_file(probs_path),
                    "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
                    "majority_accuracy": majority_accuracy(labels),
-                   "never_predicted": never_predicted(reference.argmax(axis=1), labels, bundle.info.labels),
-                   "n_classes_in_test": len(set(np.asarray(labels).tolist())),
+                   **collapse_figures(reference, labels, bundle.info.labels),
                    "unknown_threshold": bundle.info.unknown_threshold,
                    "unknown_rejection_rate": (float(np.mean(reference.max(axis=1) < bundle.info.unknown_threshold))
                                               if bundle.info.unknown_threshold is not None else None)},

@@ -148,9 +148,10 @@ def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> lis
             reasons.append("max |Δp| missing or not finite in the report")
         elif diff > thresholds.max_prob_diff:
             reasons.append(f"max |Δp| {diff:.4f} > {thresholds.max_prob_diff:g}")
-    if thresholds.min_speedup is not None and row.format in device_families() and row.precision in SPEED_PRECISIONS:
+    on_device = row.format in device_families()
+    if thresholds.min_speedup is not None and on_device and row.precision in SPEED_PRECISIONS:
         reasons += _speedup_reasons(row.speedup, thresholds.min_speedup)
-    if thresholds.require_gpu_delegate and row.format in device_families():
+    if thresholds.require_gpu_delegate and on_device:
         reasons += _readiness_reasons(row.readiness)
     if row.diagnosis:
         reasons.append("diagnosis: " + "; ".join(row.diagnosis))

@@ -584,9 +584,9 @@ def _evaluate(run: _Run) -> dict:
         run.warnings.append(warning)
     val_probs = _predict(model, run.splits["val"].paths, run.info, config, "evaluate val")
     val_labels = run.splits["val"].y.reshape(-1).astype(int)
-    never = never_predicted(val_probs.argmax(axis=1), val_labels, run.info.labels)
-    if predictions_collapsed(never, len(set(val_labels.tolist()))):
-        warning = (f"{describe_collapse(never, len(set(val_labels.tolist())), 'validation')}: its predictions "
+    never, present = never_predicted(val_probs.argmax(axis=1), val_labels, run.info.labels), len(set(val_labels.tolist()))
+    if predictions_collapsed(never, present):
+        warning = (f"{describe_collapse(never, present, 'validation')}: its predictions "
                    f"collapsed onto a few classes; train longer (--epochs, --patience) or with more data before "
                    f"shipping it (the gate fails such a model unless --allow-collapsed)")
         logger.warning(warning)
