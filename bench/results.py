@@ -18,12 +18,11 @@ def attach_accuracy(rows: list[BenchRow], report: ParityReport | None) -> None:
     if report is None:
         return
     by_name = {a.name: a for a in report.artifacts}
-    reference = report.reference or {}
     for row in rows:
         if not row.ok:
             continue
-        if row.name == "keras" and reference.get("accuracy") is not None:
-            row.accuracy, row.accuracy_delta_pp = reference["accuracy"], 0.0
+        if row.name == "keras" and report.reference.accuracy is not None:
+            row.accuracy, row.accuracy_delta_pp = report.reference.accuracy, 0.0
         elif row.name in by_name and by_name[row.name].accuracy is not None:
             row.accuracy, row.accuracy_delta_pp = by_name[row.name].accuracy, by_name[row.name].accuracy_delta_pp
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edgeship.core.layout import RunLayout, run_lock
-from edgeship.core.records import BenchRow, ParityReport
+from edgeship.core.records import BenchRow, LatencySettings, ParityReport
 from edgeship.core.report import load_report, write_report
 from edgeship.core.speedup import attach_speedups
 from edgeship.runtime.environment import fingerprint
@@ -86,8 +86,7 @@ def _resolve(target: str | Path) -> _Model:
             logger.warning(f"{report_path}: stale ({problems[0]}); accuracy is left out and the report is not "
                            f"updated; re-run `edgeship export {layout.root}`")
             return _Model(layout.root.name, layout.bundle, None, None, report_path)
-    return _Model(layout.root.name, layout.bundle, None, ParityReport.from_json(report) if report else None,
-                  report_path)
+    return _Model(layout.root.name, layout.bundle, None, report, report_path)
 
 
 def _cases_for(models: list[_Model], settings: BenchSettings, remote: bool) -> list[dict]:
@@ -129,14 +128,14 @@ def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchS
             if row is None:
                 continue
             artifact.latency_ms = row.latency_ms
-            artifact.extra.update({k: getattr(row, k) for k in REPORT_FIELDS})
-            artifact.latency_settings = {"runs": row.runs or settings.runs, "warmup": settings.warmup,
-                                         "min_seconds": settings.min_seconds, "threads": settings.threads[0],
-                                         "batch": 1, "target": "local", "measured_at": measured_at,
-                                         "sha256": artifact.sha256, "cpu": environment.get("cpu")}
+            for key in REPORT_FIELDS:
+                setattr(artifact, key, getattr(row, key))
+            artifact.latency_settings = LatencySettings.measured(
+                "bench", row.runs or settings.runs, settings.warmup, settings.threads[0], artifact.sha256,
+                min_seconds=settings.min_seconds, cpu=environment.get("cpu"), measured_at=measured_at)
         attach_speedups(model.report.artifacts)  # over float32, now from this bench's latencies
         model.report.extra.pop("bench", None)  # one global settings block could not describe mixed measurements
-        write_report(model.report.to_json(), model.report_path)
+        write_report(model.report, model.report_path)
 
 
 def run_bench(models: Sequence[str | Path], settings: BenchSettings | None = None,
@@ -242,7 +241,7 @@ class BenchRunResult:
     """What `bench_run` gives back: the run's report after the bench, its Markdown, and the whole outcome
     (rows, failed rows and targets, regressions, a write error). Unpacks as `report, report_md` as before."""
 
-    report: dict
+    report: ParityReport
     report_md: Path
     outcome: BenchOutcome
 

@@ -151,7 +151,7 @@ def _preview_augmentation(args, config) -> int:
     from edgeship.train.backbones import get_backbone
     from edgeship.train.trainer import scan_dataset
 
-    dataset, _ = scan_dataset(args.data, config.classes, config.show_progress)
+    dataset, _ = scan_dataset(args.data, config.data.classes, config.show_progress)
     size = get_backbone(config.model.backbone).input_size(config.model.image_size)
     first = {}
     for sample in dataset.samples:
@@ -185,7 +185,7 @@ def cmd_export(args) -> int:
 
     result = export_run(args.run, args.formats, calib_size=args.calib_size, int8_io=args.io, max_drop=args.max_drop,
                         diagnose=args.diagnose, trust_code=args.trust_code)
-    print(text_table(SUMMARY_HEADERS, summary_rows(result.report)))
+    print(text_table(SUMMARY_HEADERS, summary_rows(result.parity)))
     print(f"report: {result.report_md}")
     _print_skipped(result.parity.dataset, result.report_md)
     if result.failed:
@@ -220,14 +220,10 @@ def cmd_gate(args) -> int:
                                 trust_code=args.trust_code)
         row, ref = report.artifacts[0], report.reference
         _print_skipped(report.dataset, None)
-        print(f"{row.name} vs {Path(args.reference).name} on {ref['n_test']} images: accuracy "
-              f"{row.accuracy:.2%} vs {ref['accuracy']:.2%} (Δ {row.accuracy_delta_pp:+.2f} pp, "
+        print(f"{row.name} vs {Path(args.reference).name} on {ref.n_test} images: accuracy "
+              f"{row.accuracy:.2%} vs {ref.accuracy:.2%} (Δ {row.accuracy_delta_pp:+.2f} pp, "
               f"95 % CI [{row.accuracy_delta_ci95_pp[0]:+.2f}, {row.accuracy_delta_ci95_pp[1]:+.2f}]), "
               f"agreement {row.agreement:.2%}, McNemar p {row.mcnemar_p:.3g}")
-    if isinstance(report, dict):
-        from edgeship.core.records import ParityReport
-
-        report = ParityReport.from_json(report)
     print(reference_line(report))
     print(thresholds.describe())
     verdicts = evaluate_gate(report, thresholds)
@@ -235,9 +231,9 @@ def cmd_gate(args) -> int:
         from edgeship.export.target_gate import evaluate_on_targets, target_verdicts
 
         results = evaluate_on_targets(args.report, args.target, _ssh_options(args))
-        for failed in (r for r in results if r["status"] != "ok"):
-            print(f"edgeship: target {failed['target']} failed: {failed['error']}", file=sys.stderr)
-        verdicts += target_verdicts(results, thresholds, report.reference or {})
+        for failed in (r for r in results if not r.ok):
+            print(f"edgeship: target {failed.target} failed: {failed.error}", file=sys.stderr)
+        verdicts += target_verdicts(results, thresholds, report.reference)
     if args.junit:
         write_junit(verdicts, args.junit, report=report)
     for verdict in verdicts:

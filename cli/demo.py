@@ -40,7 +40,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     exported = export_run(out)
 
     _step(4, "gate: max drop 1.0 pp, min agreement 0.98")
-    verdicts = evaluate_gate(exported.report, GateThresholds(max_drop_pp=1.0, min_agreement=0.98))
+    verdicts = evaluate_gate(exported.parity, GateThresholds(max_drop_pp=1.0, min_agreement=0.98))
     for verdict in verdicts:
         print(verdict.line())
 
@@ -60,7 +60,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
 
     print()
     print(text_table(SUMMARY_HEADERS, summary_rows(report)))
-    print(f"\nKeras reference accuracy {report['reference']['accuracy']:.2%} on {report['reference']['n_test']} "
+    print(f"\nKeras reference accuracy {report.reference.accuracy:.2%} on {report.reference.n_test} "
           f"test images; demo took {time.time() - started:.0f} s")
     print(f"report: {report_md.resolve()}")
     print(f"bundle: {result.layout.bundle.resolve()}")

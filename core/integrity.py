@@ -18,10 +18,9 @@ from .report import load_report
 BOUND_KEYS = ("model_sha256", "split_sha256", "info_sha256")
 
 
-def report_problems(report: ParityReport | dict, layout: RunLayout) -> list[str]:
+def report_problems(report: ParityReport, layout: RunLayout) -> list[str]:
     """Every way in which REPORT no longer describes the files of LAYOUT's run; [] when it does."""
-    if isinstance(report, dict):
-        report = ParityReport.from_json(report)
+    report = ParityReport.of(report)
     missing = [k for k in BOUND_KEYS if not getattr(report, k)]
     if missing:
         return [f"the report records no {', '.join(missing)} (written by an older edgeship?)"]
@@ -56,7 +55,7 @@ def report_problems(report: ParityReport | dict, layout: RunLayout) -> list[str]
             bundle.verify_artifact(layout.bundle, record)
         except IntegrityError as exc:
             problems.append(str(exc).split(": ", 1)[-1].split("; re-run")[0] + f" ({record.file})")
-    probs_file, probs_sha = report.reference.get("probs_file"), report.reference.get("probs_sha256")
+    probs_file, probs_sha = report.reference.probs_file, report.reference.probs_sha256
     if probs_file is not None:
         path = layout.root / probs_file
         if not path.is_file():
@@ -70,7 +69,7 @@ def report_problems(report: ParityReport | dict, layout: RunLayout) -> list[str]
     return problems
 
 
-def load_verified_report(path: str | Path) -> tuple[dict, Path]:
+def load_verified_report(path: str | Path) -> tuple[ParityReport, Path]:
     """report.json (from a path to it or to its run) after checking it against every file it describes."""
     report, report_path = load_report(path)
     try:

@@ -9,15 +9,22 @@ from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, read_j
 
 from .layout import RunLayout
 from .plots import Point, plot_accuracy_bars, plot_accuracy_latency, plot_layer_errors, save_png  # noqa: F401 - save_png re-exported
-from .records import REPORT_SCHEMA, REPORT_SCHEMA_VERSION  # noqa: E402 - see schemas/report.schema.json
+from .records import LatencySettings, ParityReport, ParityRow, QuantizationRecord, Readiness
 from .schema import schema_errors
 
 PLOT_FILE = "report_accuracy.png"
 LAYERS_PLOT_FILE = "report_layers.png"
 
 
-def load_report(path: str | Path) -> tuple[dict, Path]:
-    """Read report.json from a path to it or to its run directory. Returns (report, report path)."""
+def load_report(path: str | Path) -> tuple[ParityReport, Path]:
+    """Read report.json from a path to it or to its run directory: (the typed report, its path). Its shape is
+    checked against the published schema first (a report is data from elsewhere)."""
+    data, path = load_report_json(path)
+    return ParityReport.from_json(data), path
+
+
+def load_report_json(path: str | Path) -> tuple[dict, Path]:
+    """The file's dict, schema-checked: for code that must keep what a newer edgeship wrote, byte for byte."""
     path = Path(path)
     if not path.exists() and path.suffix != ".json":
         raise UsageError(f"{path}: no such run directory")  # what export and bench say for the same typo
@@ -59,18 +66,24 @@ def _size(num_bytes) -> str:
 SUMMARY_HEADERS = ("artifact", "format", "precision", "size", "accuracy", "Δ pp", "agreement", "p50 ms")
 
 
-def summary_rows(report: dict) -> list[list[str]]:
+def summary_rows(report: ParityReport) -> list[list[str]]:
     rows = []
-    for a in report["artifacts"]:
-        if a.get("status", "ok") != "ok":
-            rows.append([a.get("name", "?"), a.get("format", "?"), a.get("precision", "?"), "–", "FAILED",
-                         "–", "–", "–"])
+    for a in ParityReport.of(report).artifacts:
+        if not a.ok:
+            rows.append([a.name, a.format or "?", a.precision or "?", "–", "FAILED", "–", "–", "–"])
             continue
-        latency = a.get("latency_ms") or {}
-        rows.append([a["name"], a["format"], a["precision"], _size(a.get("size_bytes")),
-                     format_value(a.get("accuracy"), ".2%"), format_value(a.get("accuracy_delta_pp"), "+.2f"),
-                     format_value(a.get("agreement"), ".2%"), format_value(latency.get("p50"), ".3f")])
+        rows.append([a.name, a.format, a.precision, _size(a.size_bytes), format_value(a.accuracy, ".2%"),
+                     format_value(a.accuracy_delta_pp, "+.2f"), format_value(a.agreement, ".2%"),
+                     format_value(_p50(a), ".3f")])
     return rows
+
+
+def _p50(row: ParityRow):
+    return (row.latency_ms or {}).get("p50")
+
+
+def _threads(row: ParityRow):
+    return (row.latency_settings.threads if row.latency_settings else None) or "default"
 
 
 def markdown_table(headers, rows) -> str:
@@ -86,41 +99,36 @@ def text_table(headers, rows) -> str:
     return "\n".join([line(headers), line("-" * w for w in widths), *(line(r) for r in rows)])
 
 
-def _plot(report: dict, png_path: Path) -> Path | None:
-
-    ok = [a for a in report["artifacts"] if a.get("status", "ok") == "ok" and a.get("accuracy") is not None]
-    timed = [a for a in ok if (a.get("latency_ms") or {}).get("p50") is not None]
+def _plot(report: ParityReport, png_path: Path) -> Path | None:
+    ok = [a for a in report.artifacts if a.ok and a.accuracy is not None]
+    timed = [a for a in ok if _p50(a) is not None]
     if not timed:  # after export, before any bench: accuracy alone
-        return plot_accuracy_bars([a["name"] for a in ok], [a["accuracy"] for a in ok], png_path,
-                                  "test accuracy per artifact", report.get("reference", {}).get("accuracy"))
-    points = []
-    for a in timed:
-        how = a.get("latency_settings") or {}
-        points.append(Point(f"{a['name']} ({a.get('format')}, {a.get('precision')}; threads: "
-                            f"{how.get('threads') or 'default'}, batch 1)", a["latency_ms"]["p50"], a["accuracy"],
-                            a.get("size_bytes")))
+        return plot_accuracy_bars([a.name for a in ok], [a.accuracy for a in ok], png_path,
+                                  "test accuracy per artifact", report.reference.accuracy)
+    points = [Point(f"{a.name} ({a.format}, {a.precision}; threads: {_threads(a)}, batch 1)", _p50(a), a.accuracy,
+                    a.size_bytes) for a in timed]
     return plot_accuracy_latency(points, png_path, "test accuracy vs latency, batch 1",
-                                 reference=report.get("reference", {}).get("accuracy"))
+                                 reference=report.reference.accuracy)
 
 
 MAX_FLIPPED_SHOWN = 12
 
 
-def _top5(row: dict) -> str:
-    if row.get("top5_defined") is None:
-        return format_value(row.get("top5_agreement"), ".2%")
-    return f"{format_value(row.get('top5_agreement'), '.2%')} ({row['top5_defined']:.0%} of images)"
+def _top5(row: ParityRow) -> str:
+    if row.top5_defined is None:
+        return format_value(row.top5_agreement, ".2%")
+    return f"{format_value(row.top5_agreement, '.2%')} ({row.top5_defined:.0%} of images)"
 
 
-def _parity_details(report: dict) -> list[str]:
+def _parity_details(report: ParityReport) -> list[str]:
     """Statistics per artifact, the worst classes, and the flipped images (Keras right, artifact wrong)."""
-    measured = [a for a in report["artifacts"] if a.get("status", "ok") == "ok" and "accuracy_delta_ci95_pp" in a]
+    measured = [a for a in report.artifacts if a.ok and a.accuracy_delta_ci95_pp is not None]
     if not measured:
         return []
-    rows = [[a["name"], format_value(a["accuracy_delta_pp"], "+.2f"),
-             f"[{a['accuracy_delta_ci95_pp'][0]:+.2f}, {a['accuracy_delta_ci95_pp'][1]:+.2f}]",
-             format_value(a.get("mcnemar_p"), ".3g"), _top5(a), format_value(a.get("kl_divergence"), ".2e"),
-             ", ".join(f"{c['class']} {format_value(c['delta_pp'], '+.1f')}" for c in (a.get("per_class") or [])[:3]) or "–"]
+    rows = [[a.name, format_value(a.accuracy_delta_pp, "+.2f"),
+             f"[{a.accuracy_delta_ci95_pp[0]:+.2f}, {a.accuracy_delta_ci95_pp[1]:+.2f}]",
+             format_value(a.mcnemar_p, ".3g"), _top5(a), format_value(a.kl_divergence, ".2e"),
+             ", ".join(f"{c['class']} {format_value(c['delta_pp'], '+.1f')}" for c in (a.per_class or [])[:3]) or "–"]
             for a in measured]
     parts = ["## Parity statistics", "",
              "Δ pp with its 95 % paired-bootstrap interval; McNemar: exact two-sided p-value of the images the two "
@@ -130,12 +138,12 @@ def _parity_details(report: dict) -> list[str]:
              "KL(Keras ‖ artifact) in nats; worst classes: per-class Δ pp.", "",
              markdown_table(("artifact", "Δ pp", "95 % CI", "McNemar p", "top-5 agreement", "KL", "worst classes"), rows), ""]
     for a in measured:
-        for finding in a.get("diagnosis") or []:
-            parts += [f"**{a['name']}** — {finding}", ""]
+        for finding in a.diagnosis or []:
+            parts += [f"**{a.name}** — {finding}", ""]
     for a in measured:
-        flipped = a.get("flipped") or []
+        flipped = a.flipped or []
         if flipped:
-            parts += [f"**{a['name']}**: {len(flipped)} image(s) Keras gets right and this artifact gets wrong"
+            parts += [f"**{a.name}**: {len(flipped)} image(s) Keras gets right and this artifact gets wrong"
                       + (f" (first {MAX_FLIPPED_SHOWN})" if len(flipped) > MAX_FLIPPED_SHOWN else "") + ":", ""]
             parts.append(" ".join(f'<img src="{f["path"]}" width="64" title="{f["label"]} → {f["predicted"]}">'
                                   for f in flipped[:MAX_FLIPPED_SHOWN]))
@@ -143,61 +151,60 @@ def _parity_details(report: dict) -> list[str]:
     return parts
 
 
-def _readiness_section(report: dict) -> list[str]:
+def _readiness_section(report: ParityReport) -> list[str]:
     """Will a phone's accelerator take each artifact whole (TFLite GPU delegate; ONNX Runtime NNAPI / CoreML)?"""
-    checked = [a for a in report["artifacts"] if a.get("readiness")]
+    checked = [a for a in report.artifacts if a.readiness]
     if not checked:
         return []
     return ["## Device readiness", "",
             "By the vendors' tools: TFLite's Analyzer (GPU delegate) with the delegate's op list, and ONNX Runtime's "
             "mobile usability checker (NNAPI, CoreML). ✓ = the accelerator takes the whole model in one piece; "
             "otherwise the CPU runs the rest. `gate --require-gpu-delegate` fails an artifact without a ✓.", "",
-            markdown_table(("artifact", "accelerators"), [[a["name"], describe_readiness(a["readiness"])] for a in checked]), ""]
+            markdown_table(("artifact", "accelerators"), [[a.name, describe_readiness(a.readiness)] for a in checked]), ""]
 
 
-def _agreement_clause(quantization: dict) -> str:
+def _agreement_clause(quantization: QuantizationRecord) -> str:
     """The agreement the search held its trials to, as it recorded it (older reports did not record it)."""
-    share = quantization.get("min_agreement")
+    share = quantization.min_agreement
     return f" (and ≥ {share:.0%} top-1 agreement with Keras)" if isinstance(share, (int, float)) else ""
 
 
-def describe_readiness(entry: dict | None) -> str:
+def describe_readiness(entry: Readiness | None) -> str:
     """One cell for report tables: each accelerator's verdict."""
     if not entry:
         return "–"
-    if "error" in entry:
-        return f"not checked ({entry['error']})"
+    if entry.error is not None:
+        return f"not checked ({entry.error})"
     cells = []
-    for name, value in entry.items():
-        if "coverage" in value:
-            cells.append(f"{name} {'✓' if value['ready'] else '✗'} ({value['partitions']} partition(s), "
-                         f"{value['coverage']:.0%} of nodes" + (", batch fixed" if value.get("needs_fixed_shapes") else "")
-                         + ")")
+    for name, value in entry.accelerators.items():
+        mark = "✓" if value.ready else "✗"
+        if value.partitioned:
+            cells.append(f"{name} {mark} ({value.partitions} partition(s), {value.coverage:.0%} of nodes"
+                         + (", batch fixed" if value.needs_fixed_shapes else "") + ")")
         else:
-            cells.append(f"{name} {'✓' if value['ready'] else '✗'}"
-                         + (f" ({', '.join(value['unsupported_ops'])} on CPU)" if value.get("unsupported_ops") else ""))
+            cells.append(f"{name} {mark}" + (f" ({', '.join(value.unsupported_ops)} on CPU)" if value.unsupported_ops
+                                             else ""))
     return "; ".join(cells)
 
 
-def _target_sections(report: dict) -> list[str]:
+def _target_sections(report: ParityReport) -> list[str]:
     """One section per device the gate ran the artifacts on (`edgeship gate RUN --target ...`)."""
     parts = []
-    for target in report.get("targets") or []:
-        env = target.get("fingerprint") or {}
-        parts += [f"## On target {target['target']}", "",
+    for target in report.targets or []:
+        env = target.fingerprint or {}
+        parts += [f"## On target {target.target}", "",
                   f"{env.get('machine', '?')} · {env.get('cpu') or '?'} · {env.get('cores', '?')} cores · "
                   f"{env.get('os', '?')}" + (" · **emulated**" if env.get("emulated") else "")
-                  + (f" · measured {target['measured_at']}" if target.get("measured_at") else ""), ""]
-        if target.get("status") != "ok":
-            parts += [f"Failed: {target.get('error') or 'unknown error'}", ""]
+                  + (f" · measured {target.measured_at}" if target.measured_at else ""), ""]
+        if not target.ok:
+            parts += [f"Failed: {target.error or 'unknown error'}", ""]
             continue
         parts += ["Each artifact ran there through the device runtime on the target's own decode and preprocessing. "
                   "Δ pp and agreement are against the Keras model on the host; *host agreement* and *max |Δp| vs "
                   "host* against the same artifact run on the host (cross-platform drift).", ""]
-        rows = [[a["name"], format_value(a["accuracy"], ".2%"), format_value(a["accuracy_delta_pp"], "+.2f"),
-                 format_value(a["agreement"], ".2%"), format_value(a["host_agreement"], ".2%"),
-                 format_value(a["max_abs_prob_diff_vs_host"], ".2e"), a.get("runtime") or "?"]
-                for a in target.get("artifacts") or []]
+        rows = [[a.name, format_value(a.accuracy, ".2%"), format_value(a.accuracy_delta_pp, "+.2f"),
+                 format_value(a.agreement, ".2%"), format_value(a.host_agreement, ".2%"),
+                 format_value(a.max_abs_prob_diff_vs_host, ".2e"), a.runtime or "?"] for a in target.artifacts]
         parts += [markdown_table(("artifact", "accuracy", "Δ pp vs host Keras", "agreement with Keras",
                                   "host agreement", "max |Δp| vs host", "runtime there"), rows), ""]
     return parts
@@ -206,9 +213,9 @@ def _target_sections(report: dict) -> list[str]:
 LAYERS_SHOWN = 10
 
 
-def _quantization_section(report: dict, layers_plot: str | None) -> list[str]:
+def _quantization_section(report: ParityReport, layers_plot: str | None) -> list[str]:
     """Per int8 artifact: the worst layers (diagnosis) and how the shipped artifact was chosen (--max-drop)."""
-    rows = [a for a in report["artifacts"] if a.get("layers") or a.get("quantization")]
+    rows = [a for a in report.artifacts if a.layers or a.quantization]
     if not rows:
         return []
     parts = ["## Quantization", "",
@@ -218,39 +225,39 @@ def _quantization_section(report: dict, layers_plot: str | None) -> list[str]:
     if layers_plot:
         parts += [f"![worst layers per int8 artifact]({layers_plot})", ""]
     for a in rows:
-        if a.get("layers"):
+        if a.layers:
             table = [[str(i + 1), f"`{layer['name'].split(';')[0]}`", layer.get("op") or "?",
                       format_value(layer.get("error"), ".3g"), layer.get("hint") or ""]
-                     for i, layer in enumerate(a["layers"][:LAYERS_SHOWN])]
-            parts += [f"**{a['name']}** — worst layers by {a['layers'][0].get('metric')}"
-                      + (f" (first {LAYERS_SHOWN} of {len(a['layers'])})" if len(a["layers"]) > LAYERS_SHOWN else "")
+                     for i, layer in enumerate(a.layers[:LAYERS_SHOWN])]
+            parts += [f"**{a.name}** — worst layers by {a.layers[0].get('metric')}"
+                      + (f" (first {LAYERS_SHOWN} of {len(a.layers)})" if len(a.layers) > LAYERS_SHOWN else "")
                       + ":", "", markdown_table(("#", "layer", "op", "error", "hint"), table), ""]
-        q = a.get("quantization")
-        if q:
-            verdict = "within" if q.get("met_budget") else "**not** within"
-            parts += [f"**{a['name']}** — chosen: *{q.get('chosen')}* ({q.get('calibration')}; "
-                      f"{len(q.get('float_layers') or [])} node(s) left float), {verdict} the {q.get('budget_pp')} pp "
-                      f"budget{_agreement_clause(q)} on the {q.get('split')} split ({q.get('n_images')} "
-                      f"images; the test split was not read). Every trial, latency here at 1 thread"
-                      + (f" (float32: {q['cost']['float32_p50_ms']:.3f} ms)" if (q.get("cost") or {}).get("float32_p50_ms")
-                         else "") + ":", ""]
-            trials = [[t["label"], t.get("calibration") or "", str(len(t.get("float_layers") or [])),
-                       format_value(t.get("val_accuracy"), ".2%"), format_value(-t.get("val_drop_pp", 0.0), "+.2f"),
-                       format_value(t.get("val_agreement"), ".2%"),
-                       format_value(t.get("p50_ms"), ".3f"), "✓" if t.get("meets_budget") else ""]
-                      for t in q.get("trials") or []]
-            parts += [markdown_table(("trial", "calibration", "float nodes", f"{q.get('split')} accuracy", "Δ pp",
-                                      "agreement", "p50 ms", "in budget"), trials), ""]
+        if a.quantization:
+            parts += _search_lines(a.name, a.quantization)
     return parts
 
 
-def _speedup_section(report: dict) -> list[str]:
-    rows = [a for a in report["artifacts"] if a.get("speedup")]
+def _search_lines(name: str, q: QuantizationRecord) -> list[str]:
+    verdict = "within" if q.met_budget else "**not** within"
+    float32 = q.cost.float32_p50_ms if q.cost else None
+    lines = [f"**{name}** — chosen: *{q.chosen}* ({q.calibration}; {len(q.float_layers or [])} node(s) left float), "
+             f"{verdict} the {q.budget_pp} pp budget{_agreement_clause(q)} on the {q.split} split ({q.n_images} "
+             f"images; the test split was not read). Every trial, latency here at 1 thread"
+             + (f" (float32: {float32:.3f} ms)" if float32 else "") + ":", ""]
+    trials = [[t.label, t.calibration or "", str(len(t.float_layers or [])), format_value(t.val_accuracy, ".2%"),
+               format_value(-(t.val_drop_pp or 0.0), "+.2f"), format_value(t.val_agreement, ".2%"),
+               format_value(t.p50_ms, ".3f"), "✓" if t.meets_budget else ""] for t in q.trials]
+    return lines + [markdown_table(("trial", "calibration", "float nodes", f"{q.split} accuracy", "Δ pp", "agreement",
+                                    "p50 ms", "in budget"), trials), ""]
+
+
+def _speedup_section(report: ParityReport) -> list[str]:
+    rows = [a for a in report.artifacts if a.speedup]
     if not rows:
         return []
-    table = [[a["name"], a["speedup"]["over"], f"{a['speedup']['value']:.2f}×",
-              format_value(a["speedup"].get("p50_ms"), ".3f"), format_value(a["speedup"].get("float32_p50_ms"), ".3f"),
-              str(a["speedup"].get("threads") or "default"), a["speedup"].get("source", "?")] for a in rows]
+    table = [[a.name, a.speedup.over, f"{a.speedup.value:.2f}×", format_value(a.speedup.p50_ms, ".3f"),
+              format_value(a.speedup.float32_p50_ms, ".3f"), str(a.speedup.threads or "default"),
+              a.speedup.source or "?"] for a in rows]
     return ["## Speed-up over float32", "",
             "Is quantization worth it on this machine? p50 at batch 1 against the float32 artifact of the same format, "
             "same threads (`source`: export's quick timing or `edgeship bench`). `gate --min-speedup X` fails one "
@@ -258,61 +265,66 @@ def _speedup_section(report: dict) -> list[str]:
             markdown_table(("artifact", "over", "speed-up", "p50 ms", "float32 p50 ms", "threads", "source"), table), ""]
 
 
-def render_markdown(report: dict, plot_name: str | None, layers_plot: str | None = None) -> str:
-    ref = report.get("reference", {})
-    data = report.get("dataset", {})
+def _latency_section(report: ParityReport) -> list[str]:
+    timed = [a for a in report.artifacts if a.latency_ms]
+    if not timed:
+        return []
+    rows = []
+    for a in timed:
+        how = a.latency_settings or LatencySettings()
+        rows.append([a.name, format_value(a.latency_ms.get("p50"), ".3f"), format_value(a.latency_ms.get("p90"), ".3f"),
+                     format_value(a.latency_ms.get("p99"), ".3f"), format_value(a.throughput_ips, ".1f"),
+                     format_value(a.load_ms, ".1f"), format_value(a.max_abs_prob_diff, ".4f"),
+                     f"{how.runs or '?'} after {'?' if how.warmup is None else how.warmup} warm-up, threads "
+                     f"{how.threads or 'default'}, {how.target}, {how.measured_at or '?'}"])
+    return ["## Latency (batch 1)", "",
+            "Each row says how it was measured: timed runs, warm-up runs, threads, target and time.", "",
+            markdown_table(("artifact", "p50 ms", "p90 ms", "p99 ms", "images/s", "load ms", "max |Δp|", "measured"),
+                           rows), ""]
+
+
+def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: str | None = None) -> str:
+    report = ParityReport.of(report)
+    ref, data = report.reference, report.dataset or {}
     parts = [
         "# edgeship report",
         "",
-        f"Keras reference accuracy **{format_value(ref.get('accuracy'), '.2%')}** on **{ref.get('n_test', '?')}** test images "
-        f"(split manifest `{report.get('split_manifest', '?')}`, sha256 `{str(report.get('split_sha256', ''))[:12]}`).",
+        f"Keras reference accuracy **{format_value(ref.accuracy, '.2%')}** on **{ref.n_test or '?'}** test images "
+        f"(split manifest `{report.split_manifest or '?'}`, sha256 `{str(report.split_sha256 or '')[:12]}`).",
         f"Dataset: {data.get('n_images', '?')} images in {data.get('n_classes', '?')} classes; "
         f"**{data.get('n_skipped', 0)} skipped** as unreadable.",
         "",
-        *[f"> **Warning:** {w}" for w in report.get("warnings") or []],
+        *[f"> **Warning:** {w}" for w in report.warnings or []],
         "",
         "## Artifacts",
         "",
         markdown_table(SUMMARY_HEADERS, summary_rows(report)),
         "",
     ]
-    threshold = ref.get("unknown_threshold")
-    if threshold is not None:
-        shares = ", ".join(f"{a['name']} {a['unknown_rejection_rate']:.1%}" for a in report["artifacts"]
-                           if a.get("unknown_rejection_rate") is not None)
+    if ref.unknown_threshold is not None:
+        shares = ", ".join(f"{a.name} {a.unknown_rejection_rate:.1%}" for a in report.artifacts
+                           if a.unknown_rejection_rate is not None)
         parts += ["## Unknown images", "",
-                  f"Top score below **{threshold:.3f}** is answered `unknown` (on the device, and by MediaPipe's "
-                  f"ImageClassifier from the model's metadata). Share of test images rejected: Keras "
-                  f"{format_value(ref.get('unknown_rejection_rate'), '.1%')}" + (f"; {shares}." if shares else "."), ""]
+                  f"Top score below **{ref.unknown_threshold:.3f}** is answered `unknown` (on the device, and by "
+                  f"MediaPipe's ImageClassifier from the model's metadata). Share of test images rejected: Keras "
+                  f"{format_value(ref.unknown_rejection_rate, '.1%')}" + (f"; {shares}." if shares else "."), ""]
     parts += _parity_details(report)
-    timed = [a for a in report["artifacts"] if a.get("latency_ms")]
-    if timed:
-        rows = [[a["name"], format_value(a["latency_ms"].get("p50"), ".3f"), format_value(a["latency_ms"].get("p90"), ".3f"),
-                 format_value(a["latency_ms"].get("p99"), ".3f"), format_value(a.get("throughput_ips"), ".1f"),
-                 format_value(a.get("load_ms"), ".1f"), format_value(a.get("max_abs_prob_diff"), ".4f")] for a in timed]
-        for a, row in zip(timed, rows):
-            how = a.get("latency_settings") or {}
-            row += [f"{how.get('runs', '?')} after {how.get('warmup', '?')} warm-up, threads "
-                    f"{how.get('threads') or 'default'}, {how.get('target', '?')}, {how.get('measured_at', '?')}"]
-        parts += ["## Latency (batch 1)", "",
-                  "Each row says how it was measured: timed runs, warm-up runs, threads, target and time.", "",
-                  markdown_table(("artifact", "p50 ms", "p90 ms", "p99 ms", "images/s", "load ms", "max |Δp|",
-                                  "measured"), rows), ""]
+    parts += _latency_section(report)
     parts += _quantization_section(report, layers_plot)
     parts += _speedup_section(report)
     parts += _readiness_section(report)
     parts += _target_sections(report)
-    failed = [a for a in report["artifacts"] if a.get("status", "ok") != "ok"]
+    failed = [a for a in report.artifacts if not a.ok]
     if failed:
-        parts += ["## Failed exports", ""] + [f"- `{a['name']}`: {a.get('error', '?')}" for a in failed] + [""]
+        parts += ["## Failed exports", ""] + [f"- `{a.name}`: {a.error or '?'}" for a in failed] + [""]
     if plot_name:
         parts += [f"![accuracy per artifact]({plot_name})", ""]
-    if report.get("training_curves"):
-        parts += ["## Training", "", f"![training curves]({report['training_curves']})", ""]
+    if report.training_curves:
+        parts += ["## Training", "", f"![training curves]({report.training_curves})", ""]
     skipped = data.get("skipped") or []
     if skipped:
         parts += ["## Skipped images", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped] + [""]
-    env = report.get("environment", {})
+    env = report.environment or {}
     if env:
         libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
         parts += ["## Environment", "", f"{env.get('cpu', '?')} · {env.get('cores', '?')} cores · "
@@ -320,14 +332,12 @@ def render_markdown(report: dict, plot_name: str | None, layers_plot: str | None
     return "\n".join(parts)
 
 
-def write_report(report: dict, report_json: str | Path) -> Path:
-    """Write report.json, the plot and report.md beside it, each atomically."""
-    report_json = Path(report_json)
-    report.setdefault("schema", REPORT_SCHEMA)
-    report.setdefault("schema_version", REPORT_SCHEMA_VERSION)
-    atomic_write_json(report_json, report)
+def write_report(report: ParityReport, report_json: str | Path) -> Path:
+    """Write report.json, the plot and report.md beside it, each atomically. The dict is made here, at the file."""
+    report, report_json = ParityReport.of(report), Path(report_json)
+    atomic_write_json(report_json, report.to_json())
     plot = _plot(report, report_json.parent / PLOT_FILE)
-    layers_plot = plot_layer_errors([(a["name"], a.get("layers") or []) for a in report.get("artifacts") or []],
+    layers_plot = plot_layer_errors([(a.name, a.layers or []) for a in report.artifacts],
                                     report_json.parent / LAYERS_PLOT_FILE)
     md_path = report_json.with_suffix(".md")
     atomic_write_text(md_path, render_markdown(report, plot.name if plot else None,

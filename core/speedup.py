@@ -6,32 +6,24 @@ from them. The sibling is the float32 artifact of the same file format (tflite_i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import numpy as np
-from edgeship.runtime.backends import BACKENDS
+from edgeship.runtime.predictor import Timed
 from edgeship.runtime.timing import session_times
 
 from .formats import timed_families
-from .records import ParityRow
+from .records import LatencySettings, ParityRow, Speedup
 
 QUICK_WARMUP, QUICK_RUNS, QUICK_THREADS = 10, 50, 1
 
 
-def quick_latency(predictor, image: np.ndarray, sha256: str | None) -> dict:
-    """{"latency_ms", "latency_settings"} for a runtime predictor at 1 thread on one image; {} for others."""
-    session = getattr(predictor, "session", None)
-    if session is None or not hasattr(session, "run_prepared"):
-        return {}
-    # the same file in a session of its own at one thread (sessions are built per thread count)
-    timed = BACKENDS[session.backend].open(session.path, threads=QUICK_THREADS)
-    times = session_times(timed, image, QUICK_WARMUP, QUICK_RUNS)
-    return {"latency_ms": {"p50": float(np.median(times)), "p90": float(np.percentile(times, 90)),
-                           "p99": float(np.percentile(times, 99))},
-            "latency_settings": {"runs": QUICK_RUNS, "warmup": QUICK_WARMUP, "threads": QUICK_THREADS, "batch": 1,
-                                 "target": "local", "source": "export",
-                                 "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 "sha256": sha256}}
+def quick_latency(predictor, image: np.ndarray, sha256: str | None) -> tuple[dict | None, LatencySettings | None]:
+    """(latency_ms, its settings) for a device predictor at 1 thread on one image; (None, None) for others."""
+    if not isinstance(predictor, Timed):
+        return None, None
+    times = session_times(predictor.timing_session(QUICK_THREADS), image, QUICK_WARMUP, QUICK_RUNS)
+    latency = {"p50": float(np.median(times)), "p90": float(np.percentile(times, 90)),
+               "p99": float(np.percentile(times, 99))}
+    return latency, LatencySettings.measured("export", QUICK_RUNS, QUICK_WARMUP, QUICK_THREADS, sha256)
 
 
 def attach_speedups(rows: list[ParityRow]) -> None:
@@ -48,8 +40,8 @@ def attach_speedups(rows: list[ParityRow]) -> None:
             continue
         if _threads(row) != _threads(sibling):
             continue
-        row.speedup = {"over": sibling.name, "value": base / own, "p50_ms": own, "float32_p50_ms": base,
-                       "threads": _threads(row), "source": (row.latency_settings or {}).get("source", "bench")}
+        row.speedup = Speedup(over=sibling.name, value=base / own, p50_ms=own, float32_p50_ms=base,
+                              threads=_threads(row), source=row.latency_settings.source or "bench")
 
 
 def _p50(row: ParityRow | None) -> float | None:
@@ -58,4 +50,4 @@ def _p50(row: ParityRow | None) -> float | None:
 
 
 def _threads(row: ParityRow):
-    return (row.latency_settings or {}).get("threads")
+    return row.latency_settings.threads if row.latency_settings else None

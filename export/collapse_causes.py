@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+from edgeship.runtime.predictor import QuantizedInput
 
 # (what the artifact would expect, how to turn 0-255 RGB pixels into that)
 INPUT_HYPOTHESES = (
@@ -34,15 +35,14 @@ def explain_collapse(classifier, pixels: np.ndarray, reference: np.ndarray, agre
             findings.append(f"input check failed: the artifact behaves like Keras only when fed {expectation} "
                             f"(agreement {agreement:.0%} -> {fixed:.0%}); the runtime feeds 0-255 RGB as the bundle's "
                             f"input spec says: re-export with the normalization inside the model")
-    quant = getattr(classifier.session, "quantization", {}) or {}
-    dtype = getattr(classifier.session, "input_dtype", None)
-    if quant.get("input_scale") and dtype is not None and np.dtype(dtype).kind in "iu":
+    quantized = classifier.input_quantization() if isinstance(classifier, QuantizedInput) else None
+    if quantized is not None:
+        dtype, scale, zero_point = quantized
         info = np.iinfo(dtype)
-        low = (info.min - quant["input_zero_point"]) * quant["input_scale"]
-        high = (info.max - quant["input_zero_point"]) * quant["input_scale"]
+        low, high = (info.min - zero_point) * scale, (info.max - zero_point) * scale
         if low > 1.0 or high < 254.0:
-            findings.append(f"quantization check failed: input scale {quant['input_scale']:.6g} and zero-point "
-                            f"{quant['input_zero_point']} cover only [{low:.3g}, {high:.3g}], not the 0-255 pixels fed")
+            findings.append(f"quantization check failed: input scale {scale:.6g} and zero-point "
+                            f"{zero_point} cover only [{low:.3g}, {high:.3g}], not the 0-255 pixels fed")
     if not findings:
         findings.append("input range, colour order and input quantization look right: suspect the conversion "
                         "itself (compare `edgeship formats` outputs, or export with another converter)")

@@ -13,7 +13,7 @@ import numpy as np
 from edgeship.core.errors import DatasetError
 from edgeship.core.metrics import collapse_figures
 from edgeship.core.pixels import iter_pixel_chunks
-from edgeship.core.records import ParityReport, ParityRow
+from edgeship.core.records import ParityReport, ParityRow, Reference
 from edgeship.core.tensorflow import bundle_dir_of, is_saved_model, open_predictor
 from edgeship.runtime.errors import ModelLoadError, UsageError
 from edgeship.runtime.spec import Bundle
@@ -71,7 +71,7 @@ def compare_models(reference: str | Path, candidate: str | Path, data_dir: str |
     row = ParityRow.from_json({"name": Path(candidate).name, "format": Path(candidate).suffix.lstrip(".") or "bundle",
                                "status": "ok", "path": str(candidate), "runtime": cand.runtime, **figures})
     return ParityReport(labels=list(ref.info.labels), artifacts=[row], dataset=dataset.summary(),
-                        reference={"path": str(reference), "runtime": ref.runtime, "accuracy": accuracy(ref_probs, labels),
-                                   "n_test": len(paths), "n_skipped": len(dataset.skipped),
-                                   "majority_accuracy": majority_accuracy(labels),
-                                   **collapse_figures(ref_probs, labels, ref.info.labels)})
+                        reference=Reference(path=str(reference), runtime=ref.runtime, accuracy=accuracy(ref_probs, labels),
+                                            n_test=len(paths), n_skipped=len(dataset.skipped),
+                                            majority_accuracy=majority_accuracy(labels),
+                                            **collapse_figures(ref_probs, labels, ref.info.labels)))

@@ -20,7 +20,7 @@ from edgeship.core.formats import resolve_ref
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
 from edgeship.core.metrics import collapse_figures
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
-from edgeship.core.records import ParityReport, ParityRow
+from edgeship.core.records import ParityReport, ParityRow, QuantizationRecord, Reference
 from edgeship.core.report import write_report
 from edgeship.core.speedup import attach_speedups, quick_latency
 from edgeship.core.splits import SplitManifest, portable_path, stratified_indices
@@ -105,7 +105,11 @@ class ExportResult:
 
     @property
     def report(self) -> dict:
-        """The report as written to report.json."""
+        """Deprecated: the report as written to report.json; use `parity`, the typed report."""
+        import warnings
+
+        warnings.warn("ExportResult.report is deprecated; use ExportResult.parity (a ParityReport)",
+                      DeprecationWarning, stacklevel=2)
         return self.parity.to_json()
 
 
@@ -121,7 +125,8 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
                 refinement = refine_int8(resolve_ref(fmt.int8_strategy), job, data, job.val, job.max_drop,
                                          job.diagnose)
                 data, record.io = refinement.data, refinement.io or record.io
-                record.layers, record.quantization = refinement.layers, refinement.quantization
+                record.layers = refinement.layers
+                record.quantization = refinement.quantization.to_json() if refinement.quantization else None
                 job.warnings += [f"{fmt.name}: {w}" for w in refinement.warnings]
         metadata = {**bundle.info.to_dict(), "format": fmt.name, "precision": fmt.precision,
                     "provenance": {"model_sha256": bundle.provenance.get("model_sha256"),
@@ -277,7 +282,7 @@ def _report_parity(layout, bundle, model, manifest, show_progress: bool, warning
                    scratch: Path | None = None) -> ExportResult:
     parity = evaluate_run(layout, bundle, model, manifest, show_progress, trust_code=trust_code, scratch=scratch)
     parity.warnings = list(warnings)
-    report_md = write_report(parity.to_json(), layout.report_json)
+    report_md = write_report(parity, layout.report_json)
     return ExportResult(parity, report_md, [row.name for row in parity.artifacts if not row.ok])
 
 
@@ -308,19 +313,27 @@ def replace_artifact(run: str | Path, name: str, data: bytes) -> ArtifactRecord:
 
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool,
                  chunk_size: int = CHUNK_IMAGES, trust_code: bool = False, scratch: Path | None = None) -> ParityReport:
-    """Parity of every exported artifact with Keras on the test split, streamed: each chunk of test images is
-    decoded once and goes through the Keras reference and every artifact before the next is read, so peak
-    memory does not grow with the split (only the probabilities, N x classes floats, are kept)."""
+    """Parity of every exported artifact with Keras on the test split: open the artifacts, stream the test
+    images through them and the reference, score what came out."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
-    reference_model = reference_predictor(model, bundle.info)
+    rows, predictors = open_artifacts(layout, bundle, trust_code, scratch)
+    streamed = stream_test_split(paths, bundle.info, reference_predictor(model, bundle.info), predictors, rows,
+                                 chunk_size, show_progress)
+    return score(layout, bundle, rows, predictors, streamed, paths, labels)
+
+
+def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False,
+                   scratch: Path | None = None) -> tuple[list[ParityRow], dict]:
+    """A row per bundle record (its bytes verified, its readiness checked) and a Predictor per artifact that
+    loads; one that will not load is a failed row."""
     rows, predictors = [], {}
     for record in bundle.artifacts:
         row = ParityRow(record.name, record.format, record.precision, record.status, record.error,
                         path=f"{layout.bundle.name}/{record.file}", sha256=record.sha256, size_bytes=record.size_bytes,
                         convert_seconds=record.convert_seconds, layers=record.layers,
-                        quantization=record.quantization)
+                        quantization=QuantizationRecord.from_json(record.quantization) if record.quantization else None)
         if record.ok:
             row.sha256 = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
             row.readiness = readiness(record.name, layout.bundle / record.file, scratch)
@@ -329,64 +342,91 @@ def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManife
             except Exception as exc:  # an artifact that converts but will not load is a failed artifact
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)
+    return rows, predictors
+
+
+@dataclass
+class Streamed:
+    """What the test split gave: the reference's probabilities, each artifact's, the first chunk of pixels
+    (kept for the diagnosis of a collapse) and the seconds per step."""
+
+    reference: np.ndarray
+    probs: dict[str, np.ndarray]
+    first_chunk: np.ndarray
+    seconds: dict[str, float]
+    total_seconds: float
+
+
+def stream_test_split(paths, info: ModelInfo, reference_model, predictors: dict, rows: list[ParityRow],
+                      chunk_size: int = CHUNK_IMAGES, show_progress: bool = True) -> Streamed:
+    """Each chunk of test images is decoded once and goes through the reference and every artifact before the
+    next is read, so peak memory does not grow with the split (only N x classes probabilities are kept). An
+    artifact that fails to run is marked failed in ROWS and leaves PREDICTORS; the others go on."""
     reference_parts, parts, first_chunk = [], {name: [] for name in predictors}, None
     clock = _Stopwatch(["decode", "keras", *predictors])
-    chunks = iter_pixel_chunks(paths, bundle.info.input, chunk_size, "parity", show_progress)
+    chunks = iter_pixel_chunks(paths, info.input, chunk_size, "parity", show_progress)
     while (item := clock.timed("decode", next, chunks, None)) is not None:
         chunk = item[1]
-        first_chunk = chunk if first_chunk is None else first_chunk  # kept for the diagnosis of a collapse
+        first_chunk = chunk if first_chunk is None else first_chunk
         reference_parts.append(clock.timed("keras", reference_model.predict_proba, chunk))
         for name, predictor in list(predictors.items()):
             try:
                 parts[name].append(clock.timed(name, predictor.predict_proba, chunk))
-            except Exception as exc:  # an artifact that will not run is a failed artifact; the others go on
+            except Exception as exc:
                 row = next(r for r in rows if r.name == name)
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
                 del predictors[name]
-    reference = np.concatenate(reference_parts)
+    return Streamed(np.concatenate(reference_parts), {name: np.concatenate(parts[name]) for name in predictors},
+                    first_chunk, clock.report(), clock.total())
+
+
+def score(layout: RunLayout, bundle: Bundle, rows: list[ParityRow], predictors: dict, streamed: Streamed, paths,
+          labels: np.ndarray) -> ParityReport:
+    """The figures: each artifact against the reference, a collapse explained, latency and speed-ups, and the
+    reference's probabilities saved for an on-target gate."""
+    reference, info = streamed.reference, bundle.info
     probs_path = layout.root / REFERENCE_PROBS  # what an on-target gate compares the board's answers with
     buffer = io.BytesIO()
     np.save(buffer, reference.astype(np.float32))
     atomic_write_bytes(probs_path, buffer.getvalue())
     shown_paths = [portable_path(p, layout.root) for p in paths]
     for index, row in enumerate(rows):
-        if row.name not in predictors:
+        if row.name not in streamed.probs:
             continue
-        probs = np.concatenate(parts[row.name])
-        figures = compare_predictions(reference, probs, labels, bundle.info.labels)
-        figures["flipped"] = describe_flipped(figures["flipped"], shown_paths, labels, probs, bundle.info.labels)
-        threshold = bundle.info.unknown_threshold
-        if threshold is not None:  # what the device (and MediaPipe, from the metadata) answers "unknown" to
-            figures["unknown_rejection_rate"] = float(np.mean(probs.max(axis=1) < threshold))
-        row = rows[index] = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictors[row.name].runtime,
-                                                 **quick_latency(predictors[row.name], first_chunk[:1], row.sha256)})
-        if collapsed(row.accuracy, accuracy(reference, labels), len(bundle.info.labels)):
-            sample = len(first_chunk)
+        probs, predictor = streamed.probs[row.name], predictors[row.name]
+        figures = compare_predictions(reference, probs, labels, info.labels)
+        figures["flipped"] = describe_flipped(figures["flipped"], shown_paths, labels, probs, info.labels)
+        if info.unknown_threshold is not None:  # what the device (and MediaPipe, from the metadata) answers "unknown" to
+            figures["unknown_rejection_rate"] = float(np.mean(probs.max(axis=1) < info.unknown_threshold))
+        row = rows[index] = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictor.runtime})
+        row.latency_ms, row.latency_settings = quick_latency(predictor, streamed.first_chunk[:1], row.sha256)
+        if collapsed(row.accuracy, accuracy(reference, labels), len(info.labels)):
+            sample = len(streamed.first_chunk)
             agreement = float(np.mean(probs[:sample].argmax(1) == reference[:sample].argmax(1)))
-            row.diagnosis = explain_collapse(predictors[row.name], first_chunk, reference[:sample], agreement)
+            row.diagnosis = explain_collapse(predictor, streamed.first_chunk, reference[:sample], agreement)
     attach_speedups(rows)
     curves = layout.training / "curves.png"
+    threshold = info.unknown_threshold
     return ParityReport(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         bundle=layout.bundle.name,
         split_manifest=f"{layout.bundle.name}/{bundle.split_manifest}",
         split_sha256=sha256_file(layout.bundle / bundle.split_manifest),
         model_sha256=sha256_file(layout.bundle / bundle.keras_model),
-        info_sha256=bundle.info.digest(),
-        labels=list(bundle.info.labels),
-        reference={"format": "keras", "path": f"{layout.bundle.name}/{bundle.keras_model}",
-                   "probs_file": REFERENCE_PROBS, "probs_sha256": sha256_file(probs_path),
-                   "accuracy": accuracy(reference, labels), "n_test": int(len(labels)),
-                   "majority_accuracy": majority_accuracy(labels),
-                   **collapse_figures(reference, labels, bundle.info.labels),
-                   "unknown_threshold": bundle.info.unknown_threshold,
-                   "unknown_rejection_rate": (float(np.mean(reference.max(axis=1) < bundle.info.unknown_threshold))
-                                              if bundle.info.unknown_threshold is not None else None)},
+        info_sha256=info.digest(),
+        labels=list(info.labels),
+        reference=Reference(format="keras", path=f"{layout.bundle.name}/{bundle.keras_model}",
+                            probs_file=REFERENCE_PROBS, probs_sha256=sha256_file(probs_path),
+                            accuracy=accuracy(reference, labels), n_test=int(len(labels)),
+                            majority_accuracy=majority_accuracy(labels),
+                            **collapse_figures(reference, labels, info.labels), unknown_threshold=threshold,
+                            unknown_rejection_rate=(float(np.mean(reference.max(axis=1) < threshold))
+                                                    if threshold is not None else None)),
         dataset=bundle.provenance.get("dataset", {}),
         training_curves=f"{curves.parent.name}/{curves.name}" if curves.is_file() else None,
         artifacts=rows,
         environment=fingerprint(),
-        timing={"images": int(len(paths)), "seconds": clock.report(), "total_seconds": clock.total()},
+        timing={"images": int(len(paths)), "seconds": streamed.seconds, "total_seconds": streamed.total_seconds},
     )
 
 

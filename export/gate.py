@@ -11,11 +11,9 @@ from xml.etree import ElementTree
 from edgeship.core.formats import device_families
 from edgeship.core.integrity import finite
 from edgeship.core.metrics import describe_collapse, predictions_collapsed
-from edgeship.core.records import GateVerdict, ParityReport, ParityRow
+from edgeship.core.records import GateVerdict, ParityReport, ParityRow, Readiness, Reference, Speedup
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
-
-from .readiness import accelerator_ready
 
 CONFIG_TABLE = ("tool", "edgeship", "gate")
 CONFIG_KEYS = {"max_drop": "max_drop_pp", "min_agreement": "min_agreement", "max_class_drop": "max_class_drop_pp",
@@ -116,7 +114,7 @@ def resolve_thresholds(config: str | Path | None = None, **flags) -> GateThresho
 REQUIRED_FIGURES = ("accuracy", "accuracy_delta_pp", "agreement")
 
 
-def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> list[str]:
+def _reasons(row: ParityRow, thresholds: GateThresholds, reference: Reference) -> list[str]:
     """Why ROW fails (diagnosis lines last). Fails closed: a missing or non-finite figure is a failure."""
     broken = [k for k in REQUIRED_FIGURES if not finite(getattr(row, k))]
     if broken:
@@ -129,7 +127,7 @@ def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> lis
         reasons.append(f"top-1 agreement {agreement:.4f} < {thresholds.min_agreement:g}")
     if thresholds.min_accuracy is not None and acc < thresholds.min_accuracy:
         reasons.append(f"accuracy {acc:.2%} below the floor {thresholds.min_accuracy:.2%}")
-    majority = reference.get("majority_accuracy")
+    majority = reference.majority_accuracy
     if finite(majority) and acc <= majority:
         reasons.append(f"accuracy {acc:.2%} is no better than always answering the most common class "
                        f"({majority:.2%}): the model learned nothing usable")
@@ -162,50 +160,48 @@ def _reasons(row: ParityRow, thresholds: GateThresholds, reference: dict) -> lis
 SPEED_PRECISIONS = ("int8", "dynamic-int8")
 
 
-def _speedup_reasons(speedup: dict | None, minimum: float) -> list[str]:
+def _speedup_reasons(speedup: Speedup | None, minimum: float) -> list[str]:
     """--min-speedup: a quantized artifact that is not enough faster than its float32 sibling here."""
-    value = speedup.get("value") if isinstance(speedup, dict) else None
+    value = speedup.value if isinstance(speedup, Speedup) else None
     if not finite(value):
         return ["no speed-up figure over float32 in the report (export both, or `edgeship bench` the run)"]
     if value < minimum:
         how = f"only {value:.2f}× faster" if value >= 1 else f"{1 / value:.1f}× slower"
-        return [f"{how} than {speedup.get('over', 'float32')} here (wanted {minimum:g}× faster; "
-                f"{speedup.get('threads') or 'default'} thread(s), from {speedup.get('source', '?')})"]
+        return [f"{how} than {speedup.over or 'float32'} here (wanted {minimum:g}× faster; "
+                f"{speedup.threads or 'default'} thread(s), from {speedup.source or '?'})"]
     return []
 
 
-def _readiness_reasons(entry: dict | None) -> list[str]:
+def _readiness_reasons(entry: Readiness | None) -> list[str]:
     """--require-gpu-delegate: why no accelerator takes the artifact whole (it would fall back to the CPU)."""
-    if not isinstance(entry, dict) or not entry:
+    if not isinstance(entry, Readiness) or not (entry.accelerators or entry.error):
         return ["no device-readiness figures in the report; re-run `edgeship export`"]
-    if "error" in entry:
-        return [f"device readiness could not be checked: {entry['error']}"]
-    if accelerator_ready(entry):
+    if entry.error is not None:
+        return [f"device readiness could not be checked: {entry.error}"]
+    if entry.ready:
         return []
     worst = []
-    for name, value in entry.items():
-        if not isinstance(value, dict):
-            continue
-        if "coverage" in value:
-            worst.append(f"{name} {value.get('partitions')} partition(s) over {value.get('coverage', 0):.0%} of nodes")
+    for name, value in entry.accelerators.items():
+        if value.partitioned:
+            worst.append(f"{name} {value.partitions} partition(s) over {value.coverage:.0%} of nodes")
         else:
-            worst.append(f"{name}: {'; '.join(value.get('issues') or ['not ready'])}")
+            worst.append(f"{name}: {'; '.join(value.issues or ['not ready'])}")
     return ["no phone accelerator takes it whole, it would fall back to the CPU (" + "; ".join(worst) + ")"]
 
 
-def evaluate_gate(report: ParityReport | dict, thresholds: GateThresholds) -> list[GateVerdict]:
+def evaluate_gate(report: ParityReport, thresholds: GateThresholds) -> list[GateVerdict]:
     """One verdict per artifact (and one for the Keras reference under --min-accuracy)."""
-    if isinstance(report, dict):
-        if not isinstance(report.get("artifacts"), list) or not all(isinstance(a, dict) for a in report["artifacts"]):
-            raise UsageError("report has no list of artifacts to gate; run `edgeship export` first")
-        report = ParityReport.from_json(report)
+    if isinstance(report, dict) and (not isinstance(report.get("artifacts"), list)
+                                     or not all(isinstance(a, dict) for a in report["artifacts"])):
+        raise UsageError("report has no list of artifacts to gate; run `edgeship export` first")
+    report = ParityReport.of(report)
     if not report.artifacts:
         raise UsageError("report has no artifacts to gate; run `edgeship export` first")
-    reference = report.reference if isinstance(report.reference, dict) else {}
+    reference = _reference(report)
     verdicts = []
-    ref_acc = reference.get("accuracy")
+    ref_acc = reference.accuracy
     reference_reasons = []
-    if thresholds.min_accuracy is not None and "accuracy" in reference:
+    if thresholds.min_accuracy is not None and ref_acc is not None:
         if not finite(ref_acc) or ref_acc < thresholds.min_accuracy:
             reference_reasons.append(f"reference accuracy {ref_acc if not finite(ref_acc) else format(ref_acc, '.2%')} "
                                      f"below the floor {thresholds.min_accuracy:.2%}")
@@ -218,17 +214,22 @@ def evaluate_gate(report: ParityReport | dict, thresholds: GateThresholds) -> li
             continue
         verdicts.append(row_verdict(row, thresholds, reference))
     for verdict in verdicts:  # what the figures stand on: a folder's unreadable images are counted, not hidden
-        verdict.n_images, verdict.n_skipped = reference.get("n_test"), reference.get("n_skipped")
+        verdict.n_images, verdict.n_skipped = reference.n_test, reference.n_skipped
     return verdicts
+
+
+def _reference(report: ParityReport) -> Reference:
+    """The report's reference record; an empty one when a hand-made report holds something else there."""
+    return report.reference if isinstance(report.reference, Reference) else Reference()
 
 
 REFERENCE_VERDICT = "keras (reference)"
 
 
-def _collapse_reasons(reference: dict, thresholds: GateThresholds) -> list[str]:
+def _collapse_reasons(reference: Reference, thresholds: GateThresholds) -> list[str]:
     """A model whose predictions collapsed onto a few classes fails, however well its artifacts agree with it:
     the gate's parity figures would vouch for a useless model. Waived only on purpose (--allow-collapsed)."""
-    never, present = reference.get("never_predicted"), reference.get("n_classes_in_test")
+    never, present = reference.never_predicted, reference.n_classes_in_test
     if thresholds.allow_collapsed or not isinstance(never, list) or not isinstance(present, int):
         return []
     if not predictions_collapsed(never, present):
@@ -239,15 +240,15 @@ def _collapse_reasons(reference: dict, thresholds: GateThresholds) -> list[str]:
 
 def reference_line(report: ParityReport) -> str:
     """What the gate stands on, printed first: the reference's own accuracy and the images it was measured on."""
-    reference = report.reference if isinstance(report.reference, dict) else {}
-    accuracy, n = reference.get("accuracy"), reference.get("n_test")
+    reference = _reference(ParityReport.of(report))
+    accuracy, n = reference.accuracy, reference.n_test
     shown = format(accuracy, ".2%") if finite(accuracy) else "missing"
-    majority = reference.get("majority_accuracy")
+    majority = reference.majority_accuracy
     floor = f" (always answering the most common class: {majority:.2%})" if finite(majority) else ""
-    return f"reference {reference.get('format') or Path(str(reference.get('path', 'model'))).name} accuracy {shown} on {n} test images{floor}"
+    return f"reference {reference.format or Path(str(reference.path or 'model')).name} accuracy {shown} on {n} test images{floor}"
 
 
-def row_verdict(row: ParityRow, thresholds: GateThresholds, reference: dict, name: str | None = None) -> GateVerdict:
+def row_verdict(row: ParityRow, thresholds: GateThresholds, reference: Reference, name: str | None = None) -> GateVerdict:
     """PASS/FAIL for one row of figures (an artifact here, or the same artifact on a target), named NAME."""
     reasons = _reasons(row, thresholds, reference)
     # A diagnosis only explains a failure; it does not fail an artifact that meets every threshold.
@@ -264,11 +265,12 @@ def write_junit(verdicts: list[GateVerdict], path: str | Path, suite: str = "edg
     testsuite = ElementTree.SubElement(root, "testsuite", name=suite, tests=str(len(verdicts)),
                                        failures=str(len(failures)), errors="0", skipped="0")
     if report is not None:
-        reference = report.reference if isinstance(report.reference, dict) else {}
+        reference = _reference(report)
         properties = ElementTree.SubElement(testsuite, "properties")
         for key in ("accuracy", "n_test", "majority_accuracy"):
-            if reference.get(key) is not None:
-                ElementTree.SubElement(properties, "property", name=f"reference_{key}", value=str(reference[key]))
+            if getattr(reference, key) is not None:
+                ElementTree.SubElement(properties, "property", name=f"reference_{key}",
+                                       value=str(getattr(reference, key)))
         ElementTree.SubElement(testsuite, "system-out").text = reference_line(report)
     for verdict in verdicts:
         case = ElementTree.SubElement(testsuite, "testcase", classname=suite, name=verdict.artifact)

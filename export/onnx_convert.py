@@ -3,7 +3,6 @@ onnxruntime.quantization: static QDQ (U8S8) per-channel calibrated on the calib 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np

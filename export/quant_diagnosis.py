@@ -126,17 +126,17 @@ def _ranked(rows: list[LayerError]) -> list[LayerError]:
 
 
 def tflite_graph(model: bytes) -> tuple[_Graph, dict[str, float]]:
-    """Ops of a quantized TFLite model (node id = its first output tensor's name) and each tensor's int8 scale."""
-    from edgeship.runtime.backends import _tflite_interpreter
+    """Ops of a quantized TFLite model (node id = its first output tensor's name) and each tensor's int8 scale,
+    read from the FlatBuffer (core/tflite_graph.py)."""
+    from edgeship.core.tflite_graph import read_graph
 
-    interpreter = _tflite_interpreter()[0](model_content=model)
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops, tensors = read_graph(model)
     nodes = []
-    for op in interpreter._get_ops_details():  # the interpreter's own op list (LiteRT and tf.lite alike)
-        outputs = [tensors[i]["name"] for i in op["outputs"] if i >= 0]
-        inputs = [tensors[i]["name"] for i in op["inputs"] if i >= 0 and i in tensors]
-        nodes.append(_Node(outputs[0] if outputs else f"op{op['index']}", op["op_name"], inputs, outputs))
-    scales = {t["name"]: float(t["quantization"][0]) for t in tensors.values() if t["quantization"][0]}
+    for op in ops:
+        outputs = [tensors[i].name for i in op.outputs if i >= 0]
+        inputs = [tensors[i].name for i in op.inputs if i >= 0 and i in tensors]
+        nodes.append(_Node(outputs[0] if outputs else f"op{op.index}", op.name, inputs, outputs))
+    scales = {t.name: t.scale for t in tensors.values() if t.scale}
     return _Graph(nodes, TFLITE_COMPUTE), scales
 
 

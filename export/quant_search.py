@@ -18,9 +18,10 @@ import logging
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
+from edgeship.core.records import QuantCost, QuantizationRecord, QuantTrial
 from edgeship.core.splits import stratified_indices
 from edgeship.runtime.backends import BACKENDS
 from edgeship.runtime.timing import session_times
@@ -111,12 +112,35 @@ class Trial:
     p50_ms: float
     meets_budget: bool
 
-    def to_json(self) -> dict:
+    def record(self) -> QuantTrial:
         c = self.candidate
-        return {"label": c.label, "calibration": c.calibration, "float_layers": c.float_layers,
-                "val_accuracy": round(self.val_accuracy, 6), "val_drop_pp": round(self.drop_pp, 4),
-                "val_agreement": round(self.val_agreement, 6),
-                "p50_ms": round(self.p50_ms, 4), "meets_budget": self.meets_budget}
+        return QuantTrial(label=c.label, calibration=c.calibration, float_layers=c.float_layers,
+                          val_accuracy=round(self.val_accuracy, 6), val_drop_pp=round(self.drop_pp, 4),
+                          val_agreement=round(self.val_agreement, 6), p50_ms=round(self.p50_ms, 4),
+                          meets_budget=self.meets_budget)
+
+
+class Int8Strategy(Protocol):
+    """What the search needs from one file format (a format registers its class as `int8_strategy`). Like
+    ONNX Runtime's CalibrationDataReader: a protocol of a few lines, not a base class."""
+
+    kind: str  # the runtime backend that measures a candidate (runtime.backends.BACKENDS)
+    plain: Recipe  # the recipe of the plain artifact export made
+
+    def variants(self) -> Iterator[Candidate]:
+        """(a) and (b): other calibrations and activation widths, cheapest first."""
+
+    def with_float_layers(self, base: Candidate, nodes: list[str]) -> Candidate:
+        """(c): BASE's recipe with NODES kept in float."""
+
+    def diagnose(self, plain: bytes, images: np.ndarray) -> list[LayerError]:
+        """The per-layer quantization error of PLAIN on IMAGES, worst first."""
+
+    def float_model(self) -> bytes:
+        """The float32 model of the same format: what the chosen variant's latency is set against."""
+
+    def close(self) -> None:
+        """Remove temporary files."""
 
 
 @dataclass
@@ -126,7 +150,7 @@ class Refinement:
     data: bytes
     io: str | None = None
     layers: list[dict] | None = None
-    quantization: dict | None = None
+    quantization: QuantizationRecord | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -223,7 +247,7 @@ class OnnxStrategy:
         self._tmp.cleanup()
 
 
-def refine_int8(strategy_class: Callable, job, plain: bytes, val: ValidationSet, max_drop: float | None,
+def refine_int8(strategy_class: Callable[..., Int8Strategy], job, plain: bytes, val: ValidationSet, max_drop: float | None,
                 diagnose: bool = False) -> Refinement:
     """Check a plain int8 artifact on VAL with its format's strategy (the registry's `int8_strategy`);
     diagnose it when asked or when it breaks the budget; search for a fix when `max_drop` is given and broken.
@@ -235,7 +259,7 @@ def refine_int8(strategy_class: Callable, job, plain: bytes, val: ValidationSet,
         strategy.close()
 
 
-def _refine(strategy, plain: bytes, val: ValidationSet, max_drop: float | None, diagnose: bool) -> Refinement:
+def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: float | None, diagnose: bool) -> Refinement:
     budget = DEFAULT_BUDGET_PP if max_drop is None else max_drop
     trials: list[Trial] = []
 
@@ -266,16 +290,15 @@ def _refine(strategy, plain: bytes, val: ValidationSet, max_drop: float | None, 
                                f"(best: {chosen.candidate.label}, Δ {-chosen.drop_pp:+.2f} pp); it is kept")
     result.data, result.io = chosen.candidate.data, chosen.candidate.io
     _, _, float_p50 = measure(strategy.kind, strategy.float_model(), val, strategy.job.scratch_root)
-    result.quantization = {
-        "budget_pp": max_drop, "split": val.split, "n_images": int(len(val.labels)),
-        "reference_val_accuracy": val.reference_accuracy, "chosen": chosen.candidate.label,
-        "chosen_trial": trials.index(chosen),  # labels may repeat (two different 3-node float sets)
-        "calibration": chosen.candidate.calibration, "float_layers": chosen.candidate.float_layers,
-        "met_budget": bool(passing), "min_agreement": MIN_AGREEMENT, "trials": [t.to_json() for t in trials],
-        "cost": {"p50_ms": round(chosen.p50_ms, 4), "plain_int8_p50_ms": round(plain_trial.p50_ms, 4),
-                 "vs_plain_int8": round(chosen.p50_ms / plain_trial.p50_ms, 3) if plain_trial.p50_ms else None,
-                 "float32_p50_ms": round(float_p50, 4), "vs_float32": round(chosen.p50_ms / float_p50, 3)},
-    }
+    result.quantization = QuantizationRecord(
+        budget_pp=max_drop, split=val.split, n_images=int(len(val.labels)),
+        reference_val_accuracy=val.reference_accuracy, chosen=chosen.candidate.label,
+        chosen_trial=trials.index(chosen),  # labels may repeat (two different 3-node float sets)
+        calibration=chosen.candidate.calibration, float_layers=chosen.candidate.float_layers,
+        met_budget=bool(passing), min_agreement=MIN_AGREEMENT, trials=[t.record() for t in trials],
+        cost=QuantCost(p50_ms=round(chosen.p50_ms, 4), plain_int8_p50_ms=round(plain_trial.p50_ms, 4),
+                       vs_plain_int8=round(chosen.p50_ms / plain_trial.p50_ms, 3) if plain_trial.p50_ms else None,
+                       float32_p50_ms=round(float_p50, 4), vs_float32=round(chosen.p50_ms / float_p50, 3)))
     return result
 
 
@@ -287,7 +310,7 @@ def _fastest(passing: list[Trial]) -> Trial:
     return min(close, key=lambda t: len(t.candidate.float_layers))
 
 
-def _search(strategy, attempt, trials: list[Trial], layers: list[LayerError]) -> None:
+def _search(strategy: Int8Strategy, attempt, trials: list[Trial], layers: list[LayerError]) -> None:
     """(a) and (b), then (c) on the calibration that did best; stops at the first variant within budget."""
     for candidate in strategy.variants():
         attempt(candidate)  # a variant within budget may still be slow (16x8 has no fast kernels): go on

@@ -22,6 +22,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from edgeship.core.formats import FORMATS, resolve_ref
+from edgeship.core.records import Readiness
 
 # The builtin ops the TFLite GPU delegate's compatibility check accepts (its CheckGpuDelegateCompatibility switch).
 GPU_DELEGATE_OPS = frozenset("""
@@ -117,20 +118,22 @@ def _partition_entry(info, fixed_info, tool: str) -> dict:
     return entry
 
 
-def readiness(format_name: str, path: Path, scratch: Path | None = None) -> dict | None:
+def readiness(format_name: str, path: Path, scratch: Path | None = None) -> Readiness | None:
     """Readiness figures of one artifact file by its format's registered check, or None for a format no phone
     accelerator runs (keras, ...). A checker that fails says so in the entry instead of failing the export.
-    Temporary files go to SCRATCH."""
+    Temporary files go to SCRATCH. Checkers give the tools' figures as dicts; the record is made here."""
     fmt = FORMATS.get(format_name)
     checker = resolve_ref(fmt.readiness) if fmt is not None else None
     if checker is None:
         return None
     try:
-        return checker(Path(path), scratch)
+        return Readiness.from_json(checker(Path(path), scratch))
     except Exception as exc:  # a readiness tool crashing must not lose the parity figures
-        return {"error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"}
+        return Readiness(error=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
 
 
-def accelerator_ready(entry: dict | None) -> bool:
+def accelerator_ready(entry: Readiness | dict | None) -> bool:
     """Does at least one accelerator take the whole artifact?"""
-    return bool(entry) and any(isinstance(v, dict) and v.get("ready") is True for v in entry.values())
+    if isinstance(entry, dict):
+        entry = Readiness.from_json(entry)
+    return bool(entry) and entry.ready

@@ -23,7 +23,7 @@ import numpy as np
 from edgeship.core.integrity import load_verified_report
 from edgeship.core.layout import RunLayout, run_lock
 from edgeship.core.pixels import iter_pixel_chunks
-from edgeship.core.records import GateVerdict, ParityRow
+from edgeship.core.records import GateVerdict, Reference, TargetRow, TargetRun
 from edgeship.core.report import load_report, write_report
 from edgeship.core.splits import SplitManifest
 from edgeship.core.ssh import (
@@ -50,13 +50,13 @@ AGENT_MODULE = "edgeship.runtime.remote_eval"
 
 
 def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions = SSHOptions(),
-                        show_progress: bool = True) -> list[dict]:
+                        show_progress: bool = True) -> list[TargetRun]:
     """Every runtime artifact of RUN on each target; the records are merged into RUN's report. A target that
     fails gives a record with status 'failed' and its reason; the other targets still run."""
     parsed = [SSHTarget.parse(t) for t in targets]  # every URL checked before any work
     report, report_path = load_verified_report(run)  # the figures must describe these files
     layout = RunLayout.find(report_path.parent)
-    probs_file = report["reference"].get("probs_file")
+    probs_file = report.reference.probs_file
     if not probs_file:
         raise UsageError(f"{report_path}: no per-image Keras probabilities beside it (written by an older edgeship); "
                          f"re-run `edgeship export {layout.root}`")
@@ -74,23 +74,21 @@ def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions
             fingerprint, shipped, probs = _run_on_target(target, options, layout, records, paths,
                                                          len(bundle.info.labels), show_progress)
         except RemoteError as exc:
-            results.append({"target": f"ssh://{target.label}", "status": "failed", "error": str(exc),
-                            "measured_at": started})
+            results.append(TargetRun(f"ssh://{target.label}", "failed", error=str(exc), measured_at=started))
             continue
         rows = []
         for record in records:
             figures = compare_predictions(reference, probs[record.name], labels, bundle.info.labels)
-            rows.append({
-                "name": record.name, "sha256": shipped[record.name]["sha256"], "expected_sha256": record.sha256,
-                "runtime": shipped[record.name].get("runtime"), "n_test": int(len(labels)),
+            rows.append(TargetRow(
+                name=record.name, sha256=shipped[record.name]["sha256"], expected_sha256=record.sha256,
+                runtime=shipped[record.name].get("runtime"), n_test=int(len(labels)),
                 **{k: figures[k] for k in ("accuracy", "accuracy_delta_pp", "accuracy_delta_ci95_pp", "mcnemar_p",
                                            "agreement", "max_abs_prob_diff", "per_class")},
-                "host_agreement": float(np.mean(probs[record.name].argmax(1) == host[record.name].argmax(1))),
-                "max_abs_prob_diff_vs_host": float(np.abs(probs[record.name].astype(np.float64)
-                                                          - host[record.name]).max()),
-            })
-        results.append({"target": f"ssh://{target.label}", "status": "ok", "fingerprint": fingerprint,
-                        "measured_at": started, "artifacts": rows})
+                host_agreement=float(np.mean(probs[record.name].argmax(1) == host[record.name].argmax(1))),
+                max_abs_prob_diff_vs_host=float(np.abs(probs[record.name].astype(np.float64)
+                                                       - host[record.name]).max())))
+        results.append(TargetRun(f"ssh://{target.label}", "ok", fingerprint=fingerprint, measured_at=started,
+                                 artifacts=rows))
     _merge_into_report(layout, results)
     return results
 
@@ -228,30 +226,30 @@ class _Received:
         return found
 
 
-def _merge_into_report(layout: RunLayout, results: list[dict]) -> None:
+def _merge_into_report(layout: RunLayout, results: list[TargetRun]) -> None:
     """Replace these targets' records in report.json (and report.md), under the run lock."""
     with run_lock(layout.root, "gate"):
         report, report_path = load_report(layout.report_json)
-        measured = {a["name"]: a.get("sha256") for a in report.get("artifacts") or []}
-        if any(measured.get(row["name"]) != row["expected_sha256"] for r in results for row in r.get("artifacts") or []):
+        measured = {a.name: a.sha256 for a in report.artifacts}
+        if any(measured.get(row.name) != row.expected_sha256 for r in results for row in r.artifacts):
             raise IntegrityError(f"{layout.root} was re-exported while the target gate ran; run the gate again")
-        fresh = {r["target"] for r in results}
-        report["targets"] = [t for t in report.get("targets") or [] if t.get("target") not in fresh] + results
+        fresh = {r.target for r in results}
+        report.targets = [t for t in report.targets or [] if t.target not in fresh] + results
         write_report(report, report_path)
 
 
-def target_verdicts(results: list[dict], thresholds: GateThresholds, reference: dict) -> list[GateVerdict]:
+def target_verdicts(results: list[TargetRun], thresholds: GateThresholds, reference: Reference) -> list[GateVerdict]:
     """One verdict per (target, artifact), named 'TARGET ARTIFACT'; a failed target is one failing verdict."""
     verdicts = []
     for result in results:
-        if result["status"] != "ok":
-            verdicts.append(GateVerdict(result["target"], False, [result.get("error") or "failed"]))
+        if not result.ok:
+            verdicts.append(GateVerdict(result.target, False, [result.error or "failed"]))
             continue
-        for row in result["artifacts"]:
-            name = f"{result['target']} {row['name']}"
-            if row["sha256"] != row["expected_sha256"]:
-                verdicts.append(GateVerdict(name, False, [f"the target ran other bytes (sha256 {row['sha256'][:12]}… "
-                                                          f"instead of {row['expected_sha256'][:12]}…)"]))
+        for row in result.artifacts:
+            name = f"{result.target} {row.name}"
+            if row.sha256 != row.expected_sha256:
+                verdicts.append(GateVerdict(name, False, [f"the target ran other bytes (sha256 {str(row.sha256)[:12]}… "
+                                                          f"instead of {str(row.expected_sha256)[:12]}…)"]))
                 continue
-            verdicts.append(row_verdict(ParityRow.from_json(row), thresholds, reference, name))
+            verdicts.append(row_verdict(row, thresholds, reference, name))
     return verdicts

@@ -149,6 +149,17 @@ class Classifier:
     def labels(self) -> tuple[str, ...]:
         return self.info.labels
 
+    def timing_session(self, threads: int | None):
+        """The same file in a session of its own at THREADS (sessions are built per thread count): timing."""
+        return BACKENDS[self.session.backend].open(self.session.path, threads=threads)
+
+    def input_quantization(self) -> tuple[np.dtype, float, int] | None:
+        session = self.session
+        scale = (session.quantization or {}).get("input_scale")
+        if not scale or session.input_dtype.kind not in "iu":
+            return None
+        return session.input_dtype, float(scale), int(session.quantization["input_zero_point"])
+
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", threads: int | None = None,
              artifact: str | None = None, provider: str | None = None,

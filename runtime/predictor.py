@@ -4,6 +4,10 @@ Every model edgeship runs goes through it: the device backends (`Classifier`: TF
 on the workstation, `edgeship.core.tensorflow.TensorFlowPredictor` (a `.keras` model or a SavedModel).
 Parity, the gate's `--reference/--candidate`, bench and diagnosis only ever see this. Like ONNX
 Runtime's `CalibrationDataReader`, it is a protocol of a few lines, not a base class.
+
+Two optional abilities, each its own small protocol, so no caller reaches into a predictor's session:
+`Timed` (a fresh session at a given thread count, for timing) and `QuantizedInput` (the input tensor's
+dtype, scale and zero-point, for explaining a collapse). Device backends have both; TensorFlow has neither.
 """
 
 from __future__ import annotations
@@ -27,3 +31,15 @@ class Predictor(Protocol):
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB pixels prepared by runtime.preprocess -> (N, len(labels)) probabilities."""
+
+
+@runtime_checkable
+class Timed(Protocol):
+    def timing_session(self, threads: int | None):
+        """A session of the same file of its own, at THREADS, for timing (runtime.timing.session_times)."""
+
+
+@runtime_checkable
+class QuantizedInput(Protocol):
+    def input_quantization(self) -> tuple[np.dtype, float, int] | None:
+        """(dtype, scale, zero-point) of an integer input tensor; None when the model takes floats."""

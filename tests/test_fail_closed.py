@@ -219,6 +219,13 @@ def test_bench_reads_the_report_only_once_it_holds_the_run_lock(run_copy, monkey
     report = json.loads((run_copy / "report.json").read_text())
     assert [t["target"] for t in report["targets"]] == ["ssh://pi@board"]
     assert all(a.get("latency_ms") for a in report["artifacts"] if a["format"] == "tflite")
+    # the Markdown renders bench's figures from the typed rows: images/s and load ms, not dashes
+    latency = (run_copy / "report.md").read_text().split("## Latency (batch 1)")[1].split("\n## ")[0]
+    tflite = next(line for line in latency.splitlines() if line.startswith("| tflite |"))
+    cells = [c.strip() for c in tflite.strip("|").split("|")]
+    row = next(a for a in report["artifacts"] if a["name"] == "tflite")
+    assert cells[4] == f"{row['throughput_ips']:.1f}" and cells[5] == f"{row['load_ms']:.1f}", tflite
+    assert "threads" in row["latency_settings"] and row["latency_settings"]["source"] == "bench"
 
 
 def test_bench_run_returns_what_failed(run_copy):

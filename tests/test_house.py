@@ -108,3 +108,51 @@ def test_int8_trials_are_recipes_and_float_layers_keep_the_base_recipe(monkeypat
     trial = onnx.with_float_layers(variants[2], ["Conv_3"])
     assert asked[-1] == ("MinMax", False, ["Conv_3"]) and trial.recipe == Recipe("MinMax", False, float_nodes=("Conv_3",))
     onnx.close()
+
+
+def test_the_tflite_graph_read_from_the_flatbuffer_is_the_interpreters(exported_run):
+    """The per-layer diagnosis reads ops from the FlatBuffer, not the interpreter's private op list: both give
+    the same ops, tensors and scales for a full-int8 model."""
+    from edgeship.export.quant_diagnosis import tflite_graph
+    from edgeship.runtime.backends import _tflite_interpreter
+
+    model = (exported_run / "bundle" / "model_int8.tflite").read_bytes()
+    graph, scales = tflite_graph(model)
+    interpreter = _tflite_interpreter()[0](model_content=model)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # the test, not the library, may read the private list
+    assert [(n.op, n.inputs, n.outputs) for n in graph.nodes] == [
+        (op["op_name"], [tensors[i]["name"] for i in op["inputs"] if i >= 0 and i in tensors],
+         [tensors[i]["name"] for i in op["outputs"] if i >= 0]) for op in ops]
+    assert scales == {t["name"]: float(t["quantization"][0]) for t in tensors.values() if t["quantization"][0]}
+    assert {"CONV_2D", "FULLY_CONNECTED", "QUANTIZE"} <= {n.op for n in graph.nodes}
+
+
+def test_reports_are_typed_inside_and_dicts_only_in_the_file(exported_run, tmp_path):
+    """load_report gives records all the way down; write_report writes the same JSON back; the old dict
+    habits still work, with a DeprecationWarning."""
+    import json
+    import warnings
+
+    from edgeship.core.records import LatencySettings, ParityReport, Readiness, Reference, Speedup
+    from edgeship.core.report import load_report, write_report
+    from edgeship.export.gate import GateThresholds, evaluate_gate
+
+    report, _ = load_report(exported_run)
+    rows = {row.name: row for row in report.artifacts}
+    assert isinstance(report.reference, Reference) and report.reference.accuracy > 0.5
+    assert isinstance(rows["tflite_int8"].latency_settings, LatencySettings)
+    assert rows["tflite_int8"].latency_settings.source == "export" and rows["tflite_int8"].latency_settings.threads == 1
+    assert isinstance(rows["tflite_int8"].speedup, Speedup) and rows["tflite_int8"].speedup.over == "tflite"
+    assert isinstance(rows["onnx_int8"].readiness, Readiness) and set(rows["onnx_int8"].readiness.accelerators) == {
+        "nnapi", "coreml_mlprogram", "coreml_neuralnetwork"}
+    original = json.loads((exported_run / "report.json").read_text())
+    write_report(report, tmp_path / "report.json")
+    assert json.loads((tmp_path / "report.json").read_text()) == original
+    typed = [v.line() for v in evaluate_gate(report, GateThresholds())]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [v.line() for v in evaluate_gate(original, GateThresholds())] == typed
+        assert report["reference"]["accuracy"] == report.reference.accuracy
+    assert {w.category for w in caught} == {DeprecationWarning} and len(caught) == 2
+    assert ParityReport.from_json(original).to_json() == original

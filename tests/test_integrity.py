@@ -188,27 +188,28 @@ def test_accuracy_floor_and_chance_level_fail(run_copy, tmp_path, cli):
 
 
 def test_train_warns_when_validation_stays_at_chance(tmp_path):
-    from edgeship.train.trainer import _chance_warning
+    from edgeship.train.training_warnings import chance_warning
 
     log = tmp_path / "history.csv"
     log.write_text("epoch,accuracy,val_accuracy\n0,0.2,0.125\n1,0.5,0.125\n2,0.74,0.13\n")
-    assert "stays near chance" in _chance_warning(log, 8, 0.125)
+    assert "stays near chance" in chance_warning(log, 8, 0.125)
     log.write_text("epoch,accuracy,val_accuracy\n0,0.5,0.4\n1,0.8,0.75\n")
-    assert _chance_warning(log, 8, 0.125) is None
+    assert chance_warning(log, 8, 0.125) is None
 
 
 def test_from_scratch_backbones_get_batchnorm_that_converges(tmp_path):
     from edgeship.core.tfenv import import_keras
     from edgeship.runtime.spec import InputSpec, ModelInfo
     from edgeship.train.backbones import build_classifier, leaf_layers
-    from edgeship.train.trainer import SCRATCH_BN_MOMENTUM, TrainConfig, _build
+    from edgeship.train import TrainConfig
+    from edgeship.train.model_setup import SCRATCH_BN_MOMENTUM, build_model
 
     _, keras = import_keras()
     info = ModelInfo(("a", "b", "c"), InputSpec(32, 32))
     stock = build_classifier("mobilenet_v3_small", 3, 32, None)
     stock_momenta = {layer.momentum for layer in leaf_layers(stock) if isinstance(layer, keras.layers.BatchNormalization)}
     assert max(stock_momenta) > SCRATCH_BN_MOMENTUM  # Keras' MobileNetV3 default
-    scratch = _build(keras, TrainConfig(backbone="mobilenet_v3_small", weights="none"), info, 32)
+    scratch = build_model(keras, TrainConfig(backbone="mobilenet_v3_small", weights="none"), info, 32)
     momenta = {layer.momentum for layer in leaf_layers(scratch) if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {SCRATCH_BN_MOMENTUM}
 

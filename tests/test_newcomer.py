@@ -126,16 +126,17 @@ def test_ctrl_c_says_what_to_do_next(monkeypatch, capsys):
 
 def test_a_resumed_run_says_how_far_it_got(tmp_path):
     from edgeship.core.layout import RunLayout
-    from edgeship.train.trainer import TrainConfig, _progress_so_far
+    from edgeship.train import TrainConfig
+    from edgeship.train.resume import RunState, progress_so_far
 
     layout = RunLayout(tmp_path)
     layout.training.mkdir(parents=True)
     (layout.training / "history.csv").write_text("epoch,accuracy\n" + "".join(f"{i},0.5\n" for i in range(16)))
     config = TrainConfig(epochs=20)
-    assert _progress_so_far(layout, config, {"phases_done": []}) == \
+    assert progress_so_far(layout, config, RunState("running")) == \
         "16 of 20 epoch(s) of phase1; it continues from epoch 17"
-    assert _progress_so_far(layout, config, {"phases_done": ["phase1"]}) == "phase1 complete"
-    assert _progress_so_far(RunLayout(tmp_path / "new"), config, {}) == "nothing yet"
+    assert progress_so_far(layout, config, RunState("running", ("phase1",))) == "phase1 complete"
+    assert progress_so_far(RunLayout(tmp_path / "new"), config, RunState("running")) == "nothing yet"
 
 
 def test_predict_after_an_interrupted_export_says_the_export_did_not_finish(run_copy, cli):

@@ -30,11 +30,11 @@ def topk_tflite(tmp_path_factory):
 def test_tflite_gpu_delegate_verdicts(exported_run, topk_tflite):
     bundle = exported_run / "bundle"
     for name in ("model_float32.tflite", "model_int8.tflite"):
-        entry = readiness("tflite", bundle / name)["gpu_delegate"]
-        assert entry["ready"] and entry["ops"] > 3 and not entry["unsupported_ops"], (name, entry)
-    entry = readiness("tflite", topk_tflite)["gpu_delegate"]
-    assert not entry["ready"] and entry["unsupported_ops"] == ["TOPK_V2"] and entry["ops"] == 2
-    assert "TOPK_V2 (op #0)" in entry["issues"][0]
+        entry = readiness("tflite", bundle / name).accelerators["gpu_delegate"]
+        assert entry.ready and entry.ops > 3 and not entry.unsupported_ops, (name, entry)
+    entry = readiness("tflite", topk_tflite).accelerators["gpu_delegate"]
+    assert not entry.ready and entry.unsupported_ops == ["TOPK_V2"] and entry.ops == 2
+    assert "TOPK_V2 (op #0)" in entry.issues[0]
 
 
 def test_analyzer_warnings_count_when_the_wheel_has_the_table():

@@ -222,10 +222,10 @@ def test_max_per_class_takes_a_seeded_subset(small_digits):
 
 
 def test_class_weights_balance_the_loss():
-    from edgeship.train.trainer import _class_weights
+    from edgeship.train.fitting import class_weights
 
     y = np.array([0] * 30 + [1] * 10 + [2] * 20)
-    weights = _class_weights(y, 3)
+    weights = class_weights(y, 3)
     assert weights == pytest.approx({0: 60 / 90, 1: 60 / 30, 2: 60 / 60})
     assert sum(weights[c] * np.sum(y == c) for c in range(3)) == pytest.approx(len(y))  # same total loss weight
 
@@ -299,14 +299,42 @@ def test_two_phase_training_caches_features_and_fine_tunes_only_the_top(small_di
 
 
 
+def test_a_run_killed_after_fine_tuning_resumes_with_the_fine_tuned_weights(small_digits, tmp_path, monkeypatch):
+    """Phase 2 finished, then the run died during evaluation: the rerun must ship the fine-tuned weights and
+    count phase 2's epochs (it once reloaded phase 1's weights and dropped phase 2 from the record)."""
+    from edgeship.train import trainer
+    from edgeship.train.model_setup import weights_sha256
+
+    run, seen = tmp_path / "run", {}
+    config = TrainConfig(backbone="small_cnn", freeze_backbone=True, epochs=2, fine_tune_epochs=3,
+                         fine_tune_layers=6, fine_tune_learning_rate=1e-2, unknown_recall=None, **QUICK)
+
+    def killed(ctx):
+        seen["weights"] = weights_sha256(ctx.built.model)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "evaluate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_digits, run, config)
+    monkeypatch.undo()
+    fine_tune_log = _history(run, "history_fine_tune.csv")
+    assert len(fine_tune_log) >= 1
+
+    train(small_digits, run, config)
+    training = Bundle.load(run / "bundle").provenance["training"]
+    assert training["weights_sha256"] == seen["weights"]
+    assert training["epochs_per_phase"] == {"phase1": len(_history(run)), "phase2": len(fine_tune_log)}
+    assert training["fine_tuned_layers"] > 0
+
+
 def test_fine_tuning_unfreezes_only_the_top_layers_and_keeps_batchnorm_frozen():
     from edgeship.core.tfenv import import_keras
     from edgeship.train.backbones import build_classifier, leaf_layers
-    from edgeship.train.trainer import _unfreeze_top
+    from edgeship.train.model_setup import unfreeze_top
 
     _, keras = import_keras()
     model = build_classifier("small_cnn", 3, 32, None)  # random MobileNetV2 gradients are ~1e-10: no visible step
-    trainable_weight_layers = _unfreeze_top(keras, model, 9)  # relu3 bn3 conv3 pool2 relu2 bn2 conv2 pool1 relu1
+    trainable_weight_layers = unfreeze_top(keras, model, 9)  # relu3 bn3 conv3 pool2 relu2 bn2 conv2 pool1 relu1
     assert trainable_weight_layers == 2
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     leaves = leaf_layers(model.get_layer("backbone"))
@@ -514,17 +542,17 @@ def test_init_continues_from_a_model_and_checks_its_shape(trained_run, small_dig
     from edgeship.core.tensorflow import load_keras_model
     from edgeship.core.tfenv import import_keras
     from edgeship.runtime.spec import InputSpec, ModelInfo
-    from edgeship.train.trainer import _build
+    from edgeship.train.model_setup import build_model
 
     _, keras = import_keras()
     source = trained_run / "bundle" / "model.keras"
     info = Bundle.load(trained_run / "bundle").info
-    model = _build(keras, TrainConfig(init=str(source)), info, 32)
+    model = build_model(keras, TrainConfig(init=str(source)), info, 32)
     for a, b in zip(model.get_weights(), load_keras_model(source).get_weights()):
         np.testing.assert_array_equal(a, b)
     three = ModelInfo(("a", "b", "c"), InputSpec(32, 32))
     with pytest.raises(BackboneError, match="--init model has input .* and 4 outputs; this run needs .* and 3"):
-        _build(keras, TrainConfig(init=str(source)), three, 32)
+        build_model(keras, TrainConfig(init=str(source)), three, 32)
 
 
 def test_long_work_reports_images_per_second_and_eta(small_digits, tmp_path, monkeypatch, capsys):
