@@ -42,14 +42,17 @@ class _Record:
     @classmethod
     def from_json(cls, data: dict[str, Any]):
         known = {f.name for f in fields(cls)} - {"extra"}
-        values = {k: v for k, v in data.items() if k in known}
-        for name, kind in cls.NESTED.items():
-            if isinstance(values.get(name), dict):
-                values[name] = kind.from_json(values[name])
-        for name, kind in cls.LISTS.items():
-            if isinstance(values.get(name), list):
-                values[name] = [kind.from_json(v) if isinstance(v, dict) else v for v in values[name]]
+        values = {k: cls._typed(k, v) for k, v in data.items() if k in known}
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    @classmethod
+    def _typed(cls, name: str, value):
+        """A field's JSON value as its record type (a nested record, or a list of them); others as they are."""
+        if name in cls.NESTED and isinstance(value, dict):
+            return cls.NESTED[name].from_json(value)
+        if name in cls.LISTS and isinstance(value, list):
+            return [cls.LISTS[name].from_json(v) if isinstance(v, dict) else v for v in value]
+        return value
 
     def __getitem__(self, key: str):
         """Deprecated dict-style reads (`report["artifacts"]`), for code written when reports were dicts."""
@@ -62,6 +65,21 @@ class _Record:
         warnings.warn(f"{type(self).__name__}.get({key!r}) is deprecated: read the attribute",
                       DeprecationWarning, stacklevel=2)
         return self.to_json().get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        """Deprecated, as `__getitem__`: `"speedup" in row` is `row.speedup is not None`."""
+        warnings.warn(f"`in` on a {type(self).__name__} is deprecated: test the attribute", DeprecationWarning,
+                      stacklevel=2)
+        return key in self.to_json()
+
+    def __setitem__(self, key: str, value) -> None:
+        """Deprecated dict-style writes: a field's value is read back into its record type."""
+        warnings.warn(f"{type(self).__name__}[{key!r}] = ... is deprecated: set the attribute", DeprecationWarning,
+                      stacklevel=2)
+        if key not in {f.name for f in fields(self)} - {"extra"}:
+            self.extra[key] = value
+            return
+        setattr(self, key, self._typed(key, value))
 
 
 def _plain(value):

@@ -154,5 +154,8 @@ def test_reports_are_typed_inside_and_dicts_only_in_the_file(exported_run, tmp_p
         warnings.simplefilter("always")
         assert [v.line() for v in evaluate_gate(original, GateThresholds())] == typed
         assert report["reference"]["accuracy"] == report.reference.accuracy
-    assert {w.category for w in caught} == {DeprecationWarning} and len(caught) == 2
+        assert "artifacts" in report
+        report["targets"] = [{"target": "ssh://pi@board", "status": "failed", "error": "no route"}]
+    assert {w.category for w in caught} == {DeprecationWarning} and len(caught) == 4
+    assert report.targets[0].error == "no route" and not report.targets[0].ok  # read back into its record
     assert ParityReport.from_json(original).to_json() == original
