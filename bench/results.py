@@ -84,6 +84,28 @@ TABLE_HEADERS = ("target", "artifact", "backend", "threads", "batch", "status", 
                  "images/s", "peak RSS MB", "accuracy", "Δ pp", "Pareto", "time vs baseline")
 
 
+def attach_static_costs(rows: list[BenchRow], artifacts) -> None:
+    """The static cost of each artifact file (read once, on the host) on every row that timed it."""
+    from edgeship.core.static_cost import static_cost
+
+    costs = {artifact.name: static_cost(artifact.path) for artifact in artifacts}
+    for row in rows:
+        row.static_cost = costs.get(row.name)
+
+
+def static_cost_rows(rows: list[BenchRow]) -> list[list[str]]:
+    """One line per artifact: its static cost beside the best p50 any local row of it measured."""
+    from edgeship.core.report import describe_cost
+
+    seen: dict[tuple, list[str]] = {}
+    for row in sorted((r for r in rows if r.static_cost and r.ok), key=lambda r: (r.latency_ms or {}).get("p50", 1e18)):
+        key = (row.model, row.name)
+        if key not in seen:
+            seen[key] = [row.name, row.precision or "?", *describe_cost(row.static_cost),
+                         format_value((row.latency_ms or {}).get("p50"), ".3f"), f"{row.target}, {row.backend}"]
+    return list(seen.values())
+
+
 def table_rows(rows: list[BenchRow]) -> list[list[str]]:
     out = []
     for r in rows:
@@ -164,6 +186,13 @@ def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None) -
         parts += [f"- {reason}" for reason in reasons] + [""]
     if plot_name:
         parts += [f"![accuracy vs latency]({plot_name})", ""]
+    costs = static_cost_rows(shown)
+    if costs:
+        from edgeship.core.report import STATIC_COST_HEADERS
+
+        parts += ["Static cost per artifact, read from its graph (see the report's *Static cost*), beside the fastest "
+                  "p50 measured for it:", "",
+                  markdown_table(("artifact", "precision", *STATIC_COST_HEADERS, "best p50 ms", "where"), costs), ""]
     for target in result["targets"]:
         env = target.get("environment") or {}
         line = f"- **{target['target']}**: " + (

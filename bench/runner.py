@@ -203,6 +203,8 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
 
     for model in resolved:
         results.attach_accuracy([r for r in rows if r.model == model.label], model.report)
+        results.attach_static_costs([r for r in rows if r.model == model.label],
+                                    artifacts_of(model.file or model.bundle_dir, settings.trust_code))
     results.mark_pareto(rows)
     regressions = results.compare_to_baseline(rows, baseline, max_slowdown) if baseline else []
     result = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

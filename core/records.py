@@ -444,7 +444,10 @@ class BenchRow(_Record):
     baseline_ratio: float | None = None
     regression: bool | None = None
     emulated: bool = False  # measured under an emulator (QEMU user mode): not a timing, kept out of verdicts
+    static_cost: StaticCost | None = None  # of the artifact file, read on the host (core/static_cost.py)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    NESTED: ClassVar[dict[str, type]] = {"static_cost": StaticCost}
 
     @property
     def ok(self) -> bool:

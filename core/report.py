@@ -251,6 +251,31 @@ def _search_lines(name: str, q: QuantizationRecord) -> list[str]:
                                     "p50 ms", "in budget"), trials), ""]
 
 
+def describe_cost(cost) -> list[str]:
+    """Table cells: parameters, multiply-adds, weight bytes, peak activations (dashes and the reason if unread)."""
+    if cost is None or cost.error:
+        return ["–", "–", "–", "–"]
+    return [f"{cost.params / 1e6:.3f} M", f"{cost.macs / 1e6:.2f} M", _size(cost.weight_bytes),
+            _size(cost.peak_activation_bytes)]
+
+
+STATIC_COST_HEADERS = ("params", "multiply-adds", "weights", "peak activations")
+
+
+def _static_cost_section(report: ParityReport) -> list[str]:
+    rows = [a for a in report.artifacts if a.static_cost]
+    if not rows:
+        return []
+    table = [[a.name, a.format, a.precision, *describe_cost(a.static_cost), format_value(_p50(a), ".3f"),
+              a.static_cost.error or a.static_cost.method or ""] for a in rows]
+    return ["## Static cost", "",
+            "Read from each file's graph, per image: parameters (BatchNorm folded), multiply-adds of the convolutions "
+            "and matrix products, the constant data stored, and the peak activation memory (the least a tensor "
+            "arena must hold; for ONNX, of the graph as stored). These set a microcontroller's or a phone's memory "
+            "budget; p50 is what this machine measured.", "",
+            markdown_table(("artifact", "format", "precision", *STATIC_COST_HEADERS, "p50 ms", "read by"), table), ""]
+
+
 def _speedup_section(report: ParityReport) -> list[str]:
     rows = [a for a in report.artifacts if a.speedup]
     if not rows:
@@ -310,6 +335,7 @@ def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: st
                   f"{format_value(ref.unknown_rejection_rate, '.1%')}" + (f"; {shares}." if shares else "."), ""]
     parts += _parity_details(report)
     parts += _latency_section(report)
+    parts += _static_cost_section(report)
     parts += _quantization_section(report, layers_plot)
     parts += _speedup_section(report)
     parts += _readiness_section(report)

@@ -23,6 +23,7 @@ from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
 from edgeship.core.records import ParityReport, ParityRow, QuantizationRecord, Reference
 from edgeship.core.report import write_report
 from edgeship.core.speedup import attach_speedups, quick_latency
+from edgeship.core.static_cost import static_cost
 from edgeship.core.splits import SplitManifest, portable_path, stratified_indices
 from edgeship.core.tensorflow import load_artifact, load_keras_model, reference_predictor
 from edgeship.core.tfenv import captured_output
@@ -337,6 +338,7 @@ def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False,
         if record.ok:
             row.sha256 = bundle.verify_artifact(layout.bundle, record)  # the bytes measured, not the record
             row.readiness = readiness(record.name, layout.bundle / record.file, scratch)
+            row.static_cost = static_cost(layout.bundle / record.file)
             try:
                 predictors[record.name] = load_artifact(bundle, layout.bundle, record, trust_code)
             except Exception as exc:  # an artifact that converts but will not load is a failed artifact
