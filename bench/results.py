@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 from edgeship.core.records import BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BenchRow, ParityReport
+from edgeship.core.plots import plot_op_breakdown
 from edgeship.core.report import format_value, markdown_table
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, read_json
@@ -167,7 +168,37 @@ def to_csv(rows: list[BenchRow]) -> str:
     return buffer.getvalue()
 
 
-def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None) -> str:
+PROFILE_TOP = 10
+PROFILE_PLOT = "bench_profile.png"
+
+
+def _profile_section(rows: list[BenchRow], plot_name: str | None) -> list[str]:
+    """`--profile`: per artifact, the share of its p50 the node times account for, its top nodes, the time of the
+    layers `--max-drop` left in float, and a stacked bar per op type."""
+    profiled = [r for r in rows if r.profile]
+    if not profiled:
+        return []
+    parts = ["## Where the time goes", ""]
+    if plot_name:
+        parts += [f"![time per op type]({plot_name})", ""]
+    for row in profiled:
+        p = row.profile
+        parts += [f"**{row.name}** ({row.precision or '?'}, {p.threads or 'default'} thread(s)): nodes sum to "
+                  f"{p.total_ms:.3f} ms of the whole model's {format_value(p.p50_ms, '.3f')} ms p50 measured beside "
+                  f"them; {p.method}."
+                  + (f" The {len(p.float_layers or [])} node(s) `--max-drop` left in float take {p.float_layers_ms:.3f} "
+                     f"ms ({p.float_layers_ms / p.total_ms:.0%})." if p.float_layers_ms is not None and p.total_ms else ""),
+                  "", markdown_table(("op type", "ms", "share"),
+                                     [[op, f"{ms:.3f}", f"{ms / p.total_ms:.0%}" if p.total_ms else "–"]
+                                      for op, ms in list(p.by_op().items())[:PROFILE_TOP]]), "",
+                  markdown_table(("#", "node", "op", "ms", "share"),
+                                 [[str(i + 1), f"`{n.name.split(';')[0][:70]}`", n.op, f"{n.ms:.3f}",
+                                   f"{n.ms / p.total_ms:.0%}" if p.total_ms else "–"]
+                                  for i, n in enumerate(p.top(PROFILE_TOP))]), ""]
+    return parts
+
+
+def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None, profile_plot: str | None = None) -> str:
     parts = ["# edgeship bench", ""]
     settings = result["settings"]
     at_least = f" (and at least {settings['min_seconds']:g} s)" if settings.get("min_seconds") else ""
@@ -186,6 +217,7 @@ def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None) -
         parts += [f"- {reason}" for reason in reasons] + [""]
     if plot_name:
         parts += [f"![accuracy vs latency]({plot_name})", ""]
+    parts += _profile_section(rows, profile_plot)
     costs = static_cost_rows(shown)
     if costs:
         from edgeship.core.report import STATIC_COST_HEADERS
@@ -204,7 +236,8 @@ def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None) -
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> Path:
-    """bench.json, bench.csv, bench.md (+ bench_pareto.png) in OUT_DIR; returns the Markdown path."""
+    """bench.json, bench.csv, bench.md (+ bench_pareto.png, and bench_profile.png under --profile) in OUT_DIR;
+    returns the Markdown path."""
     out_dir = Path(out_dir)
     result.setdefault("schema", BENCH_SCHEMA)
     result.setdefault("schema_version", BENCH_SCHEMA_VERSION)
@@ -212,6 +245,9 @@ def write_outputs(result: dict, out_dir: str | Path) -> Path:
     atomic_write_json(out_dir / "bench.json", result)
     atomic_write_text(out_dir / "bench.csv", to_csv(rows))
     plot = _plot(rows, out_dir / "bench_pareto.png")
+    profile_plot = plot_op_breakdown([(f"{r.name} ({r.precision or '?'})", r.profile.by_op(), r.profile.p50_ms)
+                                      for r in rows if r.profile], out_dir / PROFILE_PLOT)
     md = out_dir / "bench.md"
-    atomic_write_text(md, render_markdown(result, rows, plot.name if plot else None))
+    atomic_write_text(md, render_markdown(result, rows, plot.name if plot else None,
+                                          profile_plot.name if profile_plot else None))
     return md

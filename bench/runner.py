@@ -39,6 +39,7 @@ class BenchSettings:
     backend: str = "all"
     show_progress: bool = True
     trust_code: bool = False  # a .keras artifact may load outside Keras' safe mode (the user's word, never a bundle's)
+    profile: bool = False  # also the time per node and per op type of each TFLite/ONNX artifact (bench/profiling.py)
 
 
 @dataclass
@@ -138,6 +139,29 @@ def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchS
         write_report(model.report, model.report_path)
 
 
+def _attach_profiles(models: list[_Model], rows: list[BenchRow], settings: BenchSettings) -> None:
+    """`--profile`: each local TFLite/ONNX artifact once, at the first thread count, after every timed row (so
+    profiling never runs beside a timing); the profile goes on the artifact's batch-1 CPU row."""
+    from .profiling import PROFILED_FORMATS, profile_artifact
+
+    threads = settings.threads[0]
+    for model in models:
+        float_layers = {a.name: (a.quantization.float_layers if a.quantization else ())
+                        for a in (model.report.artifacts if model.report else [])}
+        for artifact in artifacts_of(model.file or model.bundle_dir, settings.trust_code):
+            row = next((r for r in rows if r.model == model.label and r.name == artifact.name and r.ok
+                        and r.target == "local" and r.batch == 1 and r.threads == threads
+                        and r.provider in (None, "cpu")), None)
+            if row is None or artifact.format not in PROFILED_FORMATS:
+                continue
+            logger.info(f"profiling {artifact.name} ({artifact.format}, {threads or 'default'} thread(s))")
+            try:
+                row.profile = profile_artifact(artifact, threads, float_layers=float_layers.get(artifact.name, ()))
+            except Exception as exc:  # a profiler that fails must not lose the bench's figures
+                logger.warning(f"{artifact.name}: could not be profiled ({type(exc).__name__}: "
+                               f"{(str(exc).splitlines() or [''])[0][:200]})")
+
+
 def run_bench(models: Sequence[str | Path], settings: BenchSettings | None = None,
               targets: Sequence[str] = (), ssh: SSHOptions | None = None, compare: str | Path | None = None,
               max_slowdown: float = 0.10, out_dir: str | Path | None = None, local: bool = True) -> BenchOutcome:
@@ -205,6 +229,8 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
         results.attach_accuracy([r for r in rows if r.model == model.label], model.report)
         results.attach_static_costs([r for r in rows if r.model == model.label],
                                     artifacts_of(model.file or model.bundle_dir, settings.trust_code))
+    if settings.profile and local:
+        _attach_profiles(resolved, rows, settings)
     results.mark_pareto(rows)
     regressions = results.compare_to_baseline(rows, baseline, max_slowdown) if baseline else []
     result = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -274,7 +274,7 @@ def cmd_bench(args) -> int:
 
     settings = BenchSettings(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
                              threads=args.threads or (None,), batches=args.batch or (1,), backend=args.backend,
-                             trust_code=args.trust_code)
+                             trust_code=args.trust_code, profile=args.profile)
     ssh = _ssh_options(args)
     outcome = run_bench(args.models, settings, targets=args.target or (), ssh=ssh, compare=args.compare,
                         max_slowdown=results.parse_slowdown(args.max_slowdown), out_dir=args.out,
@@ -536,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "tensorflow[-gpu]; several with commas: tflite,onnxruntime-cpu")
     p.add_argument("--target", action="append", metavar="ssh://user@host[:port]", help="also bench there (repeatable)")
     p.add_argument("--no-local", action="store_true", help="bench only on the --target machines")
+    p.add_argument("--profile", action="store_true", help="also the time per node and per op type of each TFLite "
+                                                          "and ONNX artifact here (bench.md: top ops, a plot per op type)")
     _add_ssh_flags(p)
     p.add_argument("--compare", metavar="BASELINE.json", help="bench.json of an earlier run: exit 1 on a slowdown")
     p.add_argument("--max-slowdown", default="10%", help="allowed slowdown against --compare (default 10%%)")

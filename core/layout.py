@@ -34,7 +34,7 @@ TMP_DIR = ".edgeship-tmp"  # conversions' scratch space: inside the run, so a ki
 # What a killed writer leaves in the bundle: atomic writes' temp files, a half-swapped SavedModel, Keras' temp model.
 BUNDLE_TEMP_PATTERNS = (f"{BUNDLE_DIR}/.*.tmp", f"{BUNDLE_DIR}/.*.old", f"{BUNDLE_DIR}/.*.tmp.keras")
 OWNED = (
-    REPORT_JSON, REPORT_MD, REFERENCE_PROBS, "report_accuracy.png", "bench.json", "bench.csv", "bench.md", "bench_pareto.png",
+    REPORT_JSON, REPORT_MD, REFERENCE_PROBS, "report_accuracy.png", "bench.json", "bench.csv", "bench.md", "bench_pareto.png", "bench_profile.png",
     f"{BUNDLE_DIR}/{MANIFEST_NAME}", f"{BUNDLE_DIR}/model.keras", f"{BUNDLE_DIR}/splits.csv",
     f"{BUNDLE_DIR}/labels.txt", f"{BUNDLE_DIR}/model_*.tflite", f"{BUNDLE_DIR}/model_*.onnx",
     f"{BUNDLE_DIR}/saved_model", *BUNDLE_TEMP_PATTERNS, f"{TRAINING_DIR}/.*.tmp",

@@ -203,3 +203,42 @@ def _badness(layer: dict) -> float:
     if not isinstance(error, (int, float)):
         return 0.0
     return float(error) if layer.get("metric") == "rmse/scale" else max(0.0, 40.0 - float(error))
+
+
+def plot_op_breakdown(bars: list[tuple[str, dict[str, float], float | None]], png: Path, top: int = 7) -> Path | None:
+    """One horizontal stacked bar per artifact: its time by op type (bench --profile), the TOP op types of all
+    artifacts in their own colours and the rest as "other", with the whole model's p50 marked beside it."""
+    bars = [(label, by_op, p50) for label, by_op, p50 in bars if by_op]
+    if not bars:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals: dict[str, float] = {}
+    for _, by_op, _ in bars:
+        for op, ms in by_op.items():
+            totals[op] = totals.get(op, 0.0) + ms
+    kinds = [op for op, _ in sorted(totals.items(), key=lambda kv: -kv[1])[:top]]
+    fig, axis = plt.subplots(figsize=(10, 0.55 * len(bars) + 1.8))
+    colours = plt.get_cmap("tab10")
+    for row, (label, by_op, p50) in enumerate(bars):
+        left = 0.0
+        for k, op in enumerate([*kinds, "other"]):
+            ms = by_op.get(op, 0.0) if op != "other" else sum(v for o, v in by_op.items() if o not in kinds)
+            if ms > 0:
+                axis.barh(row, ms, left=left, color=colours(k % 10) if op != "other" else "lightgrey",
+                          label=op if row == next(i for i, b in enumerate(bars) if op in b[1] or op == "other") else None)
+            left += ms
+        if p50:
+            axis.plot([p50, p50], [row - 0.4, row + 0.4], color="black", linewidth=1.5)
+    axis.set_yticks(range(len(bars)), [label for label, _, _ in bars], fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("ms per image (the black tick: the whole model's p50, measured beside the nodes)", fontsize=8)
+    axis.set_title("where the time goes, by op type", fontsize=10)
+    handles, labels = axis.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axis.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return save_png(fig, png)

@@ -172,6 +172,46 @@ class StaticCost(_Record):
 
 
 @dataclass
+class NodeTime(_Record):
+    name: str  # the node (ONNX) or the op's first output tensor (TFLite): the names the diagnosis uses too
+    op: str
+    ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OpProfile(_Record):
+    """Where one artifact's time goes (`edgeship bench --profile`): the time per node in graph order, per op type,
+    and beside them the whole model's p50 measured in the same process, so their sum can be checked against it."""
+
+    method: str
+    threads: int | None = None
+    runs: int | None = None
+    p50_ms: float | None = None  # the whole model, same process, same threads
+    nodes: list[NodeTime] = field(default_factory=list)
+    float_layers_ms: float | None = None  # the nodes `export --max-drop` left in float, and their time
+    float_layers: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    LISTS: ClassVar[dict[str, type]] = {"nodes": NodeTime}
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ("threads",)
+
+    @property
+    def total_ms(self) -> float:
+        return float(sum(n.ms for n in self.nodes))
+
+    def by_op(self) -> dict[str, float]:
+        """ms per op type, largest first."""
+        totals: dict[str, float] = {}
+        for node in self.nodes:
+            totals[node.op] = totals.get(node.op, 0.0) + node.ms
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def top(self, n: int = 10) -> list[NodeTime]:
+        return sorted(self.nodes, key=lambda node: -node.ms)[:n]
+
+
+@dataclass
 class AcceleratorVerdict(_Record):
     """Does one phone accelerator take the whole file (TFLite GPU delegate; ONNX Runtime NNAPI / CoreML)?"""
 
@@ -445,9 +485,10 @@ class BenchRow(_Record):
     regression: bool | None = None
     emulated: bool = False  # measured under an emulator (QEMU user mode): not a timing, kept out of verdicts
     static_cost: StaticCost | None = None  # of the artifact file, read on the host (core/static_cost.py)
+    profile: OpProfile | None = None  # `bench --profile`: the time per node and per op type
     extra: dict[str, Any] = field(default_factory=dict)
 
-    NESTED: ClassVar[dict[str, type]] = {"static_cost": StaticCost}
+    NESTED: ClassVar[dict[str, type]] = {"static_cost": StaticCost, "profile": OpProfile}
 
     @property
     def ok(self) -> bool:
@@ -455,5 +496,5 @@ class BenchRow(_Record):
 
 
 __all__ = ["AcceleratorVerdict", "BenchRow", "GateVerdict", "LatencySettings", "ParityReport", "ParityRow",
-           "QuantCost", "QuantTrial", "QuantizationRecord", "Readiness", "Reference", "Speedup", "StaticCost", "TargetRow",
+           "QuantCost", "QuantTrial", "QuantizationRecord", "NodeTime", "OpProfile", "Readiness", "Reference", "Speedup", "StaticCost", "TargetRow",
            "TargetRun", "asdict", "now_utc"]

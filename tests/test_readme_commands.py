@@ -52,6 +52,7 @@ RUNNABLE = {
     "edgeship gate runs/outlier": (0, 1),
     "edgeship export runs/outlier --formats tflite,tflite_int8,onnx,onnx_int8 --max-drop 0.5": (0,),
     "edgeship gate runs/outlier --min-speedup 1.2": (0, 1),
+    "edgeship bench runs/outlier --threads 1 --profile": (0,),
 }
 ELSEWHERE = {  # needs a board on the network; each is run against a real sshd or the emulated Pi by these tests
     "edgeship bench runs/demo --target ssh://pi@raspberrypi.local --target ssh://pi@192.168.1.20:2222":
