@@ -13,14 +13,15 @@ from edgeship.runtime.spec import MANIFEST_NAME, Bundle
 # Backend choices per artifact family: (backend, ONNX provider). GPU rows are reported "unavailable"
 # on machines without one instead of silently vanishing.
 FAMILY_BACKENDS = {
-    "tflite": (("tflite", None),),
-    "onnxruntime": (("onnxruntime", "cpu"), ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt")),
+    "tflite": (("tflite", None), ("openvino", None)),
+    "onnxruntime": (("onnxruntime", "cpu"), ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt"), ("openvino", None)),
 }
+OPENVINO_READS = ("tflite", "onnx")  # file formats OpenVINO opens (not ONNX Runtime's .ort)
 # TensorFlow formats (the Keras reference, a SavedModel) run only on this machine, on its CPU or GPU.
 TF_FAMILIES = {"keras": (("keras", None), ("keras", "gpu")),
                "tensorflow": (("tensorflow", None), ("tensorflow", "gpu"))}
 GPU_PROVIDERS = ("cuda", "tensorrt", "gpu")
-BACKEND_CHOICES = ("tflite", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt",
+BACKEND_CHOICES = ("tflite", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino",
                    "keras", "keras-gpu", "tensorflow", "tensorflow-gpu", "all")
 
 
@@ -96,6 +97,8 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
         for (name, provider), n_threads, batch in itertools.product(options, threads, batches):
             if not _wanted(name, provider, backend) or (provider in GPU_PROVIDERS and n_threads != threads[0]):
                 continue  # CPU thread counts do not apply to GPU providers: one row per batch size
+            if name == "openvino" and artifact.format not in OPENVINO_READS:
+                continue
             label = name if provider is None else f"{name}-{provider}"
             cases.append({
                 "id": f"{artifact.name}|{label}|t{n_threads or 'default'}|b{batch}",

@@ -344,8 +344,10 @@ def cmd_formats(args) -> int:
     from edgeship.core.report import text_table
 
     rows = [[f.name, f.filename, f.precision, "yes" if f.needs_calibration else "no", f.backend,
-             f.runs_here() or "not installed", f.description] for f in FORMATS.values()]
-    print(text_table(("format", "file", "precision", "calibration", "backend", "runs here with", "description"), rows))
+             f.runs_here() or "not installed", "yes" if f.default else "when named", f.description]
+            for f in FORMATS.values()]
+    print(text_table(("format", "file", "precision", "calibration", "backend", "runs here with", "by default",
+                      "description"), rows))
     return 0
 
 
@@ -481,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="convert a trained run to edge formats and check parity")
     p.add_argument("run", help="run directory (or its bundle/)")
     p.add_argument("--formats", type=_csv_list, default=None,
-                   help=f"comma-separated, or all (the default: {', '.join(FORMATS)}; see `edgeship formats`)")
+                   help=f"comma-separated, or all (the default: {', '.join(n for n, f in FORMATS.items() if f.default)}; "
+                        f"see `edgeship formats`)")
     p.add_argument("--calib-size", type=_positive_int, default=300, help="calibration images for int8 (default 300)")
     p.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8",
                    help="input/output type of tflite_int8 (default uint8: camera pixels as they are)")
@@ -532,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-seconds", type=_non_negative_float, default=0.0, help="keep timing until this many seconds passed too")
     p.add_argument("--threads", type=_int_list, help="comma-separated thread counts, e.g. 1,2,4 (default: backend's)")
     p.add_argument("--batch", type=_int_list, help="comma-separated batch sizes (default 1)")
-    p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt], keras[-gpu] or "
+    p.add_argument("--backend", default="all", help="all, tflite, onnxruntime[-cpu|-cuda|-tensorrt], openvino, keras[-gpu] or "
                                                     "tensorflow[-gpu]; several with commas: tflite,onnxruntime-cpu")
     p.add_argument("--target", action="append", metavar="ssh://user@host[:port]", help="also bench there (repeatable)")
     p.add_argument("--no-local", action="store_true", help="bench only on the --target machines")
@@ -551,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="image files, folders (searched recursively) or globs")
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--backend", default="auto", help="auto, tflite or onnxruntime")
+    p.add_argument("--backend", default="auto", help="auto, tflite, onnxruntime or openvino (reads .tflite and .onnx)")
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--artifact", help="which artifact of a bundle (default: the first this machine can run)")
     p.add_argument("--provider", help="ONNX Runtime provider: cpu, cuda or tensorrt (default: best available)")

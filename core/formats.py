@@ -41,6 +41,7 @@ class ExportFormat:
     takes_io: bool = False  # `export --io uint8|int8|float` sets its input/output type
     timed: bool = False  # export times it at one thread so the report can say what quantization buys
     readiness: Ref = None  # (path, scratch) -> which accelerator would take it whole
+    default: bool = True  # written by `export` without --formats; False: only when named (or with `all`)
 
     def convert(self, job):
         return resolve_ref(self.converter)(job)
@@ -90,6 +91,7 @@ def unregister_format(name: str) -> None:
 
 _TFLITE = dict(backend="tflite", embedder="embed:embed_tflite", timed=True, readiness="readiness:tflite_readiness")
 _ONNX = dict(backend="onnxruntime", embedder="embed:embed_onnx", timed=True, readiness="readiness:onnx_readiness")
+_ORT = dict(backend="onnxruntime", embedder="embed:embed_ort", timed=True, readiness="readiness:ort_readiness")
 for _fmt in (
     ExportFormat("keras", "model.keras", "float32", "keras", False,
                  "Keras 3 model as trained: the parity reference (loads with safe_mode)", "tf_models:keras_file"),
@@ -116,14 +118,22 @@ for _fmt in (
     ExportFormat("onnx_dynamic", "model_dynamic.onnx", "dynamic-int8", needs_calibration=False,
                  description="ONNX dynamic int8 (slow for convolutions on CPU)", converter="onnx_convert:dynamic_int8",
                  **_ONNX),
+    ExportFormat("ort", "model_float32.ort", "float32", needs_calibration=False,
+                 description="ONNX Runtime mobile format (.ort), float32, batch fixed at 1",
+                 converter="ort_convert:float32", default=False, **_ORT),
+    ExportFormat("ort_int8", "model_int8.ort", "int8", needs_calibration=True,
+                 description="ONNX Runtime mobile format (.ort), static QDQ int8, batch fixed at 1 (NNAPI, CoreML)",
+                 converter="ort_convert:static_int8", default=False, **_ORT),
 ):
     register_format(_fmt)
-DEFAULT_FORMATS = tuple(FORMATS)  # the built-in rows (`export` with no --formats writes every registered one)
+DEFAULT_FORMATS = tuple(name for name, fmt in FORMATS.items() if fmt.default)  # built-in rows `export` writes unasked
 
 
 def resolve_formats(names) -> list[ExportFormat]:
-    """Validate format names (or 'all'); unknown names list the valid ones."""
-    if not names or list(names) == ["all"]:
+    """Validate format names (or 'all'); unknown names list the valid ones. No names: every default row."""
+    if not names:
+        return [fmt for fmt in FORMATS.values() if fmt.default]
+    if list(names) == ["all"]:
         return list(FORMATS.values())
     unknown = [n for n in names if n not in FORMATS]
     if unknown:

@@ -212,6 +212,17 @@ class OpProfile(_Record):
 
 
 @dataclass
+class RuntimeParity(_Record):
+    """The same artifact file under another runtime (OpenVINO), against its own runtime on the same test images."""
+
+    runtime: str
+    agreement: float | None = None  # top-1 agreement with the artifact's own runtime
+    max_abs_prob_diff: float | None = None
+    accuracy: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class AcceleratorVerdict(_Record):
     """Does one phone accelerator take the whole file (TFLite GPU delegate; ONNX Runtime NNAPI / CoreML)?"""
 
@@ -345,6 +356,7 @@ class ParityRow(_Record):
     latency_ms: dict[str, float] | None = None
     latency_settings: LatencySettings | None = None
     static_cost: StaticCost | None = None  # parameters, multiply-adds, weight bytes, peak activation memory
+    other_runtimes: list[RuntimeParity] | None = None  # the same file under OpenVINO, against its own runtime
     throughput_ips: float | None = None  # from `edgeship bench`, with load_ms, first_inference_ms, peak_rss_mb
     load_ms: float | None = None
     first_inference_ms: float | None = None
@@ -355,6 +367,7 @@ class ParityRow(_Record):
     NESTED: ClassVar[dict[str, type]] = {"latency_settings": LatencySettings, "speedup": Speedup,
                                          "readiness": Readiness, "quantization": QuantizationRecord,
                                          "static_cost": StaticCost}
+    LISTS: ClassVar[dict[str, type]] = {"other_runtimes": RuntimeParity}
 
     @property
     def ok(self) -> bool:
@@ -496,5 +509,5 @@ class BenchRow(_Record):
 
 
 __all__ = ["AcceleratorVerdict", "BenchRow", "GateVerdict", "LatencySettings", "ParityReport", "ParityRow",
-           "QuantCost", "QuantTrial", "QuantizationRecord", "NodeTime", "OpProfile", "Readiness", "Reference", "Speedup", "StaticCost", "TargetRow",
+           "QuantCost", "QuantTrial", "QuantizationRecord", "NodeTime", "OpProfile", "Readiness", "Reference", "RuntimeParity", "Speedup", "StaticCost", "TargetRow",
            "TargetRun", "asdict", "now_utc"]

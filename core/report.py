@@ -276,6 +276,20 @@ def _static_cost_section(report: ParityReport) -> list[str]:
             markdown_table(("artifact", "format", "precision", *STATIC_COST_HEADERS, "p50 ms", "read by"), table), ""]
 
 
+def _other_runtimes_section(report: ParityReport) -> list[str]:
+    rows = [(a, other) for a in report.artifacts for other in a.other_runtimes or []]
+    if not rows:
+        return []
+    table = [[a.name, a.runtime or "?", other.runtime, format_value(other.agreement, ".2%"),
+              format_value(other.max_abs_prob_diff, ".2e"), format_value(other.accuracy, ".2%"),
+              format_value(a.accuracy, ".2%")] for a, other in rows]
+    return ["## Other runtimes", "",
+            "The same file run by another runtime on the same test images, against its own runtime: OpenVINO reads "
+            "the .tflite and .onnx artifacts directly (float32 arithmetic for float32 files).", "",
+            markdown_table(("artifact", "own runtime", "other runtime", "top-1 agreement", "max |Δp|",
+                            "accuracy there", "accuracy (own)"), table), ""]
+
+
 def _speedup_section(report: ParityReport) -> list[str]:
     rows = [a for a in report.artifacts if a.speedup]
     if not rows:
@@ -336,6 +350,7 @@ def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: st
     parts += _parity_details(report)
     parts += _latency_section(report)
     parts += _static_cost_section(report)
+    parts += _other_runtimes_section(report)
     parts += _quantization_section(report, layers_plot)
     parts += _speedup_section(report)
     parts += _readiness_section(report)

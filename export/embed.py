@@ -70,6 +70,13 @@ def embed_onnx(data: bytes, metadata: dict) -> bytes:
     return model.SerializeToString()
 
 
+def embed_ort(data: bytes, metadata: dict) -> bytes:
+    """ORT format: the metadata goes into the ONNX graph first, then the graph is serialized as `.ort`."""
+    from .ort_convert import to_ort
+
+    return to_ort(embed_onnx(data, metadata))
+
+
 def keep_as_is(data: bytes, metadata: dict) -> bytes:
     """The `.keras` file is the trained model itself; its labels live in the bundle's edgeship.json."""
     return data

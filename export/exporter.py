@@ -20,7 +20,7 @@ from edgeship.core.formats import resolve_ref
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
 from edgeship.core.metrics import collapse_figures
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
-from edgeship.core.records import ParityReport, ParityRow, QuantizationRecord, Reference
+from edgeship.core.records import ParityReport, ParityRow, QuantizationRecord, Reference, RuntimeParity
 from edgeship.core.report import write_report
 from edgeship.core.speedup import attach_speedups, quick_latency
 from edgeship.core.static_cost import static_cost
@@ -28,6 +28,7 @@ from edgeship.core.splits import SplitManifest, portable_path, stratified_indice
 from edgeship.core.tensorflow import load_artifact, load_keras_model, reference_predictor
 from edgeship.core.tfenv import captured_output
 from edgeship.runtime.environment import fingerprint, library_versions
+from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, sha256_file, tree_digest
 from edgeship.runtime.progress import progress
@@ -344,7 +345,18 @@ def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False,
             except Exception as exc:  # an artifact that converts but will not load is a failed artifact
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)
+    for record in [r for r in bundle.artifacts if r.name in predictors and r.format in OTHER_RUNTIME_FORMATS]:
+        try:  # the same file under OpenVINO, where it is installed: scored against the file's own runtime
+            predictors[f"{record.name}{OTHER_RUNTIME}"] = Classifier.load(layout.bundle, artifact=record.name,
+                                                                         backend="openvino")
+        except UsageError:
+            break  # not installed here: no such rows
+        except Exception as exc:
+            logger.warning(f"{record.name}: OpenVINO cannot run it ({str(exc).splitlines()[0][:200]})")
     return rows, predictors
+
+
+OTHER_RUNTIME, OTHER_RUNTIME_FORMATS = "@openvino", ("tflite", "onnx")
 
 
 @dataclass
@@ -375,8 +387,11 @@ def stream_test_split(paths, info: ModelInfo, reference_model, predictors: dict,
             try:
                 parts[name].append(clock.timed(name, predictor.predict_proba, chunk))
             except Exception as exc:
-                row = next(r for r in rows if r.name == name)
-                row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
+                row = next((r for r in rows if r.name == name), None)
+                if row is not None:
+                    row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
+                else:  # another runtime's run of an artifact: dropped, the artifact's own figures stand
+                    logger.warning(f"{name}: stopped running ({str(exc).splitlines()[0][:200]})")
                 del predictors[name]
     return Streamed(np.concatenate(reference_parts), {name: np.concatenate(parts[name]) for name in predictors},
                     first_chunk, clock.report(), clock.total())
@@ -395,12 +410,18 @@ def score(layout: RunLayout, bundle: Bundle, rows: list[ParityRow], predictors: 
     for index, row in enumerate(rows):
         if row.name not in streamed.probs:
             continue
+        other = streamed.probs.get(f"{row.name}{OTHER_RUNTIME}")
         probs, predictor = streamed.probs[row.name], predictors[row.name]
         figures = compare_predictions(reference, probs, labels, info.labels)
         figures["flipped"] = describe_flipped(figures["flipped"], shown_paths, labels, probs, info.labels)
         if info.unknown_threshold is not None:  # what the device (and MediaPipe, from the metadata) answers "unknown" to
             figures["unknown_rejection_rate"] = float(np.mean(probs.max(axis=1) < info.unknown_threshold))
         row = rows[index] = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictor.runtime})
+        if other is not None:
+            row.other_runtimes = [RuntimeParity(predictors[f"{row.name}{OTHER_RUNTIME}"].runtime,
+                                                float(np.mean(other.argmax(1) == probs.argmax(1))),
+                                                float(np.abs(other.astype(np.float64) - probs).max()),
+                                                accuracy(other, labels))]
         row.latency_ms, row.latency_settings = quick_latency(predictor, streamed.first_chunk[:1], row.sha256)
         if collapsed(row.accuracy, accuracy(reference, labels), len(info.labels)):
             sample = len(streamed.first_chunk)

@@ -137,3 +137,41 @@ def accelerator_ready(entry: Readiness | dict | None) -> bool:
     if isinstance(entry, dict):
         entry = Readiness.from_json(entry)
     return bool(entry) and entry.ready
+
+
+def ort_readiness(path: Path, scratch: Path | None = None) -> dict:  # noqa: ARG001 - no temporary files
+    """An `.ort` file, per execution provider: are all its op types on that provider's published list
+    (onnxruntime/tools/mobile_helpers/*_supported_ops.md)? Read with ONNX Runtime's own ORT-format reader
+    (`tools.ort_format_model`). The ORT format keeps no value shapes for the partition count the ONNX check
+    gives, so this is op coverage only; the batch is fixed, which NNAPI and CoreML need."""
+    import onnxruntime
+    from onnxruntime.tools.ort_format_model import OperatorTypeUsageManager, OrtFormatModelProcessor
+
+    required: dict = {}
+    OrtFormatModelProcessor(str(path), required, OperatorTypeUsageManager()).process()
+    used = sorted({f"{domain}:{op}" for domain, opsets in required.items() for ops in opsets.values() for op in ops})
+    tool = (f"onnxruntime.tools.ort_format_model + mobile_helpers op lists (onnxruntime {onnxruntime.__version__}); "
+            f"op types only, batch fixed")
+    entries = {}
+    for key, listing in ORT_OP_LISTS:
+        supported = _published_ops(listing)
+        missing = [op.split(":", 1)[1] for op in used if op not in supported]
+        entries[key] = {"ready": not missing, "ops": len(used), "unsupported_ops": missing, "tool": tool,
+                        "issues": [f"{op} is not on the provider's op list: it runs on the CPU" for op in missing]}
+    return entries
+
+
+ORT_OP_LISTS = (("nnapi", "nnapi_supported_ops.md"), ("coreml_mlprogram", "coreml_supported_mlprogram_ops.md"),
+                ("coreml_neuralnetwork", "coreml_supported_neuralnetwork_ops.md"))
+
+
+def _published_ops(filename: str) -> set[str]:
+    """`domain:op` of the two-column table in one of ONNX Runtime's supported-op lists."""
+    from onnxruntime.tools import mobile_helpers
+
+    ops = set()
+    for line in (Path(mobile_helpers.__file__).parent / filename).read_text().splitlines():
+        cells = line.strip().split("|")
+        if line.startswith("|") and len(cells) == 4 and ":" in cells[1]:
+            ops.add(cells[1].strip())
+    return ops

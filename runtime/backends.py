@@ -136,7 +136,10 @@ class TFLiteSession:
             self._interpreter.invoke()
         except RuntimeError as exc:  # e.g. "Input tensor 19 lacks data": a broken file shows only when run
             raise ModelLoadError(f"{self.path}: TFLite interpreter cannot run it ({_first_line(exc)})") from exc
-        out = self._interpreter.get_tensor(self._out_index)
+        return self.dequantize(self._interpreter.get_tensor(self._out_index))
+
+    def dequantize(self, out: np.ndarray) -> np.ndarray:
+        """The output tensor as float scores (an integer output through its scale and zero-point)."""
         if self._out_quantized:
             return (out.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
         return out.astype(np.float32, copy=False)  # get_tensor already returns a copy
@@ -243,7 +246,10 @@ class OnnxSession:
         """Float outputs for a batch already in the model's input dtype and layout (see prepare)."""
         if self._fixed_batch is not None and tensor.shape[0] != self._fixed_batch:
             return np.concatenate([self.run_prepared(tensor[i : i + 1]) for i in range(tensor.shape[0])])
-        out = self._session.run([self._out_name], {self._in_name: tensor})[0]
+        return self.dequantize(self._session.run([self._out_name], {self._in_name: tensor})[0])
+
+    def dequantize(self, out: np.ndarray) -> np.ndarray:
+        """The output tensor as float scores (an integer output through its scale and zero-point)."""
         if self._output_quantization is not None:
             scale, zero_point = self._output_quantization
             return (out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
@@ -331,6 +337,23 @@ def _probe_tflite() -> str | None:
         return None
 
 
+def _probe_openvino() -> str | None:
+    try:
+        return f"openvino {importlib.import_module('openvino').__version__.split('-')[0]}"
+    except Exception:
+        return None
+
+
+def _open_openvino(path: Path, threads: int | None = None, **_):
+    """OpenVINO computes; the file's own runtime (opened first) describes its input, output and labels."""
+    from .openvino_backend import OpenVinoSession
+
+    own = NATIVE.get(Path(path).suffix.lower())
+    if own is None or Path(path).suffix.lower() == ".ort":
+        raise ModelLoadError(f"{path}: OpenVINO reads .tflite and .onnx files")
+    return OpenVinoSession(path, BACKENDS[own].open(Path(path), threads=threads), threads)
+
+
 def _probe_onnx() -> str | None:
     try:
         return f"onnxruntime {importlib.import_module('onnxruntime').__version__}"
@@ -359,8 +382,11 @@ def _read_model_bytes(path: Path) -> bytes:
 
 BACKENDS: dict[str, Backend] = {
     "tflite": Backend("tflite", (".tflite",), TFLiteSession, _probe_tflite),
-    "onnxruntime": Backend("onnxruntime", (".onnx",), OnnxSession, _probe_onnx),
+    "onnxruntime": Backend("onnxruntime", (".onnx", ".ort"), OnnxSession, _probe_onnx),  # .ort: its mobile format
+    # OpenVINO reads the .tflite and .onnx files the other two run; chosen by name only (--backend openvino)
+    "openvino": Backend("openvino", (), _open_openvino, _probe_openvino),
 }
+NATIVE = {".tflite": "tflite", ".onnx": "onnxruntime", ".ort": "onnxruntime"}  # a file's own runtime, by suffix
 
 
 def backend_for(path: Path, name: str = "auto") -> Backend:

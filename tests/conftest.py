@@ -58,7 +58,7 @@ def trained_run(small_digits, tmp_path_factory) -> Path:
 def exported_run(trained_run) -> Path:
     from edgeship.export import export_run
 
-    export_run(trained_run, show_progress=False)
+    export_run(trained_run, ["all"], show_progress=False)  # every registered format, the opt-in ones too
     return trained_run
 
 

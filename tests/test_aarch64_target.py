@@ -45,5 +45,8 @@ def test_bench_on_the_emulated_pi_is_marked_emulated(exported_run, aarch64_targe
     remote = next(t for t in bench["targets"] if t["target"] != "local")
     assert remote["environment"]["machine"] == "aarch64" and remote["environment"]["emulated"] is True
     rows = [r for r in bench["rows"] if r["target"] != "local"]
-    assert rows and all(r["emulated"] is True and r["status"] == "ok" for r in rows)
+    assert rows and all(r["emulated"] is True for r in rows)
+    # the board has the runtime's packages, not OpenVINO: its rows say so instead of failing
+    assert all(r["status"] == "ok" for r in rows if r["backend"] != "openvino")
+    assert all(r["status"] == "unavailable" and "openvino" in r["error"] for r in rows if r["backend"] == "openvino")
     assert all(r["emulated"] is False for r in bench["rows"] if r["target"] == "local")

@@ -235,7 +235,7 @@ def test_speedup_figures_and_the_min_speedup_gate(exported_run, cli):
 
     rows = _rows(exported_run)
     for name, row in rows.items():
-        if row.get("format") in ("tflite", "onnx") and row.get("precision") != "float32":
+        if row.get("format") in ("tflite", "onnx", "ort") and row.get("precision") != "float32":
             sibling = rows[row["speedup"]["over"]]
             assert sibling["format"] == row["format"] and sibling["precision"] == "float32"
             assert row["speedup"]["value"] == pytest.approx(sibling["latency_ms"]["p50"] / row["latency_ms"]["p50"],
