@@ -28,10 +28,16 @@ def build_payload(cases: list[dict], remote_dir: str) -> tuple[bytes, list[dict]
     """A tar of code + artifacts (under generated names) and the cases rewritten to remote paths."""
     names = shipped_names(case["path"] for case in cases)
     remote_cases = [{**case, "path": f"{remote_dir}/{names[str(case['path'])]}"} for case in cases]
+    documents = {"edgeship/bench/__init__.py": b""}
+    for index, case in enumerate(remote_cases):  # --profile: the one-op models cut on the host, as files there
+        if case.get("op_models"):
+            shipped = [f"profile/c{index}_op{k}.tflite" if data else None for k, data in enumerate(case["op_models"])]
+            documents.update({name: data for name, data in zip(shipped, case["op_models"]) if name})
+            case["op_models"] = [f"{remote_dir}/{name}" if name else None for name in shipped]
     bench_dir = Path(__file__).parent
     files = {f"edgeship/bench/{name}": bench_dir / name for name in AGENT_CODE}
     files.update({name: Path(local) for local, name in names.items()})
-    payload = runtime_payload(files, {"edgeship/bench/__init__.py": b"", "cases.json": json.dumps(remote_cases).encode()})
+    payload = runtime_payload(files, {**documents, "cases.json": json.dumps(remote_cases).encode()})
     return payload, remote_cases
 
 

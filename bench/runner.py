@@ -139,6 +139,24 @@ def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchS
         write_report(model.report, model.report_path)
 
 
+def _attach_remote_profiles(models: list[_Model], rows: list[BenchRow], label: str, answers: list[dict]) -> None:
+    """A target's `--profile` answers on its batch-1 CPU rows of the same artifact and thread count."""
+    from .profiling import from_agent
+
+    for answer in answers:
+        if answer.get("status") != "ok":
+            logger.warning(f"{answer.get('name')}: could not be profiled on {label} ({answer.get('error')})")
+            continue
+        model = next((m for m in models if m.label == answer.get("model")), None)
+        float_layers = next((a.quantization.float_layers for a in (model.report.artifacts if model and model.report
+                                                                   else []) if a.name == answer["name"] and a.quantization), ())
+        row = next((r for r in rows if r.target == label and r.model == answer.get("model") and r.name == answer["name"]
+                    and r.ok and r.batch == 1 and r.threads == answer.get("threads") and r.provider in (None, "cpu")
+                    and r.backend in ("tflite", "onnxruntime")), None)
+        if row is not None:
+            row.profile = from_agent(answer["profile"], float_layers)
+
+
 def _attach_profiles(models: list[_Model], rows: list[BenchRow], settings: BenchSettings) -> None:
     """`--profile`: each local TFLite/ONNX artifact once, at the first thread count, after every timed row (so
     profiling never runs beside a timing); the profile goes on the artifact's batch-1 CPU row."""
@@ -198,6 +216,12 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
     baseline = results.load_baseline(compare) if compare else None
     local_cases = _cases_for(resolved, settings, remote=False) if local else []
     remote_cases = _cases_for(resolved, settings, remote=True) if parsed_targets else []
+    if settings.profile and parsed_targets:
+        from .profiling import remote_profile_cases
+
+        for model in resolved:
+            remote_cases += remote_profile_cases(artifacts_of(model.file or model.bundle_dir, settings.trust_code),
+                                                 model.label, settings.threads[0])
     bar = progress_counter(len(local_cases), desc="bench", enabled=settings.show_progress)
     target_records, rows, interrupted = [], [], False
 
@@ -221,7 +245,9 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                 logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
                 continue
             emulated = bool((answer.get("environment") or {}).get("emulated"))
-            rows += [BenchRow.from_json({**r, "target": label, "emulated": emulated}) for r in answer["rows"]]
+            rows += [BenchRow.from_json({**r, "target": label, "emulated": emulated}) for r in answer["rows"]
+                     if r.get("kind") != "profile"]
+            _attach_remote_profiles(resolved, rows, label, [r for r in answer["rows"] if r.get("kind") == "profile"])
             target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),
                                    "interrupted": answer.get("interrupted", False)})
 

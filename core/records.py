@@ -314,6 +314,8 @@ class QuantizationRecord(_Record):
     met_budget: bool = False
     min_agreement: float | None = None  # the top-1 agreement every trial was held to (older reports lack it)
     cost: QuantCost | None = None
+    equalized_pairs: list[str] | None = None  # cross-layer equalization: "bn0 → conv1 (scales …)" per pair
+    equalization_skipped: list[str] | None = None  # pairs behind a layer that does not commute with a scale
     extra: dict[str, Any] = field(default_factory=dict)
 
     NESTED: ClassVar[dict[str, type]] = {"cost": QuantCost}

@@ -244,6 +244,10 @@ def _search_lines(name: str, q: QuantizationRecord) -> list[str]:
              f"{verdict} the {q.budget_pp} pp budget{_agreement_clause(q)} on the {q.split} split ({q.n_images} "
              f"images; the test split was not read). Every trial, latency here at 1 thread"
              + (f" (float32: {float32:.3f} ms)" if float32 else "") + ":", ""]
+    if q.equalized_pairs is not None:
+        lines += [f"Cross-layer equalization (Nagel et al. 2019) tried first: {len(q.equalized_pairs)} pair(s) "
+                  f"equalized ({'; '.join(q.equalized_pairs) or 'none'})"
+                  + (f"; skipped: {'; '.join(q.equalization_skipped)}" if q.equalization_skipped else "") + ".", ""]
     trials = [[t.label, t.calibration or "", str(len(t.float_layers or [])), format_value(t.val_accuracy, ".2%"),
                format_value(-(t.val_drop_pp or 0.0), "+.2f"), format_value(t.val_agreement, ".2%"),
                format_value(t.p50_ms, ".3f"), "✓" if t.meets_budget else ""] for t in q.trials]

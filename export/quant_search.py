@@ -60,6 +60,7 @@ class Recipe:
     activation_bits: int = 8  # 16: TFLite's 16x8 (int16 activations, int8 weights)
     calibration_images: int | None = None  # None: the images export calibrated the plain artifact on
     float_nodes: tuple[str, ...] = ()  # kept in float (TFLite denylisted_nodes, ONNX nodes_to_exclude)
+    equalized: bool = False  # cross-layer equalization of the Keras model first (export/equalize.py)
 
     @property
     def plain(self) -> bool:
@@ -75,8 +76,11 @@ class Recipe:
 
     @property
     def label(self) -> str:
+        prefix = "equalized, " if self.equalized else ""
         if self.float_nodes:
-            return f"{len(self.float_nodes)} node(s) float"
+            return f"{prefix}{len(self.float_nodes)} node(s) float"
+        if self.equalized and self == Recipe(self.method, equalized=True):
+            return "equalized (CLE)"
         if self.plain:
             return "plain"
         if self.activation_bits == 16:
@@ -126,9 +130,10 @@ class Int8Strategy(Protocol):
 
     kind: str  # the runtime backend that measures a candidate (runtime.backends.BACKENDS)
     plain: Recipe  # the recipe of the plain artifact export made
+    equalization: object  # export.equalize.Equalized once the equalized candidate was made, else None
 
     def variants(self) -> Iterator[Candidate]:
-        """(a) and (b): other calibrations and activation widths, cheapest first."""
+        """Cross-layer equalization, then (a) and (b): other calibrations and activation widths, cheapest first."""
 
     def with_float_layers(self, base: Candidate, nodes: list[str]) -> Candidate:
         """(c): BASE's recipe with NODES kept in float."""
@@ -168,7 +173,35 @@ def measure(kind: str, data: bytes, val: ValidationSet, scratch: Path | None = N
     return float(np.mean(top == val.labels)), float(np.mean(top == val.reference_top)), p50
 
 
-class TFLiteStrategy:
+class _Equalizing:
+    """The equalized twin of a strategy's job: the Keras model equalized once, its conversions kept apart."""
+
+    equalization = None
+    _equalized_job = None
+
+    def _job(self, recipe: Recipe):
+        if not recipe.equalized:
+            return self.job
+        if self._equalized_job is None:
+            from dataclasses import replace as copy_job
+
+            from .equalize import equalized_copy
+
+            twin, self.equalization = equalized_copy(self.job.model)
+            self._equalized_job = copy_job(self.job, model=twin, _workdir=None, _prepared_onnx=None)
+        return self._equalized_job
+
+    def _equalized(self) -> bool:
+        """Make the equalized job; does it change anything (one pair or more)?"""
+        self._job(Recipe(self.plain.method, equalized=True))
+        return bool(self.equalization.pairs)
+
+    def _close_equalized(self) -> None:
+        if self._equalized_job is not None:
+            self._equalized_job.cleanup()
+
+
+class TFLiteStrategy(_Equalizing):
     kind = "tflite"
     plain = Recipe("min-max")
 
@@ -180,6 +213,9 @@ class TFLiteStrategy:
         return self.job.calibration if recipe.calibration_images is None else self._more
 
     def variants(self):
+        if self._equalized():
+            recipe = Recipe("min-max", equalized=True)
+            yield Candidate(recipe, tflite_convert.full_int8(self._job(recipe)))
         more = self.job.more_calibration() if self.job.more_calibration else None
         if more is not None and len(more) > len(self.job.calibration):
             self._more = more
@@ -201,16 +237,16 @@ class TFLiteStrategy:
         images = self._images(recipe)
         calibration = np.asarray(images, dtype=np.float32)
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=tflite_convert.int8_converter(self.job, images),
+            converter=tflite_convert.int8_converter(self._job(recipe), images),
             debug_dataset=lambda: ([image[None]] for image in calibration[:1]),
             debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(nodes)))
         return Candidate(recipe, debugger.get_nondebug_quantized_model(), io="float")
 
     def close(self):
-        pass
+        self._close_equalized()
 
 
-class OnnxStrategy:
+class OnnxStrategy(_Equalizing):
     kind = "onnxruntime"
     plain = Recipe("MinMax")
     VARIANTS = (Recipe("Entropy"), Recipe("Percentile"), Recipe("MinMax", per_channel=False))
@@ -223,11 +259,14 @@ class OnnxStrategy:
 
     def _quantize(self, recipe: Recipe) -> bytes:
         self._count += 1
-        return onnx_convert.quantize_qdq(self.prepared, Path(self._tmp.name, f"trial{self._count}.onnx"),
+        prepared = self._job(recipe).prepared_onnx() if recipe.equalized else self.prepared
+        return onnx_convert.quantize_qdq(prepared, Path(self._tmp.name, f"trial{self._count}.onnx"),
                                          self.job.calibration, recipe.method, recipe.per_channel,
                                          list(recipe.float_nodes))
 
     def variants(self):
+        if self._equalized():
+            yield Candidate(Recipe("MinMax", equalized=True), self._quantize(Recipe("MinMax", equalized=True)))
         for recipe in self.VARIANTS:
             yield Candidate(recipe, self._quantize(recipe))
 
@@ -245,6 +284,7 @@ class OnnxStrategy:
 
     def close(self):
         self._tmp.cleanup()
+        self._close_equalized()
 
 
 def refine_int8(strategy_class: Callable[..., Int8Strategy], job, plain: bytes, val: ValidationSet, max_drop: float | None,
@@ -296,6 +336,8 @@ def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: 
         chosen_trial=trials.index(chosen),  # labels may repeat (two different 3-node float sets)
         calibration=chosen.candidate.calibration, float_layers=chosen.candidate.float_layers,
         met_budget=bool(passing), min_agreement=MIN_AGREEMENT, trials=[t.record() for t in trials],
+        equalized_pairs=strategy.equalization.pairs if strategy.equalization else None,
+        equalization_skipped=strategy.equalization.skipped if strategy.equalization else None,
         cost=QuantCost(p50_ms=round(chosen.p50_ms, 4), plain_int8_p50_ms=round(plain_trial.p50_ms, 4),
                        vs_plain_int8=round(chosen.p50_ms / plain_trial.p50_ms, 3) if plain_trial.p50_ms else None,
                        float32_p50_ms=round(float_p50, 4), vs_float32=round(chosen.p50_ms / float_p50, 3)))

@@ -116,3 +116,21 @@ def test_target_without_the_runtime_gets_it_installed_in_a_temp_venv(exported_ru
     row = json.loads(out.read_text())["rows"][0]
     assert row["status"] == "ok" and row["runtime"] == "ai_edge_litert" and row["latency_ms"]["p50"] > 0
     assert set(glob.glob("/tmp/edgeship-bench.*")) == before
+
+
+def test_profile_runs_on_the_target_with_the_one_op_models_cut_here(exported_run, ssh_server, cli, tmp_path):
+    """`--profile` with a target: the board times the nodes with its runtime alone (TFLite's one-op models travel
+    with the agent), and its profiles name the same nodes as this machine's."""
+    out = tmp_path / "bench.json"
+    result = cli("bench", exported_run / "bundle", "--target", ssh_server.url, *_ssh_args(ssh_server), "--backend",
+                 "tflite,onnxruntime-cpu", "--threads", "1", "--runs", "3", "--warmup", "1", "--profile", "--json", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    label = f"{ssh_server.user}@127.0.0.1:{ssh_server.port}"
+    for name in ("tflite_int8", "tflite_fp16", "onnx_int8"):
+        here = next(r["profile"] for r in rows if r["target"] == "local" and r["name"] == name and r.get("profile"))
+        there = next(r["profile"] for r in rows if r["target"] == label and r["name"] == name and r.get("profile"))
+        assert [n["name"] for n in there["nodes"]] == [n["name"] for n in here["nodes"]], name
+        assert there["method"] == here["method"] and there["threads"] == 1 and there["p50_ms"] > 0
+        assert sum(n["ms"] for n in there["nodes"]) > 0
+    assert not [r for r in rows if r.get("kind") == "profile"]  # profiles ride on the timed rows, not as rows

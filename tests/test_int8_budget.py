@@ -50,6 +50,41 @@ def _rows(run):
     return {a["name"]: a for a in json.loads((run / "report.json").read_text())["artifacts"]}
 
 
+def test_equalization_keeps_the_function_and_skips_what_clips():
+    """Scales move across ReLU exactly (outputs equal to float rounding, the outlier's channel brought back in line
+    with the others); a pair behind ReLU6 is skipped and named."""
+    from edgeship.core.keras_graph import leaf_layers
+    from edgeship.core.tfenv import import_keras
+    from edgeship.export.equalize import equalized_copy
+
+    _, keras = import_keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="c0")(inputs)
+    x = keras.layers.BatchNormalization(name="bn0")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Conv2D(6, 3, padding="same", name="c1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(max_value=6.0, name="relu6")(x)
+    x = keras.layers.Conv2D(4, 1, name="c2")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    bn0 = model.get_layer("bn0")
+    gamma, beta, mean, var = bn0.get_weights()
+    gamma[2], beta[2] = gamma[2] * 100, beta[2] * 100  # an outlier channel, scaled back in c1
+    bn0.set_weights([gamma, beta, mean, var])
+    kernel, bias = model.get_layer("c1").get_weights()
+    kernel[:, :, 2, :] /= 100
+    model.get_layer("c1").set_weights([kernel, bias])
+    twin, done = equalized_copy(model)
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(twin.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    assert [p.split(" (")[0] for p in done.pairs] == ["bn0 → c1"]
+    assert done.skipped == ["bn1 → c2: relu6 (ReLU) does not commute with a scale"]
+    equalized = np.abs(next(layer for layer in leaf_layers(twin) if layer.name == "bn0").get_weights()[0])
+    assert equalized.max() / np.median(equalized) < 10  # the ×100 channel is in line again
+    assert np.abs(model.get_layer("bn0").get_weights()[0]).max() > 50 * np.median(np.abs(gamma))  # original untouched
+
+
 def test_outlier_channel_leaves_the_float_model_unchanged(well_trained_run, outlier):
     from edgeship.core.pixels import load_pixels
     from edgeship.core.splits import SplitManifest
@@ -217,6 +252,11 @@ def test_max_drop_search_passes_the_gate_and_never_reads_the_test_split(outlier,
         assert chosen["p50_ms"] <= 1.1 * min(t["p50_ms"] for t in passing)  # the fastest within budget (10 % ties)
         fewest = min(len(t["float_layers"]) for t in passing)
         assert len(chosen["float_layers"]) == fewest  # all tie on time here: the fewest float nodes win
+        # cross-layer equalization, tried before any layer is left in float, undoes the outlier channel: int8
+        # keeps every layer (and its speed)
+        assert q["trials"][1]["label"] == "equalized (CLE)" and q["trials"][1]["meets_budget"]
+        assert chosen["float_layers"] == [] and chosen["label"] == "equalized (CLE)"
+        assert any(pair.startswith(f"{outlier[1].batchnorm} → {outlier[1].conv} ") for pair in q["equalized_pairs"])
         assert rows[name]["accuracy_delta_pp"] >= -2.0
         # the poisoned test split changed the test figures, and nothing the search chose or measured
         assert poisoned_rows[name]["accuracy"] != rows[name]["accuracy"]

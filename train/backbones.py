@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from edgeship.core.keras_graph import leaf_layers  # noqa: F401 - the model's layers, nested models opened up
 from edgeship.core.errors import BackboneError
 from edgeship.core.tfenv import import_keras
 
@@ -168,14 +169,6 @@ class HeadConfig:
             x = keras.layers.Dropout(self.dropout, name="dropout")(x)
         return keras.layers.Dense(num_outputs, activation=activation, kernel_regularizer=regularizer,
                                   name="probabilities")(x)
-
-
-def leaf_layers(model) -> list:
-    """The model's layers with every nested model (a backbone, a Keras application) opened up."""
-    leaves = []
-    for layer in model.layers:
-        leaves.extend(leaf_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer])
-    return leaves
 
 
 def output_units(num_classes: int) -> tuple[int, str]:

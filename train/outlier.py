@@ -16,18 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from edgeship.core.keras_graph import leaf_layers, scale_pairs
 from edgeship.core.layout import RunLayout
 from edgeship.core.splits import SplitManifest
 from edgeship.core.tensorflow import load_keras_model
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.spec import Bundle
-
-from .backbones import leaf_layers
-
-# Layers between the BatchNorm and the convolution that commute with a positive per-channel scale.
-PASS_THROUGH = ("ReLU", "MaxPooling2D", "GlobalAveragePooling2D", "Dropout", "Activation")
-CONSUMERS = ("Conv2D", "Dense")  # what reads the scaled channel and is scaled back: kernel input axis -2
 
 
 @dataclass(frozen=True)
@@ -42,48 +37,32 @@ class OutlierChannel:
                 f"÷{self.factor:g} (float model unchanged)")
 
 
-def _commutes(layer) -> bool:
-    kind = type(layer).__name__
-    if kind not in PASS_THROUGH:
-        return False
-    if kind == "ReLU":  # ReLU6 and leaky ReLU do not commute with a scale
-        return layer.max_value is None and not float(layer.negative_slope)
-    if kind == "Activation":
-        return getattr(layer.activation, "__name__", "") in ("relu", "linear")
-    return True
-
-
 def add_outlier_channel(model, factor: float = 300.0, batchnorm: str | None = None, channel: int = 0) -> OutlierChannel:
     """Scale one BatchNorm channel up by FACTOR and the next convolution down (in place). BATCHNORM names the
     layer (default: the first one whose path to the next Conv2D only commutes with the scale)."""
     if factor <= 0:
         raise UsageError(f"factor must be positive, got {factor}")
-    layers = leaf_layers(model)
-    for index, layer in enumerate(layers):
-        if type(layer).__name__ != "BatchNormalization" or (batchnorm and layer.name != batchnorm):
-            continue
-        following = layers[index + 1:]
-        conv = next((i for i, nxt in enumerate(following) if type(nxt).__name__ in CONSUMERS), None)
-        if conv is None or not all(_commutes(between) for between in following[:conv]):
-            if batchnorm:
-                raise UsageError(f"{batchnorm}: no Conv2D or Dense follows it through ReLU/pooling only")
-            continue
-        gamma, beta, mean, variance = (np.array(w) for w in layer.get_weights())
-        if not 0 <= channel < gamma.shape[0]:
-            raise UsageError(f"{layer.name} has {gamma.shape[0]} channels; channel {channel} does not exist")
-        gamma[channel] *= factor
-        beta[channel] *= factor
-        layer.set_weights([gamma, beta, mean, variance])
-        target = following[conv]
-        weights = [np.array(w) for w in target.get_weights()]
-        weights[0][..., channel, :] /= factor  # Conv2D kernel (h, w, in, out), Dense kernel (in, out)
-        target.set_weights(weights)
-        return OutlierChannel(layer.name, target.name, channel, float(factor))
-    if batchnorm:
-        names = [layer.name for layer in layers if type(layer).__name__ == "BatchNormalization"]
+    pairs = [p for p in scale_pairs(model) if not batchnorm or p.batchnorm.name == batchnorm]
+    if batchnorm and not pairs:
+        names = [layer.name for layer in leaf_layers(model) if type(layer).__name__ == "BatchNormalization"]
         raise UsageError(f"no BatchNormalization named {batchnorm!r}; this model has {', '.join(names[:12]) or 'none'}")
-    raise UsageError("no BatchNormalization feeds a Conv2D or Dense through ReLU/pooling only: cannot add an outlier "
-                     "channel (small_cnn has four)")
+    usable = [p for p in pairs if p.blocked_by is None]
+    if not usable:
+        if batchnorm:
+            raise UsageError(f"{batchnorm}: no Conv2D or Dense follows it through ReLU/pooling only")
+        raise UsageError("no BatchNormalization feeds a Conv2D or Dense through ReLU/pooling only: cannot add an "
+                         "outlier channel (small_cnn has four)")
+    layer, target = usable[0].batchnorm, usable[0].consumer
+    gamma, beta, mean, variance = (np.array(w) for w in layer.get_weights())
+    if not 0 <= channel < gamma.shape[0]:
+        raise UsageError(f"{layer.name} has {gamma.shape[0]} channels; channel {channel} does not exist")
+    gamma[channel] *= factor
+    beta[channel] *= factor
+    layer.set_weights([gamma, beta, mean, variance])
+    weights = [np.array(w) for w in target.get_weights()]
+    weights[0][..., channel, :] /= factor  # Conv2D kernel (h, w, in, out), Dense kernel (in, out)
+    target.set_weights(weights)
+    return OutlierChannel(layer.name, target.name, channel, float(factor))
 
 
 def outlier_run(run: str | Path, out: str | Path, factor: float = 300.0, trust_code: bool = False,
