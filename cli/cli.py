@@ -184,7 +184,7 @@ def cmd_export(args) -> int:
     from edgeship.export import export_run
 
     result = export_run(args.run, args.formats, calib_size=args.calib_size, int8_io=args.io, max_drop=args.max_drop,
-                        diagnose=args.diagnose, trust_code=args.trust_code)
+                        diagnose=args.diagnose, trust_code=args.trust_code, also_openvino=args.also_openvino)
     print(text_table(SUMMARY_HEADERS, summary_rows(result.parity)))
     print(f"report: {result.report_md}")
     _print_skipped(result.parity.dataset, result.report_md)
@@ -494,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnose", action="store_true",
                    help="per-layer quantization error of every int8 artifact in the report (always done for one "
                         "that loses more than the budget)")
+    p.add_argument("--also-openvino", action="store_true",
+                   help="parity of each .tflite/.onnx under OpenVINO too, against its own runtime (edgeship[openvino])")
     _add_trust_flag(p)
     p.set_defaults(func=cmd_export)
 

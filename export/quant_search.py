@@ -353,10 +353,13 @@ def _fastest(passing: list[Trial]) -> Trial:
 
 
 def _search(strategy: Int8Strategy, attempt, trials: list[Trial], layers: list[LayerError]) -> None:
-    """(a) and (b), then (c) on the calibration that did best; stops at the first variant within budget."""
+    """Equalization, (a) and (b), then (c) on the int8 recipe that did best, unless an all-int8 variant already
+    holds the budget; (c) stops at the first float-layer set within budget."""
     for candidate in strategy.variants():
         attempt(candidate)  # a variant within budget may still be slow (16x8 has no fast kernels): go on
     int8_trials = [t for t in trials if t.candidate.recipe.activation_bits == 8]  # float layers go on int8 recipes
+    if any(t.meets_budget and not t.candidate.recipe.float_nodes for t in int8_trials):
+        return  # an all-int8 variant holds the budget: layers left in float could only be slower
     base = max(int8_trials, key=lambda t: t.val_accuracy).candidate
     groups: list[list[str]] = []
     for layer in layers[:MAX_LAYER_GROUPS]:

@@ -54,11 +54,18 @@ def trained_run(small_digits, tmp_path_factory) -> Path:
     return out
 
 
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 @pytest.fixture(scope="session")
 def exported_run(trained_run) -> Path:
     from edgeship.export import export_run
 
-    export_run(trained_run, ["all"], show_progress=False)  # every registered format, the opt-in ones too
+    # every registered format (the opt-in ones too), and each device file under OpenVINO as well
+    export_run(trained_run, ["all"], show_progress=False, also_openvino=_has_openvino())
     return trained_run
 
 
