@@ -235,13 +235,13 @@ def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None, p
     return "\n".join(parts) + "\n"
 
 
-def write_outputs(result: dict, out_dir: str | Path) -> Path:
+def write_outputs(result: dict, out_dir: str | Path, rows: list[BenchRow] | None = None) -> Path:
     """bench.json, bench.csv, bench.md (+ bench_pareto.png, and bench_profile.png under --profile) in OUT_DIR;
     returns the Markdown path."""
     out_dir = Path(out_dir)
     result.setdefault("schema", BENCH_SCHEMA)
     result.setdefault("schema_version", BENCH_SCHEMA_VERSION)
-    rows = [BenchRow.from_json(r) for r in result["rows"]]
+    rows = rows if rows is not None else [BenchRow.from_json(r) for r in result["rows"]]  # the records, when held
     atomic_write_json(out_dir / "bench.json", result)
     atomic_write_text(out_dir / "bench.csv", to_csv(rows))
     plot = _plot(rows, out_dir / "bench_pareto.png")

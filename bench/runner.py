@@ -269,7 +269,7 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
     outcome = BenchOutcome(result, rows, None, regressions, interrupted)
     if out_dir is not None:
         try:
-            outcome.markdown = results.write_outputs(result, out_dir)
+            outcome.markdown = results.write_outputs(result, out_dir, rows)
             _update_reports(resolved, rows, settings, Path(out_dir))
         except OSError as exc:  # a full or read-only disk: keep the measurements somewhere, say where
             outcome.write_error = _keep_elsewhere(result, exc)
