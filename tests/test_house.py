@@ -144,7 +144,8 @@ def test_reports_are_typed_inside_and_dicts_only_in_the_file(exported_run, tmp_p
     rows = {row.name: row for row in report.artifacts}
     assert isinstance(report.reference, Reference) and report.reference.accuracy > 0.5
     assert isinstance(rows["tflite_int8"].latency_settings, LatencySettings)
-    assert rows["tflite_int8"].latency_settings.source == "export" and rows["tflite_int8"].latency_settings.threads == 1
+    settings = rows["tflite_int8"].latency_settings  # export's quick timing, or a bench of the shared run since
+    assert settings.source in ("export", "bench") and (settings.source == "bench" or settings.threads == 1)
     assert isinstance(rows["tflite_int8"].speedup, Speedup) and rows["tflite_int8"].speedup.over == "tflite"
     assert isinstance(rows["onnx_int8"].readiness, Readiness) and set(rows["onnx_int8"].readiness.accelerators) == {
         "nnapi", "coreml_mlprogram", "coreml_neuralnetwork"}
