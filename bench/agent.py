@@ -68,31 +68,13 @@ def _time_tensorflow(tf, keras, case: dict) -> dict:
     return result
 
 
-def _profile(case: dict) -> dict:
-    """`bench --profile` on this machine (a board): the time per node, with the runtime alone (op_timing)."""
-    from edgeship.runtime import op_timing
-
-    threads, warmup, runs = case.get("threads"), case["warmup"], case["runs"]
-    if case["format"] == "tflite":
-        files = case["op_models"]
-        timed, whole = op_timing.time_tflite_models([Path(p).read_bytes() for p in files if p],
-                                                    Path(case["path"]).read_bytes(), threads, warmup, runs)
-        times = iter(timed)
-        nodes = [{"name": name, "op": op, "ms": next(times) if path else 0.0}
-                 for name, op, path in zip(case["op_names"], case["op_types"], files)]
-        method = op_timing.TFLITE_METHOD
-    else:
-        found, whole = op_timing.onnx_node_times(case["path"], threads, warmup, runs)
-        nodes = [{"name": name, "op": op, "ms": ms} for name, op, ms in found]
-        method = op_timing.ONNX_METHOD
-    return {"profile": {"method": method, "threads": threads, "runs": runs, "p50_ms": whole, "nodes": nodes}}
-
-
 def run_one(case: dict) -> dict:
     row = {k: case.get(k) for k in CASE_KEYS}
     try:
-        if case.get("kind") == "profile":
-            result = _profile(case)
+        if case.get("kind") == "profile":  # `bench --profile` on this machine (a board): the runtime alone
+            from edgeship.runtime.op_timing import profile_case
+
+            result = {"profile": profile_case(case)}
         elif case["backend"] in ("keras", "tensorflow"):
             result = _bench_tensorflow(case)
         else:

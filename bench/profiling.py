@@ -7,7 +7,7 @@ the accuracy repair cost in time."""
 
 from __future__ import annotations
 
-from edgeship.core.records import NodeTime, OpProfile
+from edgeship.core.records import OpProfile
 from edgeship.runtime import op_timing
 
 from .matrix import Artifact
@@ -17,57 +17,37 @@ PROFILED_FORMATS = ("tflite", "onnx")
 
 def profile_artifact(artifact: Artifact, threads: int | None, warmup: int = 5, runs: int = 30,
                      float_layers=()) -> OpProfile:
+    """Profile one artifact here, in this process, the way the agent does on a board."""
+    return from_agent(op_timing.profile_case(profile_case(artifact, "", threads, warmup, runs)), float_layers)
+
+
+def profile_case(artifact: Artifact, model_label: str, threads: int | None, warmup: int = 5, runs: int = 30) -> dict:
+    """The agent case that profiles ARTIFACT. TFLite's one-op models are cut here (that needs TensorFlow's schema,
+    which a board lacks) and travel in the case as bytes, which the SSH payload turns into files."""
+    case = {"kind": "profile", "id": f"{model_label}/{artifact.name}|profile", "model": model_label,
+            "name": artifact.name, "path": str(artifact.path), "format": artifact.format, "threads": threads,
+            "batch": 1, "warmup": warmup, "runs": runs,
+            "backend": "tflite" if artifact.format == "tflite" else "onnxruntime"}
     if artifact.format == "tflite":
         from edgeship.core.tflite_graph import single_op_models
 
-        data = artifact.path.read_bytes()
-        singles = single_op_models(data)
-        timed, whole = op_timing.time_tflite_models([one for _, _, one in singles if one is not None], data, threads,
-                                                    warmup, runs)
-        times = iter(timed)  # an op on constants alone runs once at load: 0 ms per image
-        nodes = [NodeTime(name, op.name, next(times) if one is not None else 0.0) for op, name, one in singles]
-        method = op_timing.TFLITE_METHOD
-    else:
-        found, whole = op_timing.onnx_node_times(artifact.path, threads, warmup, runs)
-        nodes = [NodeTime(name, op, ms) for name, op, ms in found]
-        method = op_timing.ONNX_METHOD
-    profile = OpProfile(method, threads, runs, whole, nodes)
-    if float_layers:
-        chosen = set(float_layers)
-        profile.float_layers = sorted(chosen)
-        profile.float_layers_ms = float(sum(n.ms for n in nodes if n.name in chosen))  # the diagnosis's node ids
-    return profile
+        singles = single_op_models(artifact.path.read_bytes())
+        case["op_names"] = [name for _, name, _ in singles]
+        case["op_types"] = [op.name for op, _, _ in singles]
+        case["op_models"] = [data for _, _, data in singles]
+    return case
 
 
-def remote_profile_cases(artifacts: list[Artifact], model_label: str, threads: int | None, warmup: int = 5,
-                         runs: int = 30) -> list[dict]:
-    """`--profile` on an SSH target: one agent case per TFLite/ONNX artifact. TFLite's one-op models are cut
-    here (that needs TensorFlow's schema, which a board lacks) and travel in the case as bytes, which the
-    payload turns into files; an op on constants alone has none (0 ms per image, as locally)."""
-    from edgeship.core.tflite_graph import single_op_models
-
-    cases = []
-    for artifact in artifacts:
-        if artifact.format not in PROFILED_FORMATS:
-            continue
-        case = {"kind": "profile", "id": f"{model_label}/{artifact.name}|profile", "model": model_label,
-                "name": artifact.name, "path": str(artifact.path), "format": artifact.format, "threads": threads,
-                "batch": 1, "warmup": warmup, "runs": runs,
-                "backend": "tflite" if artifact.format == "tflite" else "onnxruntime"}
-        if artifact.format == "tflite":
-            singles = single_op_models(artifact.path.read_bytes())
-            case["op_names"] = [name for _, name, _ in singles]
-            case["op_types"] = [op.name for op, _, _ in singles]
-            case["op_models"] = [data for _, _, data in singles]
-        cases.append(case)
-    return cases
+def remote_profile_cases(artifacts: list[Artifact], model_label: str, threads: int | None) -> list[dict]:
+    """`--profile` on an SSH target: one agent case per TFLite/ONNX artifact."""
+    return [profile_case(a, model_label, threads) for a in artifacts if a.format in PROFILED_FORMATS]
 
 
 def from_agent(answer: dict, float_layers=()) -> OpProfile:
-    """The agent's plain-JSON profile (a board has no edgeship.core) as the record."""
+    """The agent's plain-JSON profile as the record, with the time of the nodes `--max-drop` left in float."""
     profile = OpProfile.from_json(answer)
     if float_layers:
         chosen = set(float_layers)
         profile.float_layers = sorted(chosen)
-        profile.float_layers_ms = float(sum(n.ms for n in profile.nodes if n.name in chosen))
+        profile.float_layers_ms = float(sum(n.ms for n in profile.nodes if n.name in chosen))  # diagnosis node ids
     return profile

@@ -90,11 +90,10 @@ def _resolve(target: str | Path) -> _Model:
     return _Model(layout.root.name, layout.bundle, None, report, report_path)
 
 
-def _cases_for(models: list[_Model], settings: BenchSettings, remote: bool) -> list[dict]:
+def _cases_for(models: list[_Model], artifacts: dict[str, list], settings: BenchSettings, remote: bool) -> list[dict]:
     cases = []
     for model in models:
-        artifacts = artifacts_of(model.file or model.bundle_dir, settings.trust_code)
-        for case in build_cases(artifacts, settings.threads, settings.batches, settings.backend, settings.warmup,
+        for case in build_cases(artifacts[model.label], settings.threads, settings.batches, settings.backend, settings.warmup,
                                 settings.runs, settings.min_seconds, remote=remote, trust_code=settings.trust_code):
             case["model"] = model.label
             case["id"] = f"{model.label}/{case['id']}" if len(models) > 1 else case["id"]
@@ -148,36 +147,42 @@ def _attach_remote_profiles(models: list[_Model], rows: list[BenchRow], label: s
             logger.warning(f"{answer.get('name')}: could not be profiled on {label} ({answer.get('error')})")
             continue
         model = next((m for m in models if m.label == answer.get("model")), None)
-        float_layers = next((a.quantization.float_layers for a in (model.report.artifacts if model and model.report
-                                                                   else []) if a.name == answer["name"] and a.quantization), ())
-        row = next((r for r in rows if r.target == label and r.model == answer.get("model") and r.name == answer["name"]
-                    and r.ok and r.batch == 1 and r.threads == answer.get("threads") and r.provider in (None, "cpu")
-                    and r.backend in ("tflite", "onnxruntime")), None)
-        if row is not None:
-            row.profile = from_agent(answer["profile"], float_layers)
+        row = _profiled_row(rows, label, answer.get("model"), answer["name"], answer.get("threads"))
+        if model is not None and row is not None:
+            row.profile = from_agent(answer["profile"], _float_layers(model, answer["name"]))
 
 
-def _attach_profiles(models: list[_Model], rows: list[BenchRow], settings: BenchSettings) -> None:
+def _attach_profiles(models: list[_Model], artifacts: dict[str, list], rows: list[BenchRow],
+                     settings: BenchSettings) -> None:
     """`--profile`: each local TFLite/ONNX artifact once, at the first thread count, after every timed row (so
     profiling never runs beside a timing); the profile goes on the artifact's batch-1 CPU row."""
     from .profiling import PROFILED_FORMATS, profile_artifact
 
     threads = settings.threads[0]
     for model in models:
-        float_layers = {a.name: (a.quantization.float_layers if a.quantization else ())
-                        for a in (model.report.artifacts if model.report else [])}
-        for artifact in artifacts_of(model.file or model.bundle_dir, settings.trust_code):
-            row = next((r for r in rows if r.model == model.label and r.name == artifact.name and r.ok
-                        and r.target == "local" and r.batch == 1 and r.threads == threads
-                        and r.provider in (None, "cpu")), None)
+        for artifact in artifacts[model.label]:
+            row = _profiled_row(rows, "local", model.label, artifact.name, threads)
             if row is None or artifact.format not in PROFILED_FORMATS:
                 continue
             logger.info(f"profiling {artifact.name} ({artifact.format}, {threads or 'default'} thread(s))")
             try:
-                row.profile = profile_artifact(artifact, threads, float_layers=float_layers.get(artifact.name, ()))
+                row.profile = profile_artifact(artifact, threads, float_layers=_float_layers(model, artifact.name))
             except Exception as exc:  # a profiler that fails must not lose the bench's figures
                 logger.warning(f"{artifact.name}: could not be profiled ({type(exc).__name__}: "
                                f"{(str(exc).splitlines() or [''])[0][:200]})")
+
+
+def _profiled_row(rows: list[BenchRow], target: str, model_label: str, name: str, threads) -> BenchRow | None:
+    """The row a profile belongs on: the artifact's own runtime on the CPU, batch 1, the profiled threads."""
+    return next((r for r in rows if r.target == target and r.model == model_label and r.name == name and r.ok
+                 and r.batch == 1 and r.threads == threads and r.provider in (None, "cpu")
+                 and r.backend in ("tflite", "onnxruntime")), None)
+
+
+def _float_layers(model: _Model, name: str) -> list[str]:
+    """The nodes `export --max-drop` left in float in artifact NAME, from the run's report."""
+    row = next((a for a in (model.report.artifacts if model.report else []) if a.name == name), None)
+    return row.quantization.float_layers if row is not None and row.quantization else []
 
 
 def run_bench(models: Sequence[str | Path], settings: BenchSettings | None = None,
@@ -214,14 +219,16 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
            local) -> BenchOutcome:
     parsed_targets = [SSHTarget.parse(t) for t in targets]
     baseline = results.load_baseline(compare) if compare else None
-    local_cases = _cases_for(resolved, settings, remote=False) if local else []
-    remote_cases = _cases_for(resolved, settings, remote=True) if parsed_targets else []
+    # each model's artifacts, verified against their bundle records once for every use below
+    artifacts = ({m.label: artifacts_of(m.file or m.bundle_dir, settings.trust_code) for m in resolved}
+                 if local or parsed_targets else {})
+    local_cases = _cases_for(resolved, artifacts, settings, remote=False) if local else []
+    remote_cases = _cases_for(resolved, artifacts, settings, remote=True) if parsed_targets else []
     if settings.profile and parsed_targets:
         from .profiling import remote_profile_cases
 
         for model in resolved:
-            remote_cases += remote_profile_cases(artifacts_of(model.file or model.bundle_dir, settings.trust_code),
-                                                 model.label, settings.threads[0])
+            remote_cases += remote_profile_cases(artifacts[model.label], model.label, settings.threads[0])
     bar = progress_counter(len(local_cases), desc="bench", enabled=settings.show_progress)
     target_records, rows, interrupted = [], [], False
 
@@ -253,10 +260,9 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
 
     for model in resolved:
         results.attach_accuracy([r for r in rows if r.model == model.label], model.report)
-        results.attach_static_costs([r for r in rows if r.model == model.label],
-                                    artifacts_of(model.file or model.bundle_dir, settings.trust_code))
+        results.attach_static_costs([r for r in rows if r.model == model.label], artifacts.get(model.label, []))
     if settings.profile and local:
-        _attach_profiles(resolved, rows, settings)
+        _attach_profiles(resolved, artifacts, rows, settings)
     results.mark_pareto(rows)
     regressions = results.compare_to_baseline(rows, baseline, max_slowdown) if baseline else []
     result = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

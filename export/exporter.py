@@ -350,7 +350,7 @@ def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False, 
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)
     others = [r for r in bundle.artifacts if r.name in predictors and r.format in OTHER_RUNTIME_FORMATS]
-    for record in others if also_openvino else []:
+    for record in others if also_openvino else ():
         try:  # the same file under OpenVINO, where it is installed: scored against the file's own runtime
             predictors[f"{record.name}{OTHER_RUNTIME}"] = Classifier.load(layout.bundle, artifact=record.name,
                                                                          backend="openvino")

@@ -122,6 +122,26 @@ def _interleaved(calls, warmup: int, runs: int) -> list[float]:
     return [float(np.median(record)) for record in times]
 
 
+def profile_case(case: dict) -> dict:
+    """One artifact's profile as plain JSON (a board has no edgeship.core): CASE names the file, its format,
+    threads, warmup and runs, and for TFLite the one-op models cut on the workstation (`op_models`: bytes or
+    paths, None for an op on constants alone, which runs once at load: 0 ms per image) with their names and ops."""
+    threads, warmup, runs = case.get("threads"), case["warmup"], case["runs"]
+    if case["format"] == "tflite":
+        models = [m if isinstance(m, bytes) or m is None else Path(m).read_bytes() for m in case["op_models"]]
+        timed, whole = time_tflite_models([m for m in models if m is not None], Path(case["path"]).read_bytes(),
+                                          threads, warmup, runs)
+        times = iter(timed)
+        nodes = [{"name": name, "op": op, "ms": next(times) if model is not None else 0.0}
+                 for name, op, model in zip(case["op_names"], case["op_types"], models)]
+        method = TFLITE_METHOD
+    else:
+        found, whole = onnx_node_times(case["path"], threads, warmup, runs)
+        nodes = [{"name": name, "op": op, "ms": ms} for name, op, ms in found]
+        method = ONNX_METHOD
+    return {"method": method, "threads": threads, "runs": runs, "p50_ms": whole, "nodes": nodes}
+
+
 def _onnx_dtype(type_name: str):
     return {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
             "tensor(int8)": np.int8, "tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(type_name, np.float32)
