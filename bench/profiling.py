@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from edgeship.core.records import OpProfile
 from edgeship.runtime import op_timing
+from edgeship.runtime.fileio import sha256_file
 
 from .matrix import Artifact
 
@@ -18,7 +19,8 @@ PROFILED_FORMATS = ("tflite", "onnx")
 def profile_artifact(artifact: Artifact, threads: int | None, warmup: int = 5, runs: int = 30,
                      float_layers=()) -> OpProfile:
     """Profile one artifact here, in this process, the way the agent does on a board."""
-    return from_agent(op_timing.profile_case(profile_case(artifact, "", threads, warmup, runs)), float_layers)
+    return from_agent(op_timing.profile_case(profile_case(artifact, "", threads, warmup, runs)), float_layers,
+                      sha256_file(artifact.path))
 
 
 def profile_case(artifact: Artifact, model_label: str, threads: int | None, warmup: int = 5, runs: int = 30) -> dict:
@@ -43,9 +45,11 @@ def remote_profile_cases(artifacts: list[Artifact], model_label: str, threads: i
     return [profile_case(a, model_label, threads) for a in artifacts if a.format in PROFILED_FORMATS]
 
 
-def from_agent(answer: dict, float_layers=()) -> OpProfile:
-    """The agent's plain-JSON profile as the record, with the time of the nodes `--max-drop` left in float."""
+def from_agent(answer: dict, float_layers=(), sha256: str | None = None) -> OpProfile:
+    """The agent's plain-JSON profile as the record, with the time of the nodes `--max-drop` left in float and
+    the sha256 of the bytes profiled (the host's copy of the file the target ran)."""
     profile = OpProfile.from_json(answer)
+    profile.sha256 = sha256
     if float_layers:
         chosen = set(float_layers)
         profile.float_layers = sorted(chosen)

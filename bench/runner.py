@@ -17,6 +17,7 @@ from edgeship.core.report import load_report, write_report
 from edgeship.core.speedup import attach_speedups
 from edgeship.runtime.environment import fingerprint
 from edgeship.runtime.errors import EdgeshipError, UsageError
+from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.progress import progress_counter
 from edgeship.runtime.spec import MANIFEST_NAME
 
@@ -149,7 +150,8 @@ def _attach_remote_profiles(models: list[_Model], rows: list[BenchRow], label: s
         model = next((m for m in models if m.label == answer.get("model")), None)
         row = _profiled_row(rows, label, answer.get("model"), answer["name"], answer.get("threads"))
         if model is not None and row is not None:
-            row.profile = from_agent(answer["profile"], _float_layers(model, answer["name"]))
+            row.profile = from_agent(answer["profile"], _float_layers(model, answer["name"]),
+                                     sha256_file(row.path) if row.path and Path(row.path).is_file() else None)
 
 
 def _attach_profiles(models: list[_Model], artifacts: dict[str, list], rows: list[BenchRow],

@@ -179,6 +179,22 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from edgeship.core.explorer import build_overlays, free_port, serve
+
+    exploration = build_overlays(args.run, args.artifact)
+    for overlay, path in zip(exploration.overlays, exploration.files):
+        print(f"{exploration.artifact.name}: overlay '{overlay.title}' on {len(overlay.values)} op(s) -> {path}")
+    for note in exploration.notes:
+        print(f"{exploration.artifact.name}: {note}")
+    if args.write_only:
+        return 0
+    port = args.port or free_port(args.host)
+    serve(exploration, args.host, port, open_browser=not args.no_browser,
+          on_url=lambda url: print(f"Model Explorer: {url}\n(Ctrl+C stops it)", flush=True))
+    return 0
+
+
 def cmd_export(args) -> int:
     from edgeship.core.report import SUMMARY_HEADERS, summary_rows, text_table
     from edgeship.export import export_run
@@ -468,6 +484,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the PNGs (default RUN/explain)")
     _add_trust_flag(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("explore", help="open a TFLite artifact in Model Explorer (ai-edge-model-explorer) with "
+                                       "edgeship's per-op overlays: latency, int8 error, layers left in float")
+    p.add_argument("run", help="run directory (or its bundle)")
+    p.add_argument("--artifact", help="artifact name (default tflite_int8, else the first .tflite)")
+    p.add_argument("--host", default="localhost", help="address to serve on (default localhost)")
+    p.add_argument("--port", type=int, help="port (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser (CI, SSH)")
+    p.add_argument("--write-only", action="store_true", help="write the overlay files and stop (no server)")
+    p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("outlier", help="copy a run with one activation channel scaled up (float model unchanged): "
                                        "a model that plain int8 really hurts, to try the gate and --max-drop on")

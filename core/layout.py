@@ -40,7 +40,7 @@ OWNED = (
     f"{BUNDLE_DIR}/saved_model", *BUNDLE_TEMP_PATTERNS, f"{TRAINING_DIR}/.*.tmp",
     f"{TRAINING_DIR}/state.json", f"{TRAINING_DIR}/history*.csv", f"{TRAINING_DIR}/*.weights.h5",
     f"{TRAINING_DIR}/backup", f"{TRAINING_DIR}/*.png", f"{TRAINING_DIR}/report.md", f"{TRAINING_DIR}/report.json",
-    "explain/*_gradcam_*.png", TMP_DIR,
+    "explain/*_gradcam_*.png", "explore", TMP_DIR,
 )
 
 

@@ -191,6 +191,7 @@ class OpProfile(_Record):
     nodes: list[NodeTime] = field(default_factory=list)
     float_layers_ms: float | None = None  # the nodes `export --max-drop` left in float, and their time
     float_layers: list[str] | None = None
+    sha256: str | None = None  # of the bytes profiled: an overlay of these figures must be of the same file
     extra: dict[str, Any] = field(default_factory=dict)
 
     LISTS: ClassVar[dict[str, type]] = {"nodes": NodeTime}
@@ -316,6 +317,8 @@ class QuantizationRecord(_Record):
     cost: QuantCost | None = None
     equalized_pairs: list[str] | None = None  # cross-layer equalization: "bn0 → conv1 (scales …)" per pair
     equalization_skipped: list[str] | None = None  # pairs behind a layer that does not commute with a scale
+    bias_corrected_layers: list[str] | None = None  # empirical bias correction: "conv1 → bn1 (|shift| up to …)"
+    bias_correction_skipped: list[str] | None = None  # convolutions with nowhere to put a correction
     extra: dict[str, Any] = field(default_factory=dict)
 
     NESTED: ClassVar[dict[str, type]] = {"cost": QuantCost}

@@ -248,6 +248,11 @@ def _search_lines(name: str, q: QuantizationRecord) -> list[str]:
         lines += [f"Cross-layer equalization (Nagel et al. 2019) tried first: {len(q.equalized_pairs)} pair(s) "
                   f"equalized ({'; '.join(q.equalized_pairs) or 'none'})"
                   + (f"; skipped: {'; '.join(q.equalization_skipped)}" if q.equalization_skipped else "") + ".", ""]
+    if q.bias_corrected_layers is not None:
+        lines += [f"Bias correction (Nagel et al. 2019, §4.2, on the calibration images): "
+                  f"{len(q.bias_corrected_layers)} layer(s) corrected ({'; '.join(q.bias_corrected_layers) or 'none'})"
+                  + (f"; skipped: {'; '.join(q.bias_correction_skipped)}" if q.bias_correction_skipped else "") + ".",
+                  ""]
     trials = [[t.label, t.calibration or "", str(len(t.float_layers or [])), format_value(t.val_accuracy, ".2%"),
                format_value(-(t.val_drop_pp or 0.0), "+.2f"), format_value(t.val_agreement, ".2%"),
                format_value(t.p50_ms, ".3f"), "✓" if t.meets_budget else ""] for t in q.trials]

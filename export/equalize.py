@@ -9,7 +9,7 @@ BatchNorm with the BatchNorm folded in, or the BatchNorm's own scale) and r2_c t
 read it. The BatchNorm's gamma and beta are divided by s_c and the next layer's input-channel weights multiplied by
 it: the float function is unchanged, and one per-tensor int8 scale no longer has to span a channel far wider
 than the rest. Pairs behind ReLU6 or hard-swish (clipping, not scale-equivariant) are skipped and reported.
-Bias correction is not applied: the search measures each candidate on the validation split instead.
+Bias correction (export/bias_correction.py) is the search's next candidate, on the equalized model.
 """
 
 from __future__ import annotations
@@ -62,11 +62,17 @@ def equalize(model) -> Equalized:
     return Equalized(done, skipped)
 
 
-def equalized_copy(model):
-    """A clone of MODEL with its weights equalized (the export's Keras model stays as trained)."""
+def plain_copy(model):
+    """A clone of MODEL with the same weights: what a data-free step changes (the export's model stays as trained)."""
     from edgeship.core.tfenv import import_keras
 
     _, keras = import_keras()
     twin = keras.models.clone_model(model)
     twin.set_weights(model.get_weights())
+    return twin
+
+
+def equalized_copy(model):
+    """A clone of MODEL with its weights equalized (the export's Keras model stays as trained)."""
+    twin = plain_copy(model)
     return twin, equalize(twin)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
+from edgeship.core.pixels import in_batches, inference_batch
 from edgeship.core.records import QuantCost, QuantizationRecord, QuantTrial
 from edgeship.core.splits import stratified_indices
 from edgeship.runtime.backends import BACKENDS
@@ -61,6 +62,7 @@ class Recipe:
     calibration_images: int | None = None  # None: the images export calibrated the plain artifact on
     float_nodes: tuple[str, ...] = ()  # kept in float (TFLite denylisted_nodes, ONNX nodes_to_exclude)
     equalized: bool = False  # cross-layer equalization of the Keras model first (export/equalize.py)
+    bias_corrected: bool = False  # then empirical bias correction on the calibration images (export/bias_correction.py)
 
     @property
     def plain(self) -> bool:
@@ -76,11 +78,12 @@ class Recipe:
 
     @property
     def label(self) -> str:
-        prefix = "equalized, " if self.equalized else ""
+        prefix = ", ".join(["equalized"] * self.equalized + ["bias-corrected"] * self.bias_corrected)
         if self.float_nodes:
-            return f"{prefix}{len(self.float_nodes)} node(s) float"
-        if self.equalized and self == Recipe(self.method, equalized=True):
-            return "equalized (CLE)"
+            return f"{prefix + ', ' if prefix else ''}{len(self.float_nodes)} node(s) float"
+        if prefix and self == Recipe(self.method, equalized=self.equalized, bias_corrected=self.bias_corrected):
+            return {"equalized": "equalized (CLE)", "bias-corrected": "bias-corrected (BC)"}.get(
+                prefix, "equalized + bias-corrected (CLE + BC)")
         if self.plain:
             return "plain"
         if self.activation_bits == 16:
@@ -131,6 +134,7 @@ class Int8Strategy(Protocol):
     kind: str  # the runtime backend that measures a candidate (runtime.backends.BACKENDS)
     plain: Recipe  # the recipe of the plain artifact export made
     equalization: object  # export.equalize.Equalized once the equalized candidate was made, else None
+    bias_correction: object  # export.bias_correction.BiasCorrection once a corrected candidate was made, else None
 
     def variants(self) -> Iterator[Candidate]:
         """Cross-layer equalization, then (a) and (b): other calibrations and activation widths, cheapest first."""
@@ -167,38 +171,55 @@ def measure(kind: str, data: bytes, val: ValidationSet, scratch: Path | None = N
         path = Path(tmp, "model" + backend.suffixes[0])
         path.write_bytes(data)
         session = backend.open(path, threads=1)
-        probs = np.concatenate([session.run(val.images[i:i + 64]) for i in range(0, len(val.images), 64)])
+        probs = in_batches(session.run, val.images, inference_batch(*val.images.shape[1:3]))
         p50 = float(np.median(session_times(session, val.images[:1], TIMING_WARMUP, TIMING_RUNS)))
     top = probs.argmax(axis=1)
     return float(np.mean(top == val.labels)), float(np.mean(top == val.reference_top)), p50
 
 
 class _Equalizing:
-    """The equalized twin of a strategy's job: the Keras model equalized once, its conversions kept apart."""
+    """The data-free twins of a strategy's job (Nagel et al. 2019): the Keras model equalized, bias-corrected, or
+    both, each made once, their conversions kept apart from the plain job's."""
 
     equalization = None
-    _equalized_job = None
+    bias_correction = None
 
     def _job(self, recipe: Recipe):
-        if not recipe.equalized:
+        if not (recipe.equalized or recipe.bias_corrected):
             return self.job
-        if self._equalized_job is None:
+        twins = self.__dict__.setdefault("_twins", {})
+        key = (recipe.equalized, recipe.bias_corrected)
+        if key not in twins:
             from dataclasses import replace as copy_job
 
-            from .equalize import equalized_copy
+            from .bias_correction import correct_biases
+            from .equalize import equalized_copy, plain_copy
 
-            twin, self.equalization = equalized_copy(self.job.model)
-            self._equalized_job = copy_job(self.job, model=twin, _workdir=None, _prepared_onnx=None)
-        return self._equalized_job
+            if recipe.equalized:
+                twin, self.equalization = equalized_copy(self.job.model)
+            else:
+                twin = plain_copy(self.job.model)
+            if recipe.bias_corrected:
+                self.bias_correction = correct_biases(twin, self.job.calibration)
+            twins[key] = copy_job(self.job, model=twin, _workdir=None, _prepared_onnx=None)
+        return twins[key]
 
-    def _equalized(self) -> bool:
-        """Make the equalized job; does it change anything (one pair or more)?"""
-        self._job(Recipe(self.plain.method, equalized=True))
-        return bool(self.equalization.pairs)
+    def _data_free(self) -> list[Recipe]:
+        """The data-free recipes worth converting: CLE when it equalizes a pair, then CLE + BC; BC alone when no
+        pair can be equalized (a ReLU6 network) and it corrects a layer."""
+        equalized = Recipe(self.plain.method, equalized=True)
+        self._job(equalized)
+        if self.equalization.pairs:
+            both = Recipe(self.plain.method, equalized=True, bias_corrected=True)
+            self._job(both)
+            return [equalized, both] if self.bias_correction.layers else [equalized]
+        alone = Recipe(self.plain.method, bias_corrected=True)
+        self._job(alone)
+        return [alone] if self.bias_correction.layers else []
 
     def _close_equalized(self) -> None:
-        if self._equalized_job is not None:
-            self._equalized_job.cleanup()
+        for twin in self.__dict__.get("_twins", {}).values():
+            twin.cleanup()
 
 
 class TFLiteStrategy(_Equalizing):
@@ -213,8 +234,7 @@ class TFLiteStrategy(_Equalizing):
         return self.job.calibration if recipe.calibration_images is None else self._more
 
     def variants(self):
-        if self._equalized():
-            recipe = Recipe("min-max", equalized=True)
+        for recipe in self._data_free():
             yield Candidate(recipe, tflite_convert.full_int8(self._job(recipe)))
         more = self.job.more_calibration() if self.job.more_calibration else None
         if more is not None and len(more) > len(self.job.calibration):
@@ -259,14 +279,14 @@ class OnnxStrategy(_Equalizing):
 
     def _quantize(self, recipe: Recipe) -> bytes:
         self._count += 1
-        prepared = self._job(recipe).prepared_onnx() if recipe.equalized else self.prepared
+        prepared = self._job(recipe).prepared_onnx() if recipe.equalized or recipe.bias_corrected else self.prepared
         return onnx_convert.quantize_qdq(prepared, Path(self._tmp.name, f"trial{self._count}.onnx"),
                                          self.job.calibration, recipe.method, recipe.per_channel,
                                          list(recipe.float_nodes))
 
     def variants(self):
-        if self._equalized():
-            yield Candidate(Recipe("MinMax", equalized=True), self._quantize(Recipe("MinMax", equalized=True)))
+        for recipe in self._data_free():
+            yield Candidate(recipe, self._quantize(recipe))
         for recipe in self.VARIANTS:
             yield Candidate(recipe, self._quantize(recipe))
 
@@ -338,6 +358,8 @@ def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: 
         met_budget=bool(passing), min_agreement=MIN_AGREEMENT, trials=[t.record() for t in trials],
         equalized_pairs=strategy.equalization.pairs if strategy.equalization else None,
         equalization_skipped=strategy.equalization.skipped if strategy.equalization else None,
+        bias_corrected_layers=strategy.bias_correction.layers if strategy.bias_correction else None,
+        bias_correction_skipped=strategy.bias_correction.skipped if strategy.bias_correction else None,
         cost=QuantCost(p50_ms=round(chosen.p50_ms, 4), plain_int8_p50_ms=round(plain_trial.p50_ms, 4),
                        vs_plain_int8=round(chosen.p50_ms / plain_trial.p50_ms, 3) if plain_trial.p50_ms else None,
                        float32_p50_ms=round(float_p50, 4), vs_float32=round(chosen.p50_ms / float_p50, 3)))
@@ -368,14 +390,30 @@ def _search(strategy: Int8Strategy, attempt, trials: list[Trial], layers: list[L
         if not new:
             continue
         groups.append(new)
-        if attempt(strategy.with_float_layers(base, _flat(groups))).meets_budget:
+        trial = _float_trial(strategy, attempt, base, _flat(groups))
+        if trial is None:
+            return  # this set cannot be converted; larger ones hold it
+        if trial.meets_budget:
             break
     else:
         return
     for group in list(groups[:-1])[::-1]:  # drop earlier groups the budget does not need
         rest = [g for g in groups if g is not group]
-        if attempt(strategy.with_float_layers(base, _flat(rest))).meets_budget:
+        trial = _float_trial(strategy, attempt, base, _flat(rest))
+        if trial is not None and trial.meets_budget:
             groups = rest
+
+
+def _float_trial(strategy: Int8Strategy, attempt, base: Candidate, nodes: list[str]) -> Trial | None:
+    """BASE with NODES in float, measured; None when the converter cannot make it (TFLite's QuantizationDebugger
+    refuses a denylist that leaves no quantized op to verify): the trials so far stand, the format is not lost."""
+    try:
+        candidate = strategy.with_float_layers(base, nodes)
+    except Exception as exc:
+        logger.warning(f"int8 trial {base.recipe.label} with {len(nodes)} node(s) float could not be converted "
+                       f"({(str(exc).splitlines() or [type(exc).__name__])[0][:160]}); the search stops there")
+        return None
+    return attempt(candidate)
 
 
 def _flat(groups: list[list[str]]) -> list[str]:

@@ -34,22 +34,30 @@ def apt_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def find_or_install_sshd() -> tuple[str | None, str]:
-    found = shutil.which("sshd") or next((p for p in SSHD_CANDIDATES if os.path.exists(p)), None)
-    if found:
-        return found, ""
+def find_or_install(candidates: tuple[str, ...], package: str) -> tuple[str | None, str]:
+    """(the first of CANDIDATES that exists, "") after installing Debian's PACKAGE when none does and we are root;
+    (None, why) otherwise. CI machines start without the servers and browsers some tests need."""
+    def found() -> str | None:
+        return next((p for p in candidates if os.path.exists(p)), None)
+
+    if found():
+        return found(), ""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return None, "sshd is not installed and cannot be installed here (needs root and apt-get)"
+        return None, f"{package} is not installed and cannot be installed here (needs root and apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with apt_lock():
-        for command in ([], ["apt-get", "install", "-y", "-q", "openssh-server"], ["apt-get", "update", "-q"],
-                        ["apt-get", "install", "-y", "-q", "openssh-server"]):
+        for command in ([], ["apt-get", "install", "-y", "-q", package], ["apt-get", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", package]):
             if command:
-                subprocess.run(command, capture_output=True, env=env, timeout=600)
-            found = next((p for p in SSHD_CANDIDATES if os.path.exists(p)), None)  # another worker may have
-            if found:
-                return found, ""
-    return None, "apt-get could not install openssh-server"
+                subprocess.run(command, capture_output=True, env=env, timeout=900)
+            if found():  # another worker may have
+                return found(), ""
+    return None, f"apt-get could not install {package}"
+
+
+def find_or_install_sshd() -> tuple[str | None, str]:
+    on_path = shutil.which("sshd")
+    return (on_path, "") if on_path else find_or_install(SSHD_CANDIDATES, "openssh-server")
 
 
 def free_port() -> int:

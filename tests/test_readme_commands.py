@@ -53,6 +53,7 @@ RUNNABLE = {
     "edgeship export runs/outlier --formats tflite,tflite_int8,onnx,onnx_int8 --max-drop 0.5": (0,),
     "edgeship gate runs/outlier --min-speedup 1.2": (0, 1),
     "edgeship bench runs/outlier --threads 1 --profile": (0,),
+    "edgeship explore runs/outlier --write-only": (0,),
 }
 ELSEWHERE = {  # needs a board on the network; each is run against a real sshd or the emulated Pi by these tests
     "edgeship bench runs/demo --target ssh://pi@raspberrypi.local --target ssh://pi@192.168.1.20:2222":
@@ -61,6 +62,8 @@ ELSEWHERE = {  # needs a board on the network; each is run against a real sshd o
         "test_target_gate.py",
     "edgeship gate runs/x --target ssh://pi@raspberrypi --identity ~/.ssh/id_ed25519": "test_aarch64_target.py",
     "edgeship bench runs/x --target ssh://pi@raspberrypi --threads 1,4": "test_aarch64_target.py",
+    # serves until Ctrl+C and opens a browser: run with --no-browser and a headless Chromium there
+    "edgeship explore runs/outlier --artifact tflite_int8": "test_explore.py (headless Chromium)",
 }
 ERROR_EXAMPLE = "edgeship train photos/ --out runs/x"  # the README shows its one-line error: it must be that line
 PLACEHOLDERS = re.compile(r"\[|\b(DATA|RUN|MODEL|IMAGE|NEW|DIR|A|B)\b")
