@@ -82,8 +82,8 @@ def test_int8_trials_are_recipes_and_float_layers_keep_the_base_recipe(monkeypat
             return ",".join(self.nodes).encode()
 
     monkeypatch.setattr(tf.lite.experimental, "QuantizationDebugger", Debugger)
-    # these stand-in jobs have no Keras model to equalize: the equalization step has its own tests
-    monkeypatch.setattr(quant_search._Equalizing, "_equalized", lambda self: False)
+    # these stand-in jobs have no Keras model: the data-free steps (CLE, bias correction) have their own tests
+    monkeypatch.setattr(quant_search._Equalizing, "_data_free", lambda self: [])
     job = SimpleNamespace(calibration=np.zeros((4, 8, 8, 3), np.uint8),
                           more_calibration=lambda: np.ones((12, 8, 8, 3), np.uint8))
     tflite = TFLiteStrategy(job)
