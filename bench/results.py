@@ -7,11 +7,11 @@ import csv
 import io
 from pathlib import Path
 
-from edgeship.core.records import BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BenchRow, ParityReport
+from edgeship.core.records import BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BenchRow, ParityReport, read_bench_rows
 from edgeship.core.plots import plot_op_breakdown
 from edgeship.core.report import format_value, markdown_table
 from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, read_json
+from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
 
 def attach_accuracy(rows: list[BenchRow], report: ParityReport | None) -> None:
@@ -61,13 +61,7 @@ def compare_to_baseline(rows: list[BenchRow], baseline: list[BenchRow], max_slow
 
 def load_baseline(path: str | Path) -> list[BenchRow]:
     """The rows of an earlier bench.json (any version that has a 'rows' list)."""
-    data = read_json(path, UsageError, "cannot read baseline bench JSON")
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise UsageError(f"{path}: not an edgeship bench result (no 'rows' list)")
-    try:
-        return [BenchRow.from_json(r) for r in data["rows"]]
-    except TypeError as exc:
-        raise UsageError(f"{path}: malformed bench row ({exc})") from exc
+    return read_bench_rows(path)
 
 
 def parse_slowdown(text: str) -> float:

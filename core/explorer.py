@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_bytes, read_json, sha256_file
+from edgeship.runtime.fileio import atomic_write_bytes, sha256_file
 from edgeship.runtime.spec import ArtifactRecord, Bundle
 
 from .layout import RunLayout
-from .records import BenchRow
+from .records import BenchRow, read_bench_rows
 from .tflite_graph import read_graph
 from .tfenv import captured_output
 
@@ -88,8 +88,7 @@ def _profile_row(layout: RunLayout, record: ArtifactRecord, sha256: str) -> tupl
     path = layout.root / "bench.json"
     if not path.is_file():
         return None, f"no latency overlay: {path} is missing; run `edgeship bench {layout.root} --profile`"
-    data = read_json(path, UsageError, "cannot read bench JSON")
-    rows = [BenchRow.from_json(r) for r in (data.get("rows") or []) if isinstance(r, dict)]
+    rows = read_bench_rows(path)
     profiled = [r for r in rows if r.name == record.name and r.profile is not None and r.profile.nodes]
     fresh = [r for r in profiled if r.profile.sha256 == sha256]
     if fresh:

@@ -23,21 +23,6 @@ from edgeship.runtime.spec import InputSpec
 
 CHUNK_IMAGES = 256  # images decoded and held at once while streaming
 PARALLEL_FROM = 64  # fewer images than this decode in the calling thread
-BATCH_PIXELS = 32 * 96 * 96  # pixels per inference batch: 32 images at 96 px, 5 at 224
-
-
-def inference_batch(height: int, width: int, most: int = 32) -> int:
-    """Images per inference call while checking a model: each runtime keeps an arena sized for the largest batch
-    it ran, and four of them at 224 px and batch 32 held 1.5 GB beside each other; a batch of BATCH_PIXELS keeps
-    that to what 32 images at 96 px take. Per image the figures do not depend on it."""
-    return max(1, min(most, BATCH_PIXELS // max(1, height * width)))
-
-
-def in_batches(predict, images: np.ndarray, batch: int) -> np.ndarray:
-    """PREDICT (images -> probabilities) on IMAGES, BATCH at a time."""
-    if len(images) <= batch:
-        return predict(images)
-    return np.concatenate([predict(images[i:i + batch]) for i in range(0, len(images), batch)])
 
 
 def load_pixels(paths: Sequence[Path], spec: InputSpec, desc: str = "load images",

@@ -516,3 +516,18 @@ class BenchRow(_Record):
 __all__ = ["AcceleratorVerdict", "BenchRow", "GateVerdict", "LatencySettings", "ParityReport", "ParityRow",
            "QuantCost", "QuantTrial", "QuantizationRecord", "NodeTime", "OpProfile", "Readiness", "Reference", "RuntimeParity", "Speedup", "StaticCost", "TargetRow",
            "TargetRun", "asdict", "now_utc"]
+
+
+def read_bench_rows(path) -> list[BenchRow]:
+    """The rows of a bench.json (any version that has a 'rows' list); a file that is not one is a UsageError
+    naming it."""
+    from edgeship.runtime.errors import UsageError
+    from edgeship.runtime.fileio import read_json
+
+    data = read_json(path, UsageError, "cannot read bench JSON")
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise UsageError(f"{path}: not an edgeship bench result (no 'rows' list)")
+    try:
+        return [BenchRow.from_json(r) for r in data["rows"]]
+    except TypeError as exc:
+        raise UsageError(f"{path}: malformed bench row ({exc})") from exc

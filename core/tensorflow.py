@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from edgeship.runtime.classifier import Classifier, class_probabilities
+from edgeship.runtime.classifier import Classifier, class_probabilities, inference_batch
 from edgeship.runtime.errors import ModelLoadError
 from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
@@ -108,7 +108,11 @@ class TensorFlowPredictor:
     def runtime(self) -> str:
         return self.implementation
 
-    def predict_proba(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, pixels: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """BATCH_SIZE images per call (default: up to 64, fewer at large inputs: `inference_batch`)."""
+        if batch_size is None:
+            spec = self.info.input if self.info is not None else None
+            batch_size = inference_batch(spec.height, spec.width, most=64) if spec is not None else 64
         batches = [np.asarray(self._call(pixels[i : i + batch_size].astype(np.float32)))
                    for i in range(0, len(pixels), batch_size)]
         return class_probabilities(np.concatenate(batches, axis=0))

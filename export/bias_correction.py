@@ -81,10 +81,11 @@ def _reads(batchnorm, layer) -> bool:
         return False
 
 
-def mean_shifts(model, images: np.ndarray, batch: int = 8) -> dict[str, np.ndarray]:
-    """{convolution name: E[ε·x] per output channel} over IMAGES, the inputs x each convolution sees in the float
-    model. Measured while the model runs: each target's call is wrapped for the pass (nested backbones too)."""
-    targets, _ = _targets(model)
+def mean_shifts(model, targets: list[tuple[object, object | None]], images: np.ndarray,
+                batch: int = 8) -> dict[str, np.ndarray]:
+    """{convolution name: E[ε·x] per output channel} over IMAGES for the TARGETS' convolutions, the inputs x each
+    sees in the float MODEL. Measured while the model runs: each target's call is wrapped for the pass (nested
+    backbones too)."""
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     wrapped = []
@@ -116,7 +117,7 @@ def mean_shifts(model, images: np.ndarray, batch: int = 8) -> dict[str, np.ndarr
 def correct_biases(model, images: np.ndarray) -> BiasCorrection:
     """Correct MODEL in place for the int8 rounding of its convolutions' weights, measured on IMAGES."""
     targets, skipped = _targets(model)
-    shifts = mean_shifts(model, images)
+    shifts = mean_shifts(model, targets, images)
     done = []
     for layer, batchnorm in targets:
         shift = shifts.get(layer.name)

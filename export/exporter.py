@@ -19,7 +19,7 @@ from edgeship.core.errors import DatasetError, disk_failure
 from edgeship.core.formats import resolve_ref
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
 from edgeship.core.metrics import collapse_figures
-from edgeship.core.pixels import CHUNK_IMAGES, in_batches, inference_batch, iter_pixel_chunks, load_pixels
+from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
 from edgeship.core.records import ParityReport, ParityRow, QuantizationRecord, Reference, RuntimeParity
 from edgeship.core.report import write_report
 from edgeship.core.speedup import attach_speedups, quick_latency
@@ -246,8 +246,7 @@ def _validation_set(manifest: SplitManifest, bundle: Bundle, model, show_progres
             paths, labels = [paths[i] for i in keep], labels[keep]
         if len(paths):
             images = load_pixels(paths, bundle.info.input, f"load {split} images", show_progress)
-            batch = inference_batch(bundle.info.input.height, bundle.info.input.width)
-            top = in_batches(reference_predictor(model, bundle.info).predict_proba, images, batch).argmax(axis=1)
+            top = reference_predictor(model, bundle.info).predict_proba(images).argmax(axis=1)
             return ValidationSet(split, images, labels, float(np.mean(top == labels)), top)
     return None
 
@@ -385,14 +384,13 @@ def stream_test_split(paths, info: ModelInfo, reference_model, predictors: dict,
     reference_parts, parts, first_chunk = [], {name: [] for name in predictors}, None
     clock = _Stopwatch(["decode", "keras", *predictors])
     chunks = iter_pixel_chunks(paths, info.input, chunk_size, "parity", show_progress)
-    batch = inference_batch(info.input.height, info.input.width)
     while (item := clock.timed("decode", next, chunks, None)) is not None:
         chunk = item[1]
         first_chunk = chunk if first_chunk is None else first_chunk
-        reference_parts.append(clock.timed("keras", in_batches, reference_model.predict_proba, chunk, batch))
+        reference_parts.append(clock.timed("keras", reference_model.predict_proba, chunk))
         for name, predictor in list(predictors.items()):
             try:
-                parts[name].append(clock.timed(name, in_batches, predictor.predict_proba, chunk, batch))
+                parts[name].append(clock.timed(name, predictor.predict_proba, chunk))
             except Exception as exc:
                 row = next((r for r in rows if r.name == name), None)
                 if row is not None:

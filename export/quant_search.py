@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
-from edgeship.core.pixels import in_batches, inference_batch
 from edgeship.core.records import QuantCost, QuantizationRecord, QuantTrial
 from edgeship.core.splits import stratified_indices
 from edgeship.runtime.backends import BACKENDS
+from edgeship.runtime.classifier import inference_batch
 from edgeship.runtime.timing import session_times
 
 from . import onnx_convert, tflite_convert
@@ -171,7 +171,8 @@ def measure(kind: str, data: bytes, val: ValidationSet, scratch: Path | None = N
         path = Path(tmp, "model" + backend.suffixes[0])
         path.write_bytes(data)
         session = backend.open(path, threads=1)
-        probs = in_batches(session.run, val.images, inference_batch(*val.images.shape[1:3]))
+        step = inference_batch(*val.images.shape[1:3], most=64)
+        probs = np.concatenate([session.run(val.images[i:i + step]) for i in range(0, len(val.images), step)])
         p50 = float(np.median(session_times(session, val.images[:1], TIMING_WARMUP, TIMING_RUNS)))
     top = probs.argmax(axis=1)
     return float(np.mean(top == val.labels)), float(np.mean(top == val.reference_top)), p50
@@ -195,12 +196,11 @@ class _Equalizing:
             from .bias_correction import correct_biases
             from .equalize import equalized_copy, plain_copy
 
-            if recipe.equalized:
-                twin, self.equalization = equalized_copy(self.job.model)
-            else:
-                twin = plain_copy(self.job.model)
-            if recipe.bias_corrected:
+            if recipe.bias_corrected:  # on a copy of the same model without it (equalized or plain)
+                twin = plain_copy(self._job(Recipe(recipe.method, equalized=recipe.equalized)).model)
                 self.bias_correction = correct_biases(twin, self.job.calibration)
+            else:
+                twin, self.equalization = equalized_copy(self.job.model)
             twins[key] = copy_job(self.job, model=twin, _workdir=None, _prepared_onnx=None)
         return twins[key]
 
