@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeship-installed
 
-.PHONY: demo demo-int8 test bench bench-scale clean
+.PHONY: demo demo-int8 demo-sweep test bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo-int8: $(STAMP)
 	$(PY) -m edgeship export runs/demo-outlier --formats $(INT8_FORMATS) --max-drop 0.5
 	$(PY) -m edgeship gate runs/demo-outlier
 	@echo "report: runs/demo-outlier/report.md"
+
+# The device-budgeted search on the demo's digits (README: "Picking the model for the device"); uses runs/demo/data
+demo-sweep: $(STAMP)
+	@test -d runs/demo/data || $(PY) -m edgeship demo --out runs/demo
+	$(PY) -m edgeship sweep runs/demo/data --out runs/sweep --space tiny --max-latency 0.1ms --max-size 1MB --max-drop 1
 
 # Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures in one process):
 # half the suite waits on subprocesses, imports and sleeps, not on both cores.

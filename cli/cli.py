@@ -195,6 +195,26 @@ def cmd_explore(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from edgeship.sweep import Budget, SweepOptions, TrainingPlan, parse_latency, parse_size, run_sweep
+
+    budget = Budget(parse_latency(args.max_latency) if args.max_latency else None,
+                    parse_size(args.max_size) if args.max_size else None, args.max_drop)
+    options = SweepOptions(budget=budget, targets=args.target or ("local",), space=args.space, trials=args.trials,
+                           storage=args.storage, study=args.study, finalists=args.finalists, threads=args.threads,
+                           ssh=_ssh_options(args),
+                           plan=TrainingPlan(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed))
+    result = run_sweep(args.data, args.out, options, report=lambda line: print(line, flush=True))
+    pick = result.pick
+    test = (pick.test or {}).get("accuracy")
+    print(f"pick: {pick.key} {pick.format}: val {pick.val_accuracy:.2%}, test "
+          f"{'—' if test is None else format(test, '.2%')} (final figure, not used to choose), p50 "
+          + ", ".join(f"{t} {ms:.3g} ms" for t, ms in (pick.bench_ms or {}).items())
+          + f", {pick.size_bytes} bytes; run: {pick.run}")
+    print(f"sweep: {result.markdown}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from edgeship.core.report import SUMMARY_HEADERS, summary_rows, text_table
     from edgeship.export import export_run
@@ -495,6 +515,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-only", action="store_true", help="write the overlay files and stop (no server)")
     p.set_defaults(func=cmd_explore)
 
+    p = sub.add_parser("sweep", help="search backbone, width, input size and precision for the most accurate "
+                                     "model within a device's latency, size and accuracy budget")
+    p.add_argument("data", help="image folder (class sub-folders) or Food-101-style root")
+    p.add_argument("--out", required=True, help="sweep folder: study.db, measure/, trials/RUN, sweep.json/md, pareto.png")
+    p.add_argument("--target", action="append", help="where latency is measured and judged: local (default) or "
+                                                      "ssh://[user@]host[:port]; repeat for several")
+    p.add_argument("--max-latency", help="p50 at batch 1 on every real target, e.g. 20ms, 800us")
+    p.add_argument("--max-size", help="artifact file size, e.g. 4MB (10^6 bytes), 4MiB, 500KB")
+    p.add_argument("--max-drop", type=float, default=1.0,
+                   help="accuracy an artifact may lose to its Keras model on the validation split, pp (default 1)")
+    p.add_argument("--space", default="default", help="default (phones, Pi), tiny (small inputs, from scratch) or "
+                                                      "a FILE.toml (see README)")
+    p.add_argument("--trials", type=_positive_int, help="train at most N candidates (all are measured)")
+    p.add_argument("--epochs", type=_limited("epochs"), default=9, help="most epochs per candidate (the last rung)")
+    p.add_argument("--batch-size", type=_limited("batch_size"), default=32)
+    p.add_argument("--seed", type=_limited("seed"), default=0)
+    p.add_argument("--finalists", type=_positive_int, default=3, help="trained candidates benched with real weights")
+    p.add_argument("--threads", type=_positive_int, default=1, help="threads for every latency figure (default 1)")
+    p.add_argument("--storage", help="Optuna storage URL shared by workers, e.g. postgresql://user:pw@db/sweeps "
+                                     "(default: SWEEP/study.db)")
+    p.add_argument("--study", help="study name in the storage (default: the --out folder's name)")
+    _add_ssh_flags(p)
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("outlier", help="copy a run with one activation channel scaled up (float model unchanged): "
                                        "a model that plain int8 really hurts, to try the gate and --max-drop on")
     p.add_argument("run", help="run directory (small_cnn or any model where a BatchNorm feeds a Conv2D/Dense via ReLU)")
@@ -639,6 +683,7 @@ INTERRUPTED = {  # what Ctrl-C leaves, per command, and how to go on
     "export": ("; the export did not finish, so its new files are not recorded in the bundle (predict and gate "
                "refuse them): run the same command again"),
     "gate": "; nothing was gated",
+    "sweep": "; run the same command again: finished trials are kept, the one cut off runs again",
     "demo": "; run it again (training resumes, export and bench run again)",
 }
 

@@ -1,4 +1,4 @@
-"""The published JSON Schemas of what edgeship writes (core/schemas/*.schema.json): report.json,
+"""The published JSON Schemas of what edgeship writes (core/schemas/*.schema.json): report.json, sweep.json,
 bench.json and a bundle's edgeship.json. CI scripts can validate against them; the tests do."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 from edgeship.runtime.errors import UsageError
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
-SCHEMAS = {"report": "report.schema.json", "bench": "bench.schema.json", "bundle": "edgeship.schema.json"}
+SCHEMAS = {"report": "report.schema.json", "bench": "bench.schema.json", "bundle": "edgeship.schema.json",
+           "sweep": "sweep.schema.json"}
 
 
 def load_schema(kind: str) -> dict:

@@ -115,12 +115,13 @@ def test_the_overlay_colours_the_graph_in_a_real_browser(explored, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             for name, address in (("bare", url.split("?")[0] + "?data=" + _models_only(url)), ("overlays", url)):
                 page.goto(address)
-                page.wait_for_selector("text=model_int8.tflite", timeout=60_000)
+                # the file name is also in a hidden list of the loading page: wait for a shown one, then the canvas
+                page.locator("text=model_int8.tflite >> visible=true").first.wait_for(timeout=120_000)
+                page.locator("canvas >> visible=true").first.wait_for(timeout=120_000)
                 if name == "overlays":
-                    page.wait_for_selector("text=latency ms per op", timeout=60_000)
-                page.wait_for_timeout(3000)  # the graph is drawn on a WebGL canvas after the page settles
+                    page.locator("text=latency ms per op >> visible=true").first.wait_for(timeout=120_000)
                 shots[name] = tmp_path / f"{name}.png"
-                page.screenshot(path=str(shots[name]))
+                _settled_screenshot(page, shots[name], until=(lambda n: n > 2000) if name == "overlays" else None)
             browser.close()
     finally:
         server.terminate()
@@ -129,6 +130,19 @@ def test_the_overlay_colours_the_graph_in_a_real_browser(explored, tmp_path):
     shutil.copy(shots["overlays"], explored / "explore" / "screenshot.png")  # to look at
     # the overlay colours the graph (nodes and the layer's summary bar) in edgeship's gradient; without it, none
     assert coloured["bare"] < 50 and coloured["overlays"] > 2000, coloured
+
+
+def _settled_screenshot(page, path: Path, until=None, seconds: float = 90.0) -> None:
+    """A screenshot once the WebGL graph is drawn: 3 s after the page shows it, and on a busy machine (where
+    drawing takes longer) again every second until UNTIL holds for the coloured-pixel count or SECONDS pass."""
+    from PIL import Image
+
+    page.wait_for_timeout(3000)
+    deadline = time.time() + seconds
+    page.screenshot(path=str(path))
+    while until is not None and not until(_gradient_pixels(Image.open(path))) and time.time() < deadline:
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(path))
 
 
 def _free_port() -> int:

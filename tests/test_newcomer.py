@@ -69,7 +69,7 @@ def test_collapse_is_more_than_a_third_of_the_classes_never_predicted():
 # ------------------------------------------------------------- options that would do nothing, refused up front
 
 @pytest.mark.parametrize("flags, message", [
-    (("--alpha", "0.35"), "--alpha does nothing for small_cnn"),
+    (("--backbone", "efficientnet_b0", "--alpha", "0.35"), "--alpha does nothing for efficientnet_b0"),
     (("--weights", "imagenet"), "small_cnn has no pretrained weights"),
     (("--backbone", "mobilenet_v2", "--weights", "none", "--fine-tune-epochs", "3"), "--fine-tune-epochs 3 would train nothing"),
 ])

@@ -62,6 +62,13 @@ ELSEWHERE = {  # needs a board on the network; each is run against a real sshd o
         "test_target_gate.py",
     "edgeship gate runs/x --target ssh://pi@raspberrypi --identity ~/.ssh/id_ed25519": "test_aarch64_target.py",
     "edgeship bench runs/x --target ssh://pi@raspberrypi --threads 1,4": "test_aarch64_target.py",
+    # minutes of training on the demo's 1,797 digits: test_sweep.py runs the same command on a three-candidate space
+    # (its figures in the README are from this command, stated with the time it took)
+    "edgeship sweep runs/demo/data --out runs/sweep --space tiny --max-latency 0.1ms --max-size 1MB --max-drop 1":
+        "test_sweep.py (a three-candidate --space file, the same flags)",
+    "edgeship sweep /nfs/photos --out /nfs/sweeps/pi4 --target ssh://pi@raspberrypi --max-latency 20ms --max-size 4MB "
+    "--storage postgresql://sweeper:PASSWORD@db.lan/sweeps":
+        "test_sweep.py (two workers on a PostgreSQL server the test starts; the emulated Pi as a target)",
     # serves until Ctrl+C and opens a browser: run with --no-browser and a headless Chromium there
     "edgeship explore runs/outlier --artifact tflite_int8": "test_explore.py (headless Chromium)",
 }
@@ -220,8 +227,16 @@ def test_the_readme_python_snippets_run(readme_folder, tmp_path, monkeypatch):
     code = _replace(code, "epochs=15))", "epochs=2, show_progress=False))")
     code = _replace(code, 'bench_run("runs/digits", runs=200)', 'bench_run("runs/digits", runs=2, warmup=0)')
     code = _replace(code, 'train("food-101/", "runs/food", config)', "config.validate()  # offline: no ImageNet download")
+    # the sweep on three small candidates for one epoch, judged on size only (no figure of this machine's speed)
+    (work / "small.toml").write_text('precisions = ["int8"]\n[[backbones]]\nname = "small_cnn"\n'
+                                     'alpha = [0.25, 0.5]\nimage_size = [16]\n')
+    code = _replace(code, "budget=Budget(max_latency_ms=0.1, max_size_bytes=1_000_000, max_drop_pp=1.0)",
+                    "budget=Budget(max_size_bytes=1_000_000, max_drop_pp=1.0), show_progress=False, bench_runs=5")
+    code = _replace(code, 'space="tiny", plan=TrainingPlan(epochs=9)', 'space="small.toml", plan=TrainingPlan(epochs=1)')
     namespace = {}
     exec(compile(code, "README: the Python API", "exec"), namespace)
+    assert namespace["swept"].pick.run.startswith(str(work / "runs" / "sweep" / "trials"))
+    assert namespace["swept"].pick.test["accuracy"] is not None
     assert namespace["clf"].predict("some_digit.png", top_k=3)[0].label in namespace["clf"].labels
     assert namespace["report"].artifacts and namespace["probs"].shape == (1, 4)
     assert "def test_latency(benchmark, edgeship_classifier, edgeship_input)" in plugin  # run by test_bench.py

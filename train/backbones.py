@@ -121,9 +121,10 @@ def inception_v3(shape, weights):
     return _keras_application("inception_v3", "InceptionV3", _scale_to_minus_one_one, shape, weights)
 
 
-@register("small_cnn", 64, "none (trained from scratch)", "4-block CNN from scratch, ~100k parameters",
-          pretrained=False)
-def small_cnn(shape, weights):
+@register("small_cnn", 64, "none (trained from scratch)", "4-block CNN from scratch, ~100k parameters; width via --alpha",
+          min_size=16, pretrained=False, alpha=1.0)
+def small_cnn(shape, weights, alpha: float = 1.0):
+    """32-64-96-128 filters times ALPHA (at least 8 each): the width axis a device-budgeted sweep searches."""
     if weights is not None:
         raise BackboneError("small_cnn has no pretrained weights; use --weights none or --init MODEL.keras")
     _, keras = import_keras()
@@ -131,7 +132,7 @@ def small_cnn(shape, weights):
     inputs = keras.Input(shape, name="pixels")
     x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
     for i, filters in enumerate((32, 64, 96, 128)):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.Conv2D(max(8, round(filters * alpha)), 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)  # few steps per epoch on small sets
         x = layers.ReLU(name=f"relu{i}")(x)
         if i < 3:

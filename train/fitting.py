@@ -37,6 +37,7 @@ class FitPlan:
     class_weight: Mapping[int, float] | None = None
     extra_callbacks: tuple = ()
     show_progress: bool = True
+    watchers: tuple = ()  # (phase, epoch, logs) -> True to stop: a search's pruner reading each epoch's val figures
 
     @classmethod
     def for_phase(cls, phase: str, config: TrainConfig, class_weight=None, floor: float | None = None,
@@ -45,7 +46,7 @@ class FitPlan:
         epochs, rate = ((hparams.epochs, hparams.learning_rate) if phase == "phase1"
                         else (hparams.fine_tune_epochs, hparams.fine_tune_learning_rate))
         return cls(phase, epochs, rate, hparams.patience, hparams.lr_schedule, floor, class_weight,
-                   tuple(extra_callbacks), config.show_progress)
+                   tuple(extra_callbacks), config.show_progress, tuple(config.epoch_watchers))
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ def _callbacks(keras, training_dir: Path, plan: FitPlan, floor: float | None):
         keras.callbacks.CSVLogger(str(training_dir / HISTORY[plan.phase]), append=True),
         keras.callbacks.EarlyStopping(monitor=RANK, mode="max", patience=plan.patience),
     ]
+    if plan.watchers:
+        callbacks.append(_watch_callback(keras, plan))  # last: it sees the logged, backed-up epoch
     if plan.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                            patience=max(1, plan.patience // 2), verbose=0))
@@ -123,3 +126,15 @@ def _callbacks(keras, training_dir: Path, plan: FitPlan, floor: float | None):
         callbacks.append(keras.callbacks.LearningRateScheduler(
             lambda epoch: float(base * 0.5 * (1 + np.cos(np.pi * epoch / max(1, epochs))))))
     return callbacks
+
+
+def _watch_callback(keras, plan: FitPlan):
+    """Hands each finished epoch (1-based, counted across a resume) and its logs to the plan's watchers; any
+    that answers True ends the fit there, as early stopping would (the best checkpoint is still loaded)."""
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if any([watcher(plan.phase, epoch + 1, dict(logs or {})) for watcher in plan.watchers]):
+                self.model.stop_training = True
+
+    return Watch()

@@ -114,9 +114,11 @@ class TrainConfig:
     data: DataOptions
     overwrite: bool  # replace a finished run in the output directory (edgeship's files only)
     show_progress: bool
+    epoch_watchers: tuple  # (phase, epoch, logs) -> True to stop there; not a setting: never part of resume_key
 
     def __init__(self, model: ModelOptions | None = None, hparams: HParams | None = None,
-                 data: DataOptions | None = None, overwrite: bool = False, show_progress: bool = True, **flat):
+                 data: DataOptions | None = None, overwrite: bool = False, show_progress: bool = True,
+                 epoch_watchers: tuple = (), **flat):
         groups = {"model": model or ModelOptions(), "hparams": hparams or HParams(), "data": data or DataOptions()}
         unknown = sorted(set(flat) - set(_OWNER))
         if unknown:
@@ -126,7 +128,8 @@ class TrainConfig:
             mine = {k: v for k, v in flat.items() if _OWNER[k] == group}
             if mine:
                 groups[group] = replace(groups[group], **mine)  # checked again by the group's __post_init__
-        for name, value in (*groups.items(), ("overwrite", overwrite), ("show_progress", show_progress)):
+        for name, value in (*groups.items(), ("overwrite", overwrite), ("show_progress", show_progress),
+                            ("epoch_watchers", tuple(epoch_watchers))):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value) -> None:

@@ -1,0 +1,364 @@
+"""`run_sweep()`: the device-budgeted search that `edgeship sweep` runs, in four stages every worker runs alike.
+
+1. measure  every architecture of the space with random weights, in every format, on every target (ledger
+            study NAME/measure, two objectives: p50 and size, so Optuna's Pareto front of cost is the study's);
+2. train    the candidates whose cost fits the budget, cheapest first, under successive halving (NAME/train,
+            one objective: the best in-budget artifact's validation accuracy);
+3. finalize the best trained candidates by validation accuracy: their exported artifacts benched with the real
+            weights on every target, gated on the test split (final figures only); the pick is the most
+            accurate on validation whose real bench and size are within budget;
+4. record   SWEEP/sweep.json, sweep.md, pareto.png.
+
+Choices read validation figures and target benches only, never the test split. Emulated targets' timings are
+shown and never judged; a latency budget with no real target to judge it on is refused before any work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from edgeship.runtime.errors import EdgeshipError, UsageError
+
+from . import ledger as ledgers
+from .budget import Budget
+from .measure import LOCAL, BenchFiles, FormatCost, bench_files, measure_architecture
+from .record import CandidateRow, SweepRecord
+from .space import Architecture, Space, load_space
+from .training import TrainingPlan, train_candidate
+
+logger = logging.getLogger("edgeship")
+
+
+class SweepImpossible(EdgeshipError):
+    """No candidate meets the budget: the closest ones are named; sweep.json still holds every figure."""
+
+    exit_code = 1
+
+
+@dataclass
+class SweepOptions:
+    budget: Budget = field(default_factory=Budget)
+    targets: Sequence[str] = (LOCAL,)
+    space: str | Path = "default"
+    trials: int | None = None  # at most this many candidates trained (every candidate is still measured)
+    storage: str | None = None  # an Optuna RDB URL shared by workers; default SWEEP/study.db
+    study: str | None = None  # the study's name in the storage; default the SWEEP folder's name
+    plan: TrainingPlan = field(default_factory=TrainingPlan)
+    finalists: int = 3
+    threads: int = 1
+    bench_runs: int = 50
+    show_progress: bool = True
+    bench: BenchFiles | None = None  # tests inject known timings for the untrained candidates here
+    ssh: object = None  # core.ssh.SSHOptions for the targets (identity, known hosts, remote Python)
+
+
+@dataclass
+class SweepResult:
+    record: SweepRecord
+    json_path: Path
+    markdown: Path
+    ran_here: dict[str, list[str]]  # stage -> candidate keys this worker ran (a multi-worker study's share)
+
+    @property
+    def pick(self) -> CandidateRow | None:
+        return next((r for r in self.record.rows if r.verdict == "pick"), None)
+
+
+def _targets(targets: Sequence[str]) -> list[str]:
+    from edgeship.core.ssh import SSHTarget
+
+    chosen = list(dict.fromkeys(targets or (LOCAL,)))
+    for target in chosen:
+        if target != LOCAL:
+            SSHTarget.parse(target)  # a bad URL is one line before any work
+    return chosen
+
+
+def _settings(data: Path, space: Space, options: SweepOptions, targets: list[str]) -> dict:
+    """What every worker of one study must share (checked when a worker joins)."""
+    return {"data": Path(data).resolve().name, "space": space.to_json(), "budget": options.budget.to_json(),
+            "targets": targets, "epochs": options.plan.epochs, "seed": options.plan.seed,
+            "batch_size": options.plan.batch_size, "trials": options.trials, "threads": options.threads}
+
+
+def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = None,
+              report: Callable[[str], None] | None = None) -> SweepResult:
+    """Search OPTIONS.space for the model that fits OPTIONS.budget on OPTIONS.targets; write OUT/sweep.*.
+    Run the same call again after a kill and it resumes; run it on several machines with one `storage` (and
+    OUT on a shared disk) and they share the work. Raises SweepImpossible (exit 1) when nothing fits."""
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError("edgeship sweep needs Optuna: pip install 'edgeship[sweep]'") from None
+    from edgeship.train.trainer import scan_dataset
+
+    options = options or SweepOptions()
+    say = report or logger.info
+    started = time.time()
+    data, out = Path(data), Path(out)
+    if not data.is_dir():
+        raise UsageError(f"{data}: no such data directory")
+    space, targets = load_space(options.space), _targets(options.targets)
+    if options.trials is not None and options.trials < 1:
+        raise UsageError(f"--trials must be an integer >= 1, got {options.trials}")
+    dataset, _ = scan_dataset(data, show_progress=False)
+    out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = ledgers.open_storage(options.storage, out)
+    name = options.study or out.resolve().name
+    settings = _settings(data, space, options, targets)
+    ran: dict[str, list[str]] = {"measure": [], "train": []}
+    by_key = {a.key: a for a in space.architectures}
+
+    # 1. measure
+    measure = ledgers.Ledger(storage, f"{name}/measure", ["minimize", "minimize"], settings)
+    measure.queue_once([a.key for a in space.architectures])
+    _work(measure, "measure", say, options.show_progress, ran["measure"], lambda trial, key: _measure_trial(
+        trial, by_key[key], space, len(dataset.classes), out, targets, options))
+    costs = {key: {f: FormatCost.from_json(c) for f, c in t.user_attrs["costs"].items()}
+             for key, t in measure.finished().items()}
+    emulated = _emulated_targets(costs)
+    real = [t for t in targets if t not in emulated]
+    if options.budget.max_latency_ms is not None and not real:
+        raise UsageError(f"{', '.join(targets)}: emulated (QEMU user mode), so its timings cannot judge "
+                         f"--max-latency; add a real target (--target ssh://… or local) or drop --max-latency")
+
+    # 2. train what fits, cheapest first
+    fits = {key: [f for f, c in per.items() if not _cost_problems(options.budget, c, emulated)]
+            for key, per in costs.items()}
+    feasible = sorted((k for k, f in fits.items() if f), key=lambda k: _cheapest(costs[k], real or targets))
+    if options.trials is not None and len(feasible) > options.trials:
+        step = len(feasible) / options.trials  # spread over the range of cost, cheapest kept
+        feasible = [feasible[int(i * step)] for i in range(options.trials)]
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    training = ledgers.Ledger(storage, f"{name}/train", ["maximize"], settings, pruner=pruner)
+    if feasible:
+        training.queue_once(feasible)
+        _work(training, "train", say, options.show_progress, ran["train"], lambda trial, key: _train_trial(
+            trial, by_key[key], fits[key], data, out, options))
+    trained = training.finished() if feasible else {}
+
+    # 3. finalize (one worker at a time; the next finds it done) and 4. record
+    with _lock(out / ".finalize.lock"):
+        rows = _rows(space, costs, measure.finished(), trained, options.budget, emulated)
+        pick, impossible = _finalize(rows, targets, emulated, options)
+        record = SweepRecord(settings=settings, budget=options.budget.to_json(),
+                             targets=[{"target": t, "emulated": t in emulated} for t in targets], rows=rows,
+                             pick=pick, trainings=len(trained), seconds=round(time.time() - started, 1),
+                             workers=sorted({t.user_attrs.get("worker", "?") for t in trained.values()}),
+                             impossible=impossible)
+        json_path, md = record.write(out)
+    result = SweepResult(record, json_path, md, ran)
+    if impossible:
+        raise SweepImpossible(f"no candidate meets the budget ({options.budget.describe()}): {impossible}; "
+                              f"every figure is in {md}")
+    return result
+
+
+def _work(book: ledgers.Ledger, stage: str, say, show_progress: bool, ran: list[str], do) -> None:
+    """Claim and run this stage's trials until none is left, then wait for other workers' to finish."""
+    from edgeship.runtime.progress import progress_counter
+
+    total = len(book.queued)
+    bar = progress_counter(total, desc=stage, enabled=show_progress, unit="trial")
+    bar.update(len(set(book.finished()) & set(book.queued)))
+    book.recover_stale()
+    while True:
+        trial = book.claim()
+        if trial is None:
+            if set(book.queued) <= set(book.finished()):
+                break
+            book.wait_for_all()  # until another worker's last trial ends, or a cut-off one is queued again
+            continue
+        key = trial.params[ledgers.CANDIDATE]
+        start = time.time()
+        state, values, line = do(trial, key)
+        trial.set_user_attr("seconds", round(time.time() - start, 2))
+        book.study.tell(trial, values, state=state)
+        ran.append(key)
+        bar.update(1)
+        done = len(set(book.finished()) & set(book.queued))
+        elapsed = getattr(bar, "format_dict", {}).get("elapsed")
+        mine = len(ran)  # the rate of this worker's own trials (a resumed sweep's earlier ones took no time now)
+        eta = f"; ETA {elapsed / mine * (total - done):.0f} s" if elapsed and done < total else ""
+        say(f"[{stage} {done}/{total}] {key}: {line}{eta}")
+    bar.close()
+
+
+def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out: Path, targets, options):
+    from optuna.trial import TrialState
+
+    bench = options.bench or functools.partial(bench_files, runs=options.bench_runs, ssh=options.ssh)
+    costs = measure_architecture(arch, space.formats, n_classes, out / "measure", targets, options.threads,
+                                 options.plan.seed, bench)
+    trial.set_user_attr("costs", {f: c.to_json() for f, c in costs.items()})
+    trial.set_user_attr("architecture", arch.to_json())
+    emulated = _emulated_targets({arch.key: costs})
+    judged = [t for t in targets if t not in emulated] or list(targets)
+    best = min(costs.values(), key=lambda c: _latency(c, judged))
+    within = [f for f, c in costs.items() if not _cost_problems(options.budget, c, emulated)]
+    line = (f"{', '.join(within)} within budget" if within else "over budget, never trained: "
+            + "; ".join(_cost_problems(options.budget, best, emulated)))
+    return TrialState.COMPLETE, [_latency(best, judged), float(best.size_bytes or 0)], line
+
+
+def _train_trial(trial, arch: Architecture, formats: list[str], data: Path, out: Path, options: SweepOptions):
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("architecture", arch.to_json())
+    outcome = train_candidate(trial, arch, data, out / "trials" / arch.key, formats, options.plan,
+                              options.budget.max_drop_pp)
+    trial.set_user_attr("trained", outcome.__dict__)
+    if outcome.pruned_at is not None:
+        return TrialState.PRUNED, None, f"pruned at epoch {outcome.pruned_at}"
+    scored = [v["accuracy"] for f, v in outcome.val.items() if options.budget.drop_problem(v["drop_pp"]) is None]
+    if not outcome.val:
+        return TrialState.PRUNED, None, f"export failed: {', '.join(outcome.export_failed)}"
+    best = max(scored or [v["accuracy"] for v in outcome.val.values()])
+    return TrialState.COMPLETE, best, f"{outcome.epochs} epochs, best val accuracy {best:.2%}"
+
+
+def _latency(cost: FormatCost, targets) -> float:
+    values = [cost.latency_ms.get(t) for t in targets]
+    return float("inf") if cost.error or any(v is None for v in values) else max(values)
+
+
+def _cheapest(per: dict[str, FormatCost], targets) -> float:
+    return min(_latency(c, targets) for c in per.values())
+
+
+def _cost_problems(budget: Budget, cost: FormatCost, emulated: set[str]) -> list[str]:
+    if cost.error:
+        return [cost.error]
+    return budget.cost_problems(cost.size_bytes, cost.latency_ms, {t: t in emulated for t in cost.latency_ms})
+
+
+def _emulated_targets(costs: dict[str, dict[str, FormatCost]]) -> set[str]:
+    return {t for per in costs.values() for c in per.values() for t, e in c.emulated.items() if e}
+
+
+def _rows(space: Space, costs, measured, trained, budget: Budget, emulated: set[str]) -> list[CandidateRow]:
+    rows = []
+    for arch in space.architectures:
+        for fmt, cost in costs.get(arch.key, {}).items():
+            row = CandidateRow(arch.key, fmt, arch.to_json(), "over-budget", size_bytes=cost.size_bytes,
+                               macs=cost.macs, params=cost.params, latency_ms=dict(cost.latency_ms),
+                               emulated=dict(cost.emulated), measure_trial=measured[arch.key].number)
+            row.reasons = _cost_problems(budget, cost, emulated)
+            trial = trained.get(arch.key)
+            if not row.reasons and trial is not None:
+                done = trial.user_attrs.get("trained", {})
+                row.train_trial, row.epochs, row.run = trial.number, done.get("epochs"), done.get("run")
+                row.pruned_at = done.get("pruned_at")
+                reported = trial.intermediate_values
+                row.last_val_accuracy = reported[max(reported)] if reported else None
+                row.val = (done.get("val") or {}).get(fmt)
+                if row.pruned_at is not None:
+                    row.verdict, row.reasons = "pruned", [f"successive halving stopped it at epoch {row.pruned_at}"]
+                elif row.val is None:
+                    row.verdict, row.reasons = "failed", ["did not export"]
+                else:
+                    problem = budget.drop_problem(row.val["drop_pp"])
+                    row.verdict, row.reasons = ("over-budget", [problem]) if problem else ("trained", [])
+            elif not row.reasons:
+                row.verdict, row.reasons = "not-trained", ["not among the --trials trained"]
+            rows.append(row)
+    return rows
+
+
+def _finalize(rows: list[CandidateRow], targets, emulated: set[str], options: SweepOptions):
+    """Bench the best trained candidates' real artifacts on every target and gate them on test, best validation
+    accuracy first, until OPTIONS.finalists are benched and one is within budget: that one is the pick.
+    (pick, None), or (None, why and the closest candidates)."""
+    trained = sorted((r for r in rows if r.verdict == "trained"), key=lambda r: (-r.val_accuracy, _real(r, emulated)))
+    benched: dict[str, dict] = {}  # run -> format -> target -> p50
+    pick = None
+    for count, row in enumerate(trained):
+        if pick is not None and count >= options.finalists:
+            break
+        row.verdict = "finalist"
+        if row.run not in benched:
+            benched[row.run] = _bench_real(row.run, targets, options)
+        _final_figures(row, benched[row.run], targets, emulated, options.budget)
+        if pick is None and not row.reasons:
+            row.verdict, pick = "pick", row
+    if pick is not None:
+        return {"key": pick.key, "format": pick.format, "run": pick.run,
+                "why": "the highest validation accuracy whose real bench and size are within budget"}, None
+    closest = sorted(rows, key=lambda r: _excess(r, options.budget, emulated))[:3]
+    return None, "closest: " + "; ".join(f"{r.key} {r.format} ({', '.join(r.reasons) or r.verdict})" for r in closest)
+
+
+def _bench_real(run: str, targets, options: SweepOptions) -> dict:
+    """Format -> target -> p50 of RUN's exported artifacts with their real weights (bench.json lands in RUN)."""
+    from edgeship.bench.runner import BenchSettings, run_bench
+
+    outcome = run_bench([run], BenchSettings(runs=options.bench_runs, threads=(options.threads,),
+                                             backend="tflite,onnxruntime-cpu", show_progress=False),
+                        targets=[t for t in targets if t != LOCAL], ssh=options.ssh, local=LOCAL in targets,
+                        out_dir=run)
+    labels = {(t if t == LOCAL else _label(t)): t for t in targets}
+    figures: dict[str, dict] = {}
+    for row in outcome.rows:
+        if row.ok and row.latency_ms:
+            figures.setdefault(row.name, {})[labels.get(row.target, row.target)] = row.latency_ms["p50"]
+    return figures
+
+
+def _final_figures(row: CandidateRow, benched: dict, targets, emulated: set[str], budget: Budget) -> None:
+    """The finalist's real bench, its gate and figures on the test split (final figures: nothing reads them to
+    choose), and whether its real cost is within budget."""
+    from edgeship.core.report import load_report
+    from edgeship.export.gate import GateThresholds, evaluate_gate
+
+    row.bench_ms = dict(benched.get(row.format, {}))
+    parity, _ = load_report(Path(row.run))
+    artifact = next((a for a in parity.artifacts if a.name == row.format), None)
+    verdict = next((v for v in evaluate_gate(parity, GateThresholds(max_drop_pp=budget.max_drop_pp))
+                    if v.artifact == row.format), None)
+    row.gate = None if verdict is None else {"passed": verdict.passed, "reasons": verdict.reasons}
+    if artifact is not None:
+        row.test = {"accuracy": artifact.accuracy, "accuracy_delta_pp": artifact.accuracy_delta_pp,
+                    "agreement": artifact.agreement, "n_images": parity.reference.n_test}
+        row.size_bytes = artifact.size_bytes or row.size_bytes
+    row.reasons = budget.cost_problems(row.size_bytes, {t: row.bench_ms.get(t) for t in targets},
+                                       {t: t in emulated for t in targets})
+
+
+def _real(row: CandidateRow, emulated: set[str]) -> float:
+    return max([ms for t, ms in row.latency_ms.items() if t not in emulated and ms is not None] or [0.0])
+
+
+def _excess(row: CandidateRow, budget: Budget, emulated: set[str]) -> float:
+    """How far over budget, as the worst ratio of figure to limit (1.0: on the line)."""
+    ratios = [1.0]
+    if budget.max_size_bytes and row.size_bytes:
+        ratios.append(row.size_bytes / budget.max_size_bytes)
+    if budget.max_latency_ms:
+        ratios.append(_real(row, emulated) / budget.max_latency_ms)
+    if row.val is not None and budget.max_drop_pp:
+        ratios.append(max(0.0, row.val["drop_pp"]) / budget.max_drop_pp)
+    return max(ratios) + (0 if row.val is not None else 0.001)
+
+
+def _label(url: str) -> str:
+    from edgeship.core.ssh import SSHTarget
+
+    return SSHTarget.parse(url).label
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
