@@ -202,7 +202,7 @@ def cmd_sweep(args) -> int:
                     parse_size(args.max_size) if args.max_size else None, args.max_drop)
     options = SweepOptions(budget=budget, targets=args.target or ("local",), space=args.space, trials=args.trials,
                            storage=args.storage, study=args.study, finalists=args.finalists, threads=args.threads,
-                           ssh=_ssh_options(args),
+                           ssh=_ssh_options(args), bench_runs=args.bench_runs,
                            plan=TrainingPlan(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed))
     result = run_sweep(args.data, args.out, options, report=lambda line: print(line, flush=True))
     pick = result.pick
@@ -533,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_limited("seed"), default=0)
     p.add_argument("--finalists", type=_positive_int, default=3, help="trained candidates benched with real weights")
     p.add_argument("--threads", type=_positive_int, default=1, help="threads for every latency figure (default 1)")
+    p.add_argument("--bench-runs", type=_positive_int, default=50, help="timed runs per latency figure (default 50)")
     p.add_argument("--storage", help="Optuna storage URL shared by workers, e.g. postgresql://user:pw@db/sweeps "
                                      "(default: SWEEP/study.db)")
     p.add_argument("--study", help="study name in the storage (default: the --out folder's name)")

@@ -86,6 +86,38 @@ def test_a_space_names_registry_entries_and_refuses_what_would_do_nothing(tmp_pa
             load_space(path)
 
 
+def test_the_ledger_gives_each_trial_to_one_worker_and_queues_a_dead_workers_again(tmp_path):
+    import socket
+
+    import optuna
+    from edgeship.runtime.errors import UsageError
+    from edgeship.sweep import ledger
+
+    storage = ledger.open_storage(None, tmp_path)
+    first = ledger.Ledger(storage, "s/measure", ["minimize"], {"budget": 1})
+    first.queue_once(["x", "y"])
+    second = ledger.Ledger(storage, "s/measure", ["minimize"], {"budget": 1})  # a worker joining the study
+    assert first.creator and not second.creator
+    mine, theirs = first.claim(), second.claim()
+    assert {mine.params["candidate"], theirs.params["candidate"]} == {"x", "y"} and first.claim() is None
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    theirs.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")  # that worker was SIGKILLed
+    assert first.recover_stale() == [theirs.params["candidate"]]
+    retried = first.claim()
+    assert retried.params == theirs.params and retried.user_attrs["retry_of"] == theirs.number
+    first.give_back(mine)  # an error here: failed, and queued again
+    again = first.claim()
+    assert again.params == mine.params and first.claim() is None
+    for trial in (retried, again):
+        first.study.tell(trial, 1.0)
+    assert sorted(first.finished()) == ["x", "y"]
+    states = [t.state for t in first.study.get_trials()]
+    assert states.count(optuna.trial.TrialState.FAIL) == 2 and states.count(optuna.trial.TrialState.COMPLETE) == 2
+    with pytest.raises(UsageError, match=r"started with other settings \(budget\)"):
+        ledger.Ledger(storage, "s/measure", ["minimize"], {"budget": 2}).queue_once(["x", "y"])
+
+
 # ----------------------------------------------------------------- budget, trainings and the test split
 
 def _poisoned_copy(digits: Path, root: Path) -> tuple[Path, Path]:
@@ -176,6 +208,16 @@ def test_the_pick_is_within_budget_on_its_real_bench_and_the_record_follows_the_
     data = json.loads(result.json_path.read_text())
     assert schema_errors("sweep", data) == []
     assert data["pick"]["key"] == pick.key and (result.json_path.parent / "pareto.png").stat().st_size > 10_000
+    # the pick's run is a normal edgeship run: its report gates, its bundle predicts, its bench is in it
+    from edgeship.core.report import load_report
+    from edgeship.export.gate import GateThresholds, evaluate_gate
+    from edgeship.runtime import Classifier
+
+    report, _ = load_report(pick.run)
+    assert [v.passed for v in evaluate_gate(report, GateThresholds()) if v.artifact == pick.format] == [pick.gate["passed"]]
+    image = next(Path(pick.run).parent.parent.parent.glob("honest/images/*/*.png"))
+    assert Classifier.load(Path(pick.run) / "bundle", artifact=pick.format).predict(image, top_k=1)[0].score > 0
+    assert json.loads((Path(pick.run) / "bench.json").read_text())["rows"]
     md = result.markdown.read_text()
     assert f"**Pick: {pick.key} {pick.format}**" in md and "never trained" not in md.split("|")[0]
 
@@ -228,10 +270,14 @@ def test_a_sigkilled_sweep_resumes_without_losing_or_repeating_a_trial(digits, s
     for line in first.stdout:  # kill it in the training stage, after one candidate finished training
         if line.startswith("[train 1/") or time.time() > deadline:
             break
+    url = f"sqlite:///{out / 'study.db'}"
+    while not _finished(url, "sweep/train").get("RUNNING") and time.time() < deadline:
+        time.sleep(0.2)  # ... and while the next one is running
+    time.sleep(1.0)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
-    url = f"sqlite:///{out / 'study.db'}"
     before = _finished(url, "sweep/train")
+    assert len(before.get("RUNNING", [])) == 1, before  # cut off mid-trial
     kept = {n for state in ("COMPLETE", "PRUNED") for n in before.get(state, [])}
     assert len(kept) == 1, before
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -245,7 +291,7 @@ def test_a_sigkilled_sweep_resumes_without_losing_or_repeating_a_trial(digits, s
     rerun = [line for line in second.stdout.splitlines() if line.startswith("[")]
     assert not any(f"] {key}:" in line for key in kept for line in rerun), rerun  # what finished is not redone
     assert not any(line.startswith("[measure") for line in rerun), rerun
-    assert len(train.get("FAIL", [])) <= 1 and train.get("RUNNING", []) == []  # the one cut off, run again
+    assert train.get("FAIL") == before["RUNNING"] and train.get("RUNNING", []) == []  # the one cut off, run again
     record = json.loads((out / "sweep.json").read_text())
     assert record["pick"] is not None and record["trainings"] == 3
 

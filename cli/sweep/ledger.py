@@ -10,9 +10,11 @@ marked failed and queued again with the same candidate: nothing is lost, and fin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +24,7 @@ from edgeship.runtime.errors import UsageError
 logger = logging.getLogger("edgeship")
 CANDIDATE = "candidate"  # the one parameter of every trial: the architecture's key
 STALE_SECONDS = 600.0  # a trial of another machine whose heartbeat is older than this is taken as dead
+BEAT_SECONDS = 60.0  # how often a running trial says it is alive
 WAIT_SECONDS = 2.0
 
 
@@ -110,13 +113,13 @@ class Ledger:
             if not _is_dead(trial.user_attrs.get("worker"), trial.user_attrs.get("heartbeat")):
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
-            try:
+            try:  # the note first: a finished trial takes no more attributes
+                self.storage.set_trial_user_attr(trial_id, "failure", f"worker {trial.user_attrs.get('worker')} died")
                 if not self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
                     continue
-            except Exception:  # finished meanwhile
+            except Exception:  # finished meanwhile, or another worker recovered it first
                 continue
             key = trial.params.get(CANDIDATE) or trial.system_attrs.get("fixed_params", {}).get(CANDIDATE)
-            self.storage.set_trial_user_attr(trial_id, "failure", f"worker {trial.user_attrs.get('worker')} died")
             self.study.enqueue_trial({CANDIDATE: key}, user_attrs={"retry_of": trial.number})
             recovered.append(key)
             logger.warning(f"{self.name}: trial {trial.number} ({key}) was cut off; it runs again")
@@ -144,6 +147,17 @@ class Ledger:
     @staticmethod
     def beat(trial) -> None:
         trial.set_user_attr("heartbeat", time.time())
+
+    def give_back(self, trial) -> None:
+        """TRIAL did not finish here (an error, Ctrl-C): failed, and its candidate queued again."""
+        from optuna.trial import TrialState
+
+        key = trial.params.get(CANDIDATE)
+        try:
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.study.enqueue_trial({CANDIDATE: key}, user_attrs={"retry_of": trial.number})
+        except Exception as exc:  # the database is what failed: the next run's stale check retries it
+            logger.warning(f"{self.name}: trial {trial.number} ({key}) left running: {exc}")
 
     def finished(self) -> dict[str, object]:
         """Candidate key -> its finished trial (COMPLETE or PRUNED; a FAILed attempt that was retried is not one)."""
@@ -184,3 +198,25 @@ def _is_dead(worker: str | None, heartbeat: float | None) -> bool:
             return False
         return False
     return heartbeat is None or time.time() - float(heartbeat) > STALE_SECONDS
+
+
+@contextlib.contextmanager
+def heartbeat(trial, seconds: float = BEAT_SECONDS):
+    """While the block runs, TRIAL's heartbeat is renewed every SECONDS from a thread (a long bench on a board, a
+    long epoch), so other machines never take a live trial for a dead one."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(seconds):
+            try:
+                Ledger.beat(trial)
+            except Exception:  # the next beat, or the stale check, settles it
+                pass
+
+    thread = threading.Thread(target=beat, name="edgeship-sweep-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

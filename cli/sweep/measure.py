@@ -59,7 +59,7 @@ def bench_files(files: Sequence[Path], targets: Sequence[str], threads: int = 1,
     outcome = run_bench(list(files), BenchSettings(runs=runs, warmup=max(5, runs // 10), threads=(threads,),
                                                    backend=backend, show_progress=False),
                         targets=remote, ssh=ssh, local=LOCAL in targets, out_dir=None)
-    labels = {t: t if t == LOCAL else _label(t) for t in targets}
+    labels = {t: target_label(t) for t in targets}
     figures = {Path(f).name: {t: (None, False) for t in targets} for f in files}
     for row in outcome.rows:
         target = next((t for t, label in labels.items() if label == row.target), row.target)
@@ -70,10 +70,11 @@ def bench_files(files: Sequence[Path], targets: Sequence[str], threads: int = 1,
     return figures
 
 
-def _label(url: str) -> str:
+def target_label(target: str) -> str:
+    """The name bench gives TARGET's rows: `local`, or ssh's user@host:port."""
     from edgeship.core.ssh import SSHTarget
 
-    return SSHTarget.parse(url).label
+    return target if target == LOCAL else SSHTarget.parse(target).label
 
 
 def measure_architecture(arch: Architecture, formats: Sequence[str], n_classes: int, folder: Path,

@@ -28,7 +28,7 @@ from edgeship.runtime.errors import EdgeshipError, UsageError
 
 from . import ledger as ledgers
 from .budget import Budget
-from .measure import LOCAL, BenchFiles, FormatCost, bench_files, measure_architecture
+from .measure import LOCAL, BenchFiles, FormatCost, bench_files, measure_architecture, target_label
 from .record import CandidateRow, SweepRecord
 from .space import Architecture, Space, load_space
 from .training import TrainingPlan, train_candidate
@@ -179,7 +179,12 @@ def _work(book: ledgers.Ledger, stage: str, say, show_progress: bool, ran: list[
             continue
         key = trial.params[ledgers.CANDIDATE]
         start = time.time()
-        state, values, line = do(trial, key)
+        with ledgers.heartbeat(trial):
+            try:
+                state, values, line = do(trial, key)
+            except BaseException:  # an error or Ctrl-C: the trial fails and is queued again for the next run
+                book.give_back(trial)
+                raise
         trial.set_user_attr("seconds", round(time.time() - start, 2))
         book.study.tell(trial, values, state=state)
         ran.append(key)
@@ -304,7 +309,7 @@ def _bench_real(run: str, targets, options: SweepOptions) -> dict:
                                              backend="tflite,onnxruntime-cpu", show_progress=False),
                         targets=[t for t in targets if t != LOCAL], ssh=options.ssh, local=LOCAL in targets,
                         out_dir=run)
-    labels = {(t if t == LOCAL else _label(t)): t for t in targets}
+    labels = {target_label(t): t for t in targets}
     figures: dict[str, dict] = {}
     for row in outcome.rows:
         if row.ok and row.latency_ms:
@@ -346,12 +351,6 @@ def _excess(row: CandidateRow, budget: Budget, emulated: set[str]) -> float:
     if row.val is not None and budget.max_drop_pp:
         ratios.append(max(0.0, row.val["drop_pp"]) / budget.max_drop_pp)
     return max(ratios) + (0 if row.val is not None else 0.001)
-
-
-def _label(url: str) -> str:
-    from edgeship.core.ssh import SSHTarget
-
-    return SSHTarget.parse(url).label
 
 
 @contextlib.contextmanager

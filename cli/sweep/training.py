@@ -70,7 +70,6 @@ def train_candidate(trial, arch: Architecture, data: Path, run: Path, formats: S
         step = epoch if phase == "phase1" else plan.epochs + epoch
         if "val_accuracy" in logs:
             trial.report(float(logs["val_accuracy"]), step)
-        trial.set_user_attr("heartbeat", __import__("time").time())
         if on_epoch:
             on_epoch(step)
         if trial.should_prune():
