@@ -235,7 +235,7 @@ def test_the_readme_python_snippets_run(readme_folder, tmp_path, monkeypatch):
     code = _replace(code, 'space="tiny", plan=TrainingPlan(epochs=9)', 'space="small.toml", plan=TrainingPlan(epochs=1)')
     namespace = {}
     exec(compile(code, "README: the Python API", "exec"), namespace)
-    assert namespace["swept"].pick.run.startswith(str(work / "runs" / "sweep" / "trials"))
+    assert Path(namespace["swept"].pick.run).resolve().parent == (work / "runs" / "sweep" / "trials").resolve()
     assert namespace["swept"].pick.test["accuracy"] is not None
     assert namespace["clf"].predict("some_digit.png", top_k=3)[0].label in namespace["clf"].labels
     assert namespace["report"].artifacts and namespace["probs"].shape == (1, 4)
