@@ -28,6 +28,9 @@ CASE_KEYS = ("id", "model", "name", "path", "backend", "provider", "threads", "b
 def _bench_tensorflow(case: dict) -> dict:
     """The Keras reference called eagerly as in training code, or a SavedModel's serving signature
     (TensorFlow needed, local only)."""
+    if case["backend"] == "tensorflow" and case.get("trust_code") is not True:  # the user's word, never a bundle's
+        raise UsageError("a SavedModel runs its own graph when loaded; pass --trust-code to time it (only if you "
+                         "trust its author)")
     if case.get("provider") == "gpu" and sys.platform == "linux" and gpu_description() is None:
         raise UsageError("no NVIDIA GPU here (nvidia-smi finds none)")  # known without importing TensorFlow
     from edgeship.core.tfenv import import_keras  # TensorFlow rows run only here, never on a board

@@ -91,6 +91,10 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
         if artifact.family in TF_FAMILIES:
             if remote:
                 continue  # TensorFlow formats run only here, never on a board
+            if artifact.family == "tensorflow" and not trust_code and any(b.startswith("tensorflow") for b in backend):
+                from edgeship.core.tensorflow import refuse_saved_model
+
+                refuse_saved_model(artifact.path)  # asked for by name: one line, exit 2 (else the row says why)
             options = TF_FAMILIES[artifact.family]
         else:
             options = FAMILY_BACKENDS[artifact.family]

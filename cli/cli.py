@@ -180,8 +180,11 @@ def cmd_explain(args) -> int:
 
 
 def cmd_explore(args) -> int:
+    from edgeship.core.explore_guard import check_host
     from edgeship.core.explorer import build_overlays, free_port, serve
 
+    if not args.write_only:
+        check_host(args.host, args.allow_remote)  # before any work
     exploration = build_overlays(args.run, args.artifact)
     for overlay, path in zip(exploration.overlays, exploration.files):
         print(f"{exploration.artifact.name}: overlay '{overlay.title}' on {len(overlay.values)} op(s) -> {path}")
@@ -190,7 +193,7 @@ def cmd_explore(args) -> int:
     if args.write_only:
         return 0
     port = args.port or free_port(args.host)
-    serve(exploration, args.host, port, open_browser=not args.no_browser,
+    serve(exploration, args.host, port, open_browser=not args.no_browser, allow_remote=args.allow_remote,
           on_url=lambda url: print(f"Model Explorer: {url}\n(Ctrl+C stops it)", flush=True))
     return 0
 
@@ -202,7 +205,7 @@ def cmd_sweep(args) -> int:
                     parse_size(args.max_size) if args.max_size else None, args.max_drop)
     options = SweepOptions(budget=budget, targets=args.target or ("local",), space=args.space, trials=args.trials,
                            storage=args.storage, study=args.study, finalists=args.finalists, threads=args.threads,
-                           ssh=_ssh_options(args), bench_runs=args.bench_runs,
+                           ssh=_ssh_options(args), bench_runs=args.bench_runs, trust_code=args.trust_code,
                            plan=TrainingPlan(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed))
     result = run_sweep(args.data, args.out, options, report=lambda line: print(line, flush=True))
     pick = result.pick
@@ -509,7 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "edgeship's per-op overlays: latency, int8 error, layers left in float")
     p.add_argument("run", help="run directory (or its bundle)")
     p.add_argument("--artifact", help="artifact name (default tflite_int8, else the first .tflite)")
-    p.add_argument("--host", default="localhost", help="address to serve on (default localhost)")
+    p.add_argument("--host", default="localhost", help="address to serve on (default localhost; another needs "
+                                                       "--allow-remote)")
+    p.add_argument("--allow-remote", action="store_true", help="serve on a non-loopback --host (others on the "
+                                                               "network can then reach it; the token still applies)")
     p.add_argument("--port", type=int, help="port (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser (CI, SSH)")
     p.add_argument("--write-only", action="store_true", help="write the overlay files and stop (no server)")
@@ -538,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default: SWEEP/study.db)")
     p.add_argument("--study", help="study name in the storage (default: the --out folder's name)")
     _add_ssh_flags(p)
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("outlier", help="copy a run with one activation channel scaled up (float model unchanged): "

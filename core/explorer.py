@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_bytes, sha256_file
+from edgeship.runtime.errors import IntegrityError, UsageError
+from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
 from edgeship.runtime.spec import ArtifactRecord, Bundle
 
+from .explore_guard import allowed_hosts, check_host, new_token, serve_guarded
 from .layout import RunLayout
 from .records import BenchRow, read_bench_rows
 from .tflite_graph import read_graph
@@ -119,12 +121,14 @@ def build_overlays(run: str | Path, artifact: str | None = None) -> Exploration:
             raise UsageError(f"--artifact {artifact}: explore overlays TFLite graphs; choose one of "
                              f"{', '.join(r.name for r in tflite) or 'none (export a .tflite)'}")
     model_path = layout.bundle / record.file
-    sha256 = sha256_file(model_path) if model_path.is_file() else None
-    if sha256 is None or (record.sha256 and sha256 != record.sha256):
-        raise UsageError(f"{model_path}: not the file the bundle records (missing or changed); re-run "
-                         f"`edgeship export {layout.root}`")
+    try:
+        model = bundle.read_artifact(layout.bundle, record)
+    except IntegrityError as exc:
+        raise UsageError(f"{model_path}: not the file the bundle records (missing or changed: "
+                         f"{str(exc).split(': ', 1)[-1][:160]})") from None
+    sha256 = sha256_bytes(model)
     with captured_output():  # the FlatBuffer schema comes with TensorFlow, whose import logs to stderr
-        full, short = _op_ids(model_path.read_bytes())
+        full, short = _op_ids(model)
     overlays, notes = [], []
 
     if record.layers:
@@ -169,18 +173,34 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def serve(exploration: Exploration, host: str, port: int, open_browser: bool, on_url=None) -> None:
-    """Start Model Explorer on HOST:PORT with the artifact and its overlays; blocks until Ctrl+C. ON_URL gets the
-    page's address before the server starts (the CLI prints it)."""
+def serve(exploration: Exploration, host: str, port: int, open_browser: bool, on_url=None,
+          allow_remote: bool = False) -> None:
+    """Serve Model Explorer on HOST:PORT with the artifact and its overlays, behind edgeship's guard (see
+    explore_guard: loopback Host only, a per-session token, no file reads but this artifact); blocks until
+    Ctrl+C. ON_URL gets the page's address, token included, before the server starts (the CLI prints it)."""
+    import contextlib
+    import webbrowser
+
+    check_host(host, allow_remote)
     try:
+        import flask
         import model_explorer
+        from model_explorer import server as explorer_server
     except ImportError as exc:
         raise UsageError("edgeship explore needs Model Explorer: pip install 'edgeship[explore]' "
                          f"(ai-edge-model-explorer); the overlays are written: {exploration.files[0].parent if exploration.files else '-'}") from exc
     config = model_explorer.config().add_model_from_path(str(exploration.model_path))
-    for path in exploration.files:
-        config.add_node_data_from_path(str(path))
-    url = f"http://{host}:{port}/?data={config.to_url_param_value()}"
+    for overlay in exploration.overlays:  # inline: the viewer never reads a file by name
+        config.add_node_data(overlay.key, json.dumps(overlay.node_data()))
+    token = new_token()
+    guard = {"model_path": exploration.model_path, "hosts": allowed_hosts(host, port), "token": token}
+    shown = host if ":" not in host else f"[{host}]"
+    url = f"http://{shown}:{port}/?token={token}&data={config.to_url_param_value()}"
     if on_url is not None:
         on_url(url)
-    model_explorer.visualize_from_config(config, host=host, port=port, no_open_in_browser=not open_browser)
+    # Model Explorer starts Flask's own server in a thread; it gets the guarded one instead
+    flask.Flask.run = lambda app, *args, **kwargs: serve_guarded(app, host, port, guard)
+    if open_browser:
+        webbrowser.open_new_tab(url)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # its own URL lacks the token
+        explorer_server.start(host=host, port=port, config=config, no_open_in_browser=True, skip_health_check=True)

@@ -97,7 +97,7 @@ for _fmt in (
                  "Keras 3 model as trained: the parity reference (loads with safe_mode)", "tf_models:keras_file"),
     ExportFormat("saved_model", "saved_model", "float32", "tensorflow", False,
                  "TensorFlow SavedModel directory, serving_default takes 0-255 RGB (TF Serving, TF.js)",
-                 "tf_models:saved_model", embedder="embed:embed_saved_model"),
+                 "tf_models:saved_model", embedder="embed:embed_saved_model", default=False),
     ExportFormat("tflite", "model_float32.tflite", "float32", needs_calibration=False,
                  description="TFLite, float32 weights and activations", converter="tflite_convert:float32", **_TFLITE),
     ExportFormat("tflite_dynamic", "model_dynamic.tflite", "dynamic-int8", needs_calibration=False,

@@ -174,6 +174,41 @@ def _read_holder(handle) -> dict:
     return holder
 
 
+def _open_lock_file(path: Path):
+    """The lock file, opened without following a link and refused unless it is a regular file of ours that
+    holds nothing but a lock record: a link or a hard link there must never make edgeship overwrite (or
+    truncate) the user's file it points to."""
+    import stat
+
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        kind = "a symbolic link" if path.is_symlink() else (exc.strerror or str(exc))
+        raise UsageError(f"{path}: is {kind}, not edgeship's lock file; remove it and run again") from None
+    handle = os.fdopen(fd, "r+")
+    info = os.fstat(fd)
+    problem = ("not a regular file" if not stat.S_ISREG(info.st_mode)
+               else "a hard link to another file" if info.st_nlink != 1 else None)
+    if problem:
+        handle.close()
+        raise UsageError(f"{path}: is {problem}, not edgeship's lock file; remove it and run again")
+    return handle
+
+
+def _check_lock_content(handle, path: Path) -> None:
+    """Held lock, before the first write: the file must be empty or a lock record (never truncate a file
+    edgeship did not write)."""
+    handle.seek(0)
+    text = handle.read(4097)
+    try:
+        record = json.loads(text) if text else {}
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not set(record) <= {"pid", "command"}:
+        raise UsageError(f"{path}: holds something other than edgeship's lock record; move it away and run again")
+
+
 @contextmanager
 def run_lock(root: str | Path, command: str):
     """One writer per run directory: a second train/export/bench on the same run fails at once with the
@@ -187,7 +222,7 @@ def run_lock(root: str | Path, command: str):
         yield
         return
     root.mkdir(parents=True, exist_ok=True)
-    handle = open(root / LOCK_FILE, "a+")
+    handle = _open_lock_file(root / LOCK_FILE)
     try:
         try:
             import fcntl
@@ -200,6 +235,7 @@ def run_lock(root: str | Path, command: str):
                 holder = _read_holder(handle)
                 raise RunBusyError(f"{root}: another edgeship {holder.get('command', 'command')} is running on this "
                                    f"run (pid {holder.get('pid', '?')}); wait for it to finish") from None
+        _check_lock_content(handle, root / LOCK_FILE)
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "command": command}))

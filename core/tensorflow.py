@@ -61,6 +61,15 @@ def refuse_untrusted(path: Path, bundle=None) -> None:
         raise UntrustedCodeError(_untrusted_message(path, bundle))
 
 
+def refuse_saved_model(path: Path, trust_code: bool = False) -> None:
+    """UntrustedCodeError for a SavedModel directory unless the caller was told to trust it: loading one runs
+    its graph's ops (tf.io.write_file, ReadFile, ...), whatever signature is called."""
+    if not trust_code:
+        raise UntrustedCodeError(f"{path}: a SavedModel runs its own graph when loaded (its ops can read and write "
+                                 f"files); pass {TRUST_FLAG} (Python: trust_code=True) only if you trust its author, "
+                                 f"or re-export it here with `edgeship export RUN --formats saved_model`")
+
+
 def _untrusted_message(path: Path, bundle) -> str:
     what = ("a TF-Hub bundle: its model references a SavedModel through a TFSMLayer" if needs_trusted_code(bundle)
             else "it holds Python code (a Lambda layer or a custom object)")
@@ -126,6 +135,9 @@ class TensorFlowPredictor:
     @classmethod
     def load_saved_model(cls, path: Path, trust_code: bool = False, bundle=None,  # noqa: ARG003
                          **named) -> "TensorFlowPredictor":
+        """A SavedModel's serving signature. Its graph is code (an op may read or write any file), so it loads
+        only with TRUST_CODE: the user's word, or export's own parity of the SavedModel it just converted."""
+        refuse_saved_model(path, trust_code)
         tf, _ = import_keras()
         with captured_output():
             loaded = tf.saved_model.load(str(path))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from edgeship.core.errors import DatasetError, disk_failure
+from edgeship.core.errors import DatasetError, UntrustedCodeError, disk_failure
 from edgeship.core.formats import resolve_ref
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
 from edgeship.core.metrics import collapse_figures
@@ -35,7 +35,7 @@ from edgeship.runtime.progress import progress
 from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
 from .collapse_causes import collapsed, explain_collapse
-from .formats import ExportFormat, resolve_formats
+from .formats import FORMATS, ExportFormat, resolve_formats
 from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
 from .quant_search import ValidationSet, refine_int8
 from .readiness import readiness
@@ -201,6 +201,8 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     layout = RunLayout.find(run)
     with run_lock(layout.root, "export"), _scratch(layout) as scratch:
         layout, bundle, model, manifest = _open_run(layout, trust_code)
+        if not trust_code:
+            chosen += _remade_graphs(bundle, chosen)
         calibration, warnings = (_calibration(manifest, bundle, calib_size, show_progress)
                                  if any(f.needs_calibration for f in chosen) else (None, []))
         if int8_io == "int8" and any(f.takes_io and f.backend == "tflite" for f in chosen):
@@ -230,7 +232,20 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         layout.report_json.unlink(missing_ok=True)  # describes the previous files from here on
         bundle.save(layout.bundle)
         return _report_parity(layout, bundle, model, manifest, show_progress, warnings + job.warnings,
-                              trust_code, scratch, also_openvino)
+                              trust_code, scratch, also_openvino, made_here={r.name for r in converted if r.ok})
+
+
+def _remade_graphs(bundle: Bundle, chosen: list[ExportFormat]) -> list[ExportFormat]:
+    """Formats of the bundle's artifacts that only TensorFlow loads by running their own graph (a SavedModel)
+    and that this export would otherwise measure as they are: without --trust-code they are converted again
+    from the safe-mode model, so the parity pass never runs a graph that came from elsewhere."""
+    names = {f.name for f in chosen}
+    remade = [FORMATS[r.name] for r in bundle.artifacts
+              if r.ok and r.backend == "tensorflow" and r.name in FORMATS and r.name not in names]
+    for fmt in remade:
+        logger.info(f"{fmt.name}: converted again from model.keras (a SavedModel is loaded only when made here "
+                    f"or with --trust-code)")
+    return remade
 
 
 MORE_CALIB = 1000  # "more calibration images": the calib split up to this many
@@ -283,9 +298,9 @@ def _open_run(run: str | Path | RunLayout, trust_code: bool = False):
 
 
 def _report_parity(layout, bundle, model, manifest, show_progress: bool, warnings=(), trust_code: bool = False,
-                   scratch: Path | None = None, also_openvino: bool = False) -> ExportResult:
+                   scratch: Path | None = None, also_openvino: bool = False, made_here=frozenset()) -> ExportResult:
     parity = evaluate_run(layout, bundle, model, manifest, show_progress, trust_code=trust_code, scratch=scratch,
-                          also_openvino=also_openvino)
+                          also_openvino=also_openvino, made_here=made_here)
     parity.warnings = list(warnings)
     report_md = write_report(parity, layout.report_json)
     return ExportResult(parity, report_md, [row.name for row in parity.artifacts if not row.ok])
@@ -318,22 +333,25 @@ def replace_artifact(run: str | Path, name: str, data: bytes) -> ArtifactRecord:
 
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool,
                  chunk_size: int = CHUNK_IMAGES, trust_code: bool = False, scratch: Path | None = None,
-                 also_openvino: bool = False) -> ParityReport:
+                 also_openvino: bool = False, made_here=frozenset()) -> ParityReport:
     """Parity of every exported artifact with Keras on the test split: open the artifacts, stream the test
-    images through them and the reference, score what came out."""
+    images through them and the reference, score what came out. MADE_HERE: artifacts this process just
+    converted from the safe-mode model (a SavedModel among them loads without TRUST_CODE)."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
-    rows, predictors = open_artifacts(layout, bundle, trust_code, scratch, also_openvino)
+    rows, predictors = open_artifacts(layout, bundle, trust_code, scratch, also_openvino, made_here)
     streamed = stream_test_split(paths, bundle.info, reference_predictor(model, bundle.info), predictors, rows,
                                  chunk_size, show_progress)
     return score(layout, bundle, rows, predictors, streamed, paths, labels)
 
 
 def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False, scratch: Path | None = None,
-                   also_openvino: bool = False) -> tuple[list[ParityRow], dict]:
+                   also_openvino: bool = False, made_here=frozenset()) -> tuple[list[ParityRow], dict]:
     """A row per bundle record (its bytes verified, its readiness checked) and a Predictor per artifact that
-    loads; one that will not load is a failed row. ALSO_OPENVINO: each .tflite/.onnx under OpenVINO too."""
+    loads; one that will not load is a failed row. ALSO_OPENVINO: each .tflite/.onnx under OpenVINO too.
+    An artifact that would run its own code (a SavedModel not MADE_HERE) without TRUST_CODE stops the
+    command: UntrustedCodeError, exit 2."""
     rows, predictors = [], {}
     for record in bundle.artifacts:
         row = ParityRow(record.name, record.format, record.precision, record.status, record.error,
@@ -345,7 +363,10 @@ def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False, 
             row.readiness = readiness(record.name, layout.bundle / record.file, scratch)
             row.static_cost = static_cost(layout.bundle / record.file)
             try:
-                predictors[record.name] = load_artifact(bundle, layout.bundle, record, trust_code)
+                predictors[record.name] = load_artifact(bundle, layout.bundle, record,
+                                                        trust_code or record.name in made_here)
+            except UntrustedCodeError:
+                raise
             except Exception as exc:  # an artifact that converts but will not load is a failed artifact
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)

@@ -14,7 +14,8 @@ import numpy as np
 
 from .errors import ModelLoadError, UsageError
 from .quiet import quiet_native_stderr
-from .spec import EMBEDDED_KEY
+from .fileio import NotRegularFile, read_regular_file
+from .spec import EMBEDDED_KEY, MAX_ARTIFACT_BYTES
 from .tflite_metadata import read_tflite_metadata
 
 # First importable wins: ai-edge-litert is the maintained successor of tflite-runtime.
@@ -51,7 +52,7 @@ class TFLiteSession:
     def __init__(self, path: Path, threads: int | None = None, data: bytes | None = None):
         self.path = Path(path)
         self.threads = threads
-        self._data = data if data is not None else _read_model_bytes(self.path)
+        self._data = data if data is not None else read_model_file(self.path)
         self.embedded = _parse_embedded(read_tflite_metadata(self._data, str(path)).get(EMBEDDED_KEY), str(path))
         interpreter_cls, self.implementation = _tflite_interpreter()
         try:
@@ -185,10 +186,12 @@ class OnnxSession:
     backend = "onnxruntime"
     thread_safe = True
 
-    def __init__(self, path: Path, threads: int | None = None, provider: str | None = None):
+    def __init__(self, path: Path, threads: int | None = None, provider: str | None = None, data: bytes | None = None):
+        """DATA: the model's bytes when the caller already read (and checked) them; else PATH is read once."""
         self.path = Path(path)
         ort = _import_or_explain("onnxruntime", "onnxruntime")
-        data = _read_model_bytes(self.path)
+        data = data if data is not None else read_model_file(self.path)
+        self._data = data
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
@@ -219,6 +222,10 @@ class OnnxSession:
         # model's metadata_props or a QuantizeLinear that makes it, else the user gives it (--output-scale).
         self._output_quantization = (_onnx_output_quantization(self.metadata_props, data, out.name, str(path))
                                      if self.output_dtype.kind in "iu" else None)
+
+    @property
+    def model_bytes(self) -> bytes:
+        return self._data
 
     @property
     def raw_integer_output(self) -> bool:
@@ -344,14 +351,16 @@ def _probe_openvino() -> str | None:
         return None
 
 
-def _open_openvino(path: Path, threads: int | None = None, **_):
-    """OpenVINO computes; the file's own runtime (opened first) describes its input, output and labels."""
+def _open_openvino(path: Path, threads: int | None = None, data: bytes | None = None, **_):
+    """OpenVINO computes; the file's own runtime (opened first) describes its input, output and labels. Both
+    read the same bytes (DATA, or PATH read once)."""
     from .openvino_backend import OpenVinoSession
 
     own = NATIVE.get(Path(path).suffix.lower())
     if own is None or Path(path).suffix.lower() == ".ort":
         raise ModelLoadError(f"{path}: OpenVINO reads .tflite and .onnx files")
-    return OpenVinoSession(path, BACKENDS[own].open(Path(path), threads=threads), threads)
+    native = BACKENDS[own].open(Path(path), threads=threads, data=data)
+    return OpenVinoSession(path, native, threads)
 
 
 def _probe_onnx() -> str | None:
@@ -368,11 +377,14 @@ def _import_or_explain(module: str, package: str):
         raise ModelLoadError(f"{module} is not installed; pip install {package}") from exc
 
 
-def _read_model_bytes(path: Path) -> bytes:
+def read_model_file(path: Path) -> bytes:
+    """A model file the user named (a link to it is fine; a FIFO or a device never is: it would hang)."""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_ARTIFACT_BYTES)
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{path}: no such model file") from exc
+    except NotRegularFile as exc:
+        raise ModelLoadError(f"{exc}; give a model file") from None
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read model file ({exc})") from exc
     if not data:

@@ -9,8 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .backends import BACKENDS, backend_for
+from .backends import BACKENDS, backend_for, read_model_file
 from .errors import IntegrityError, ModelLoadError, UsageError
+from .fileio import sha256_bytes
 from .foreign import ModelHints, foreign_info
 from .preprocess import ImageInput, prepare_batch
 from .spec import MANIFEST_NAME, ArtifactRecord, Bundle, InputSpec, ModelInfo
@@ -75,13 +76,14 @@ def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> Artifac
     )
 
 
-def _open(file: Path, backend: str, threads: int | None, provider: str | None):
+def _open(file: Path, backend: str, threads: int | None, provider: str | None, data: bytes | None = None):
+    """A session of FILE; DATA: its bytes, already read and checked against the bundle record."""
     chosen = backend_for(file, backend)
     if provider is not None:
         if chosen.name != "onnxruntime":
             raise UsageError(f"--provider applies to ONNX models only, not {file.name}")
-        return chosen.open(file, threads=threads, provider=provider)
-    return chosen.open(file, threads=threads)
+        return chosen.open(file, threads=threads, provider=provider, data=data)
+    return chosen.open(file, threads=threads, data=data)
 
 
 def _check_embedded(session, info: ModelInfo, file: Path) -> None:
@@ -159,7 +161,13 @@ class Classifier:
 
     def timing_session(self, threads: int | None):
         """The same file in a session of its own at THREADS (sessions are built per thread count): timing."""
-        return BACKENDS[self.session.backend].open(self.session.path, threads=threads)
+        return BACKENDS[self.session.backend].open(self.session.path, threads=threads, data=self.model_bytes)
+
+    @property
+    def model_bytes(self) -> bytes | None:
+        """The bytes the session was built from (checked once at load): timing sessions reuse them."""
+        session = self.session
+        return getattr(getattr(session, "native", session), "model_bytes", None)
 
     def input_quantization(self) -> tuple[np.dtype, float, int] | None:
         session = self.session
@@ -183,21 +191,21 @@ class Classifier:
         if path.is_dir():
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)
-            bundle.verify_artifact(path, record)
             file = path / record.file
-            session = _open(file, backend, threads, provider)
+            session = _open(file, backend, threads, provider, data=bundle.read_artifact(path, record))
             _check_embedded(session, bundle.info, file)
             return cls(session, bundle.info, file, record.name, record.precision, threads)
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or bundle directory")
-        session = _open(path, backend, threads, provider)
+        data = read_model_file(path)
+        session = _open(path, backend, threads, provider, data=data)
         if session.embedded is None:
             sibling = path.parent / MANIFEST_NAME
             if sibling.is_file():
                 bundle = Bundle.load(path.parent)
                 record = bundle.record_for_file(path.name)
-                if record is not None:
-                    bundle.verify_artifact(path.parent, record)
+                if record is not None:  # the bytes loaded are the bytes checked
+                    bundle.check_digest(path, record, sha256_bytes(data))
                 return cls(session, bundle.info, path, record.name if record else None,
                            record.precision if record else None, threads)
             # a model made elsewhere: its standard metadata, else what the user says (hints)

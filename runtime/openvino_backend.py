@@ -9,6 +9,7 @@ compute. `pip install edgeship[openvino]`.
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ class OpenVinoSession:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
             core = ov.Core()
-            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            self._compiled = core.compile_model(_read_model(core, native.model_bytes, self.path.suffix), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with the frontend's message
             raise ModelLoadError(f"{path}: OpenVINO cannot load it ({(str(exc).strip().splitlines() or [''])[0][:300]})") from exc
         self._request = self._compiled.create_infer_request()
@@ -65,3 +66,12 @@ class OpenVinoSession:
     def run_prepared(self, tensor: np.ndarray) -> np.ndarray:
         out = self._request.infer({0: np.ascontiguousarray(tensor)})[self._compiled.output(0)]
         return self.native.dequantize(np.asarray(out))
+
+
+def _read_model(core, data: bytes, suffix: str):
+    """OpenVINO's model from the bytes the native session already read and checked, through a private copy
+    (its frontends read files by name): the file in the bundle is never opened a second time."""
+    with tempfile.TemporaryDirectory(prefix="edgeship-openvino-") as folder:
+        copy_path = Path(folder) / f"model{suffix}"
+        copy_path.write_bytes(data)
+        return core.read_model(str(copy_path))

@@ -7,6 +7,7 @@ labels are embedded in each `.tflite` / `.onnx`, so a lone file copied to a devi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IntegrityError, ModelLoadError
-from .fileio import atomic_write_json, read_json, sha256_bytes, sha256_file, tree_digest
+from .fileio import (NotRegularFile, atomic_write_json, read_json, read_regular_file, sha256_bytes, tree_digest)
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
@@ -24,6 +25,18 @@ _RESIZE_NAMES_BY_SCHEMA = {1: {"bilinear": "bilinear-antialias"}}
 MANIFEST_NAME = "edgeship.json"
 EMBEDDED_KEY = "edgeship"  # TFLite metadata name and ONNX metadata_props key
 TASKS = ("multiclass", "binary")
+# Artifact names and file names are identifiers inside the bundle folder: a name is used to build paths (explore's
+# overlays, bench's rows), so "../../x" in someone else's edgeship.json must never reach the file system.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
+MAX_ARTIFACT_BYTES = 4 << 30  # a model file larger than this is not an edge model; refused before reading
+
+
+def check_safe_name(value, what: str, source: str) -> str:
+    """VALUE if it is a plain name (letters, digits, _ . - @; not '.', '..' or a path), else ModelLoadError."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or value in (".", "..") or ".." in value:
+        raise ModelLoadError(f"{source}: {what} {str(value)[:80]!r} is not a plain name inside the bundle "
+                             f"(letters, digits, _ . - only); the bundle was edited by hand or made elsewhere")
+    return value
 
 
 def range_normalization(value_range: tuple[float, float]) -> tuple[float, float]:
@@ -180,7 +193,31 @@ class ArtifactRecord:
         known.setdefault("format", Path(data["file"]).suffix.lstrip(".") or data["name"])
         known.setdefault("precision", "?")
         known.setdefault("backend", known["format"])
+        check_safe_name(data["name"], "artifact name", source)
+        check_safe_name(data["file"], "artifact file", source)
         return cls(**known, extra={k: v for k, v in data.items() if k not in cls.__dataclass_fields__})
+
+
+def _plain_bytes(path: Path) -> bytes:
+    return read_regular_file(path, MAX_ARTIFACT_BYTES, follow_links=False)
+
+
+def _sha256_plain(path: Path) -> str:
+    return sha256_bytes(_plain_bytes(path))
+
+
+def _digest_of(path: Path, record: ArtifactRecord, read):
+    """READ(PATH) for an artifact file, its failures as one IntegrityError line naming the file and the fix."""
+    if not path.exists() and not path.is_symlink():
+        raise IntegrityError(f"{path}: artifact {record.name!r} is listed in {MANIFEST_NAME} but missing; "
+                             f"re-run `edgeship export`")
+    try:
+        return read(path)
+    except NotRegularFile as exc:
+        raise IntegrityError(f"{exc}; artifacts must be regular files inside the bundle (re-run "
+                             f"`edgeship export`)") from None
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read artifact ({exc.strerror or exc})") from None
 
 
 @dataclass
@@ -208,6 +245,9 @@ class Bundle:
         if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:  # required here (embedded copies may omit it)
             raise ModelLoadError(f"{source}: schema_version {data.get('schema_version')!r} is not supported (this "
                                  f"edgeship reads {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
+        for key in ("keras_model", "split_manifest"):
+            if data.get(key) is not None:
+                check_safe_name(data[key], key, source)
         return cls(
             info=ModelInfo.from_dict(data, source),
             provenance=dict(data.get("provenance") or {}),
@@ -237,10 +277,20 @@ class Bundle:
         """The sha256 of the artifact's bytes on disk, after checking it against the record: a file swapped
         in from another run, edited, or converted from an older model.keras is refused, never used."""
         path = Path(directory) / record.file
-        if not path.exists():
-            raise IntegrityError(f"{path}: artifact {record.name!r} is listed in {MANIFEST_NAME} but missing; "
-                                 f"re-run `edgeship export`")
-        digest = tree_digest(path)[1] if path.is_dir() else sha256_file(path)
+        if path.is_dir() and not path.is_symlink():
+            return self.check_digest(path, record, _digest_of(path, record, lambda p: tree_digest(p)[1]))
+        return self.check_digest(path, record, _digest_of(path, record, _sha256_plain))
+
+    def read_artifact(self, directory: str | Path, record: ArtifactRecord) -> bytes:
+        """The artifact's bytes, read once through a descriptor, checked against the record, and handed on:
+        what is hashed is what gets loaded (a file swapped between a check and a second open is never run)."""
+        path = Path(directory) / record.file
+        data = _digest_of(path, record, _plain_bytes)
+        self.check_digest(path, record, sha256_bytes(data))
+        return data
+
+    def check_digest(self, path: Path, record: ArtifactRecord, digest: str) -> str:
+        """DIGEST (of bytes already read from PATH) if it is RECORD's, from RECORD's model.keras; else IntegrityError."""
         if record.sha256 != digest:
             raise IntegrityError(f"{path}: sha256 {digest[:12]} does not match the bundle record "
                                  f"({str(record.sha256)[:12]}): the file changed after export; "

@@ -55,6 +55,9 @@ def test_bench_cli_writes_latency_into_the_report(run_copy, cli, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((run_copy / "report.json").read_text())
     for artifact in report["artifacts"]:
+        if artifact["format"] == "saved_model":  # runs its own graph: timed only with --trust-code
+            assert "latency_ms" not in artifact
+            continue
         latency = artifact["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
         assert artifact["latency_settings"]["runs"] == 20 and artifact["load_ms"] > 0
@@ -64,6 +67,8 @@ def test_bench_cli_writes_latency_into_the_report(run_copy, cli, tmp_path):
     assert bench["settings"]["runs"] == 20 and bench == json.loads((run_copy / "bench.json").read_text())
     rows = {(r["name"], r["backend"], r.get("provider")): r for r in bench["rows"]}
     assert rows[("keras", "keras", None)]["status"] == "ok"  # the TensorFlow reference row
+    untrusted = rows[("saved_model", "tensorflow", None)]
+    assert untrusted["status"] == "unavailable" and "--trust-code" in untrusted["error"]
     assert rows[("onnx", "onnxruntime", "cuda")]["status"] in ("ok", "unavailable")
     by_name = {a["name"]: a for a in report["artifacts"]}
     for (name, backend, provider), row in rows.items():

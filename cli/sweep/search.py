@@ -57,6 +57,7 @@ class SweepOptions:
     show_progress: bool = True
     bench: BenchFiles | None = None  # tests inject known timings for the untrained candidates here
     ssh: object = None  # core.ssh.SSHOptions for the targets (identity, known hosts, remote Python)
+    trust_code: bool = False  # a space file's `hub:` backbones (a SavedModel graph each) may be loaded
 
 
 @dataclass
@@ -105,7 +106,7 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
     data, out = Path(data), Path(out)
     if not data.is_dir():
         raise UsageError(f"{data}: no such data directory")
-    space, targets = load_space(options.space), _targets(options.targets)
+    space, targets = load_space(options.space, options.trust_code), _targets(options.targets)
     if options.trials is not None and options.trials < 1:
         raise UsageError(f"--trials must be an integer >= 1, got {options.trials}")
     dataset, _ = scan_dataset(data, show_progress=False)

@@ -98,8 +98,9 @@ def precision_format(precision: str) -> ExportFormat:
     return fmt
 
 
-def load_space(space: str | Path = "default") -> Space:
-    """A preset by name, or a TOML file as in this module's docstring; every entry checked before any work."""
+def load_space(space: str | Path = "default", trust_code: bool = False) -> Space:
+    """A preset by name, or a TOML file as in this module's docstring; every entry checked before any work.
+    A file's `hub:` backbone is a SavedModel whose graph runs when it is built: refused unless TRUST_CODE."""
     if str(space) in PRESETS:
         return _parse(PRESETS[str(space)], str(space))
     path = Path(space)
@@ -113,7 +114,20 @@ def load_space(space: str | Path = "default") -> Space:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not a TOML space file ({exc})") from None
+    if not trust_code:
+        _refuse_hub_entries(data, path)
     return _parse(data, str(path))
+
+
+def _refuse_hub_entries(data: dict, path: Path) -> None:
+    from edgeship.core.errors import UntrustedCodeError
+
+    entries = data.get("backbones") if isinstance(data, dict) else None
+    hub = [e["name"] for e in entries or () if isinstance(e, dict) and str(e.get("name", "")).startswith("hub:")]
+    if hub:
+        raise UntrustedCodeError(f"{path}: backbone {hub[0]} is a TF-Hub SavedModel, whose graph runs when it is "
+                                 f"loaded; pass --trust-code (Python: SweepOptions(trust_code=True)) only if you "
+                                 f"trust where it comes from")
 
 
 def _as_list(value, what: str, source: str) -> list:
