@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 from edgeship.core.records import BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BenchRow, ParityReport, read_bench_rows
+from edgeship.core.integrity import finite
 from edgeship.core.plots import plot_op_breakdown
 from edgeship.core.report import format_value, markdown_table
 from edgeship.runtime.errors import UsageError
@@ -60,8 +61,29 @@ def compare_to_baseline(rows: list[BenchRow], baseline: list[BenchRow], max_slow
 
 
 def load_baseline(path: str | Path) -> list[BenchRow]:
-    """The rows of an earlier bench.json (any version that has a 'rows' list)."""
-    return read_bench_rows(path)
+    """The rows of an earlier bench.json (any version that has a 'rows' list). Every timed row must carry a
+    finite, positive p50 (and p75 where given): a ratio to 0 or NaN would pass or crash the comparison."""
+    rows = read_bench_rows(path)
+    for row in rows:
+        if not row.ok:
+            continue
+        latency = row.latency_ms if isinstance(row.latency_ms, dict) else {}
+        for key in ("p50", "p75"):
+            value = latency.get(key)
+            if key == "p50" or value is not None:
+                if not finite(value) or value <= 0:
+                    raise UsageError(f"{path}: row {row.id!r} has {key} {value!r} ms; a baseline needs positive, "
+                                     f"finite timings (use a bench.json that edgeship bench wrote)")
+    return rows
+
+
+def why_nothing_compared(rows: list[BenchRow], baseline: list[BenchRow], path) -> str:
+    """One line: --compare matched no row, with an id from each side so the difference shows."""
+    mine = sorted({r.id for r in rows if r.ok})[:2]
+    theirs = sorted({r.id for r in baseline if r.ok})[:2]
+    return (f"--compare {path}: no row of this run matches a row of the baseline (by target and id: this run has "
+            f"{', '.join(mine) or 'no timed row'}; the baseline {', '.join(theirs) or 'no timed row'}); bench with "
+            f"the baseline's artifacts, --threads, --batch and --backend")
 
 
 def parse_slowdown(text: str) -> float:

@@ -51,6 +51,7 @@ class BenchOutcome:
     regressions: list[BenchRow] = field(default_factory=list)
     interrupted: bool = False
     write_error: str | None = None  # the outputs could not be written (the result is still here)
+    nothing_compared: str | None = None  # --compare matched no row of the baseline: why (a gate that compared nothing)
 
     @property
     def failed(self) -> list[str]:
@@ -275,6 +276,8 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
               "models": [m.label for m in resolved], "targets": target_records,
               "rows": [r.to_json() for r in rows], "interrupted": interrupted}
     outcome = BenchOutcome(result, rows, None, regressions, interrupted)
+    if baseline is not None and not any(r.baseline_ratio is not None for r in rows):
+        outcome.nothing_compared = results.why_nothing_compared(rows, baseline, compare)
     if out_dir is not None:
         try:
             outcome.markdown = results.write_outputs(result, out_dir, rows)
@@ -314,7 +317,7 @@ class BenchRunResult:
     @property
     def ok(self) -> bool:
         return not (self.outcome.failed or self.outcome.regressions or self.outcome.write_error
-                    or self.outcome.interrupted)
+                    or self.outcome.interrupted or self.outcome.nothing_compared)
 
     def __iter__(self):
         return iter((self.report, self.report_md))

@@ -331,6 +331,9 @@ def cmd_bench(args) -> int:
         from edgeship.runtime.fileio import atomic_write_json
 
         atomic_write_json(args.json, outcome.result)
+    if outcome.nothing_compared:  # a speed gate that compared nothing must not pass
+        print(f"edgeship: error: {outcome.nothing_compared}", file=sys.stderr)
+        return 2
     for row in outcome.regressions:
         print(f"REGRESSION {row.target} {row.id}: {row.baseline_ratio:.2f}x the baseline's median", file=sys.stderr)
     for failure in outcome.failed:
@@ -696,7 +699,33 @@ INTERRUPTED = {  # what Ctrl-C leaves, per command, and how to go on
 }
 
 
+class _TerminalText:
+    """sys.stdout/stderr with control characters from outside strings made visible ('?'): a class name, a
+    model's metadata or a board's reply cannot colour, retitle or rewrite the user's terminal (ANSI CSI, OSC,
+    bidirectional overrides). Line breaks, tabs and the progress bar's carriage return pass."""
+
+    _UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._stream.write(self._UNSAFE.sub("?", text) if isinstance(text, str) else text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv=None) -> int:
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _TerminalText(sys.stdout), _TerminalText(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv=None) -> int:
     args = parse_arguments(argv)
     _log_to_stderr()
     try:

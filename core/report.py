@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 from pathlib import Path
 
 from edgeship.runtime.errors import UsageError
@@ -46,6 +49,27 @@ def load_report_json(path: str | Path) -> tuple[dict, Path]:
     return report, path
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_MARKDOWN_ACTIVE = re.compile(r"([\\`|\[\]])")
+
+
+def terminal_safe(value) -> str:
+    """VALUE as text a terminal shows as it is: control characters (ANSI colour, OSC title and hyperlink
+    escapes, bidirectional overrides) become '?', line breaks spaces. For every string from outside."""
+    return _CONTROL.sub("?", str(value).replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+
+
+def md(value) -> str:
+    """VALUE as Markdown text: no HTML (< > & escaped), no line break (so no heading or list of its own), no
+    table-cell break, link or code span. Class names, errors and a board's answers all come from outside."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", html.escape(terminal_safe(value), quote=False))
+
+
+def attribute(value) -> str:
+    """VALUE inside a double-quoted HTML attribute."""
+    return html.escape(terminal_safe(value), quote=True)
+
+
 def format_value(value, spec: str, scale: float = 1.0, missing: str = "–") -> str:
     """A number for a table cell; a dash when it is missing. A value that rounds to zero has no minus sign
     (`-0.00` in a Δ column reads as a loss)."""
@@ -87,12 +111,14 @@ def _threads(row: ParityRow):
 
 
 def markdown_table(headers, rows) -> str:
+    """Every cell is text (md): a class name or a board's answer cannot open HTML or a new table cell."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def text_table(headers, rows) -> str:
+    rows = [[terminal_safe(c) for c in row] for row in rows]
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
     def line(cells):
         return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
@@ -139,13 +165,14 @@ def _parity_details(report: ParityReport) -> list[str]:
              markdown_table(("artifact", "Δ pp", "95 % CI", "McNemar p", "top-5 agreement", "KL", "worst classes"), rows), ""]
     for a in measured:
         for finding in a.diagnosis or []:
-            parts += [f"**{a.name}** — {finding}", ""]
+            parts += [f"**{md(a.name)}** — {md(finding)}", ""]
     for a in measured:
         flipped = a.flipped or []
         if flipped:
-            parts += [f"**{a.name}**: {len(flipped)} image(s) Keras gets right and this artifact gets wrong"
+            parts += [f"**{md(a.name)}**: {len(flipped)} image(s) Keras gets right and this artifact gets wrong"
                       + (f" (first {MAX_FLIPPED_SHOWN})" if len(flipped) > MAX_FLIPPED_SHOWN else "") + ":", ""]
-            parts.append(" ".join(f'<img src="{f["path"]}" width="64" title="{f["label"]} → {f["predicted"]}">'
+            parts.append(" ".join(f'<img src="{attribute(f["path"])}" width="64" '
+                                  f'title="{attribute(f["label"])} → {attribute(f["predicted"])}">'
                                   for f in flipped[:MAX_FLIPPED_SHOWN]))
             parts.append("")
     return parts
@@ -192,12 +219,12 @@ def _target_sections(report: ParityReport) -> list[str]:
     parts = []
     for target in report.targets or []:
         env = target.fingerprint or {}
-        parts += [f"## On target {target.target}", "",
-                  f"{env.get('machine', '?')} · {env.get('cpu') or '?'} · {env.get('cores', '?')} cores · "
-                  f"{env.get('os', '?')}" + (" · **emulated**" if env.get("emulated") else "")
-                  + (f" · measured {target.measured_at}" if target.measured_at else ""), ""]
+        parts += [f"## On target {md(target.target)}", "",
+                  f"{md(env.get('machine', '?'))} · {md(env.get('cpu') or '?')} · {md(env.get('cores', '?'))} cores · "
+                  f"{md(env.get('os', '?'))}" + (" · **emulated**" if env.get("emulated") is True else "")
+                  + (f" · measured {md(target.measured_at)}" if target.measured_at else ""), ""]
         if not target.ok:
-            parts += [f"Failed: {target.error or 'unknown error'}", ""]
+            parts += [f"Failed: {md(target.error or 'unknown error')}", ""]
             continue
         parts += ["Each artifact ran there through the device runtime on the target's own decode and preprocessing. "
                   "Δ pp and agreement are against the Keras model on the host; *host agreement* and *max |Δp| vs "
@@ -338,11 +365,11 @@ def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: st
         "# edgeship report",
         "",
         f"Keras reference accuracy **{format_value(ref.accuracy, '.2%')}** on **{ref.n_test or '?'}** test images "
-        f"(split manifest `{report.split_manifest or '?'}`, sha256 `{str(report.split_sha256 or '')[:12]}`).",
-        f"Dataset: {data.get('n_images', '?')} images in {data.get('n_classes', '?')} classes; "
-        f"**{data.get('n_skipped', 0)} skipped** as unreadable.",
+        f"(split manifest `{md(report.split_manifest or '?')}`, sha256 `{md(str(report.split_sha256 or '')[:12])}`).",
+        f"Dataset: {md(data.get('n_images', '?'))} images in {md(data.get('n_classes', '?'))} classes; "
+        f"**{md(data.get('n_skipped', 0))} skipped** as unreadable.",
         "",
-        *[f"> **Warning:** {w}" for w in report.warnings or []],
+        *[f"> **Warning:** {md(w)}" for w in report.warnings or []],
         "",
         "## Artifacts",
         "",
@@ -350,7 +377,7 @@ def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: st
         "",
     ]
     if ref.unknown_threshold is not None:
-        shares = ", ".join(f"{a.name} {a.unknown_rejection_rate:.1%}" for a in report.artifacts
+        shares = ", ".join(f"{md(a.name)} {a.unknown_rejection_rate:.1%}" for a in report.artifacts
                            if a.unknown_rejection_rate is not None)
         parts += ["## Unknown images", "",
                   f"Top score below **{ref.unknown_threshold:.3f}** is answered `unknown` (on the device, and by "
@@ -366,19 +393,19 @@ def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: st
     parts += _target_sections(report)
     failed = [a for a in report.artifacts if not a.ok]
     if failed:
-        parts += ["## Failed exports", ""] + [f"- `{a.name}`: {a.error or '?'}" for a in failed] + [""]
+        parts += ["## Failed exports", ""] + [f"- `{md(a.name)}`: {md(a.error or '?')}" for a in failed] + [""]
     if plot_name:
         parts += [f"![accuracy per artifact]({plot_name})", ""]
     if report.training_curves:
         parts += ["## Training", "", f"![training curves]({report.training_curves})", ""]
     skipped = data.get("skipped") or []
     if skipped:
-        parts += ["## Skipped images", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped] + [""]
+        parts += ["## Skipped images", ""] + [f"- `{md(s.get('path'))}`: {md(s.get('reason'))}" for s in skipped] + [""]
     env = report.environment or {}
     if env:
-        libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
-        parts += ["## Environment", "", f"{env.get('cpu', '?')} · {env.get('cores', '?')} cores · "
-                  f"{' '.join(env.get('cpu_flags', []))} · {env.get('os', '?')}", "", libs, ""]
+        libs = ", ".join(f"{md(k)} {md(v)}" for k, v in (env.get("libraries") or {}).items())
+        parts += ["## Environment", "", f"{md(env.get('cpu', '?'))} · {md(env.get('cores', '?'))} cores · "
+                  f"{md(' '.join(map(str, env.get('cpu_flags') or [])))} · {md(env.get('os', '?'))}", "", libs, ""]
     return "\n".join(parts)
 
 

@@ -110,7 +110,9 @@ def onnx_cost(path: Path) -> StaticCost:
     int8 graph's dequantized copies count, though ONNX Runtime fuses most of them when it runs."""
     import numpy as np
     import onnx_tool
+    from edgeship.runtime.backends import refuse_onnx_external_data
 
+    refuse_onnx_external_data(path.read_bytes(), str(path))  # onnx-tool would read it from beside the model
     model = onnx_tool.Model(str(path), {"verbose": False})
     graph = model.graph
     feeds = {}

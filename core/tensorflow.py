@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from edgeship.runtime.classifier import Classifier, class_probabilities, inference_batch
 from edgeship.runtime.errors import ModelLoadError
+from edgeship.runtime.fileio import loads_json
 from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
 
 from .errors import UntrustedCodeError
@@ -34,14 +34,36 @@ def needs_trusted_code(bundle) -> bool:
 CODE_CLASSES = ("Lambda", "TFSMLayer", "__lambda__")  # what a .keras config deserializes by running Python
 
 
+CONFIG_MAX_BYTES = 64 << 20  # a .keras config.json of a large functional model is a few MB
+ARCHIVE_MAX_BYTES = 8 << 30  # what all members of a .keras archive may unpack to
+
+
+def archive_config(path: Path):
+    """A `.keras` archive's config.json, after checking what its members say they unpack to (a few MB that
+    unpack to GBs are refused before anything is read) and how deep it nests. None for a file that is not a
+    readable archive (Keras says why when it tries); ModelLoadError for one built to exhaust memory or stack."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            config = next((m for m in members if m.filename == "config.json"), None)
+            total = sum(m.file_size for m in members)
+            if config is None:
+                return None
+            if config.file_size > CONFIG_MAX_BYTES or total > ARCHIVE_MAX_BYTES:
+                raise ModelLoadError(f"{path}: its members unpack to {total / 2**30:.1f} GiB (config.json "
+                                     f"{config.file_size / 2**20:.0f} MiB); not a model edgeship loads")
+            raw = archive.read(config)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return loads_json(raw, f"{path}: config.json", ModelLoadError)
+
+
 def archive_holds_code(path: Path) -> bool:
     """Whether a `.keras` archive's config.json names something Keras can only deserialize by running code
     that came with it (a Lambda layer, a lambda function, a TFSMLayer). Read as JSON, without TensorFlow:
     bench decides before it starts a process that would load the model."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    config = archive_config(path)
+    if config is None:
         return False  # not a readable archive: loading it fails on its own, with its own message
     stack = [config]
     while stack:
@@ -92,6 +114,8 @@ def load_keras_model(path: Path, trust_code: bool = False, bundle=None):
         raise ModelLoadError(f"{path}: no such Keras model; run `edgeship train` first")
     if not trust_code:  # also when something in this process switched Keras' own guard off globally
         refuse_untrusted(path, bundle)
+    else:
+        archive_config(path)  # sizes and nesting are checked whoever wrote it
     try:
         with captured_output():
             return keras.models.load_model(path, safe_mode=not trust_code, compile=False)

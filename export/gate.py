@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -282,5 +283,16 @@ def write_junit(verdicts: list[GateVerdict], path: str | Path, suite: str = "edg
         if not verdict.passed:
             failure = ElementTree.SubElement(case, "failure", message="; ".join(verdict.reasons)[:1000])
             failure.text = "\n".join(verdict.reasons)
+    for element in root.iter():  # reasons carry class names and a board's words: XML 1.0 takes no control chars
+        element.text = _xml_text(element.text)
+        for key, value in element.attrib.items():
+            element.attrib[key] = _xml_text(value)
     data = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
     return atomic_write_bytes(path, data)
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str | None) -> str | None:
+    return None if text is None else _NOT_XML.sub("?", text)

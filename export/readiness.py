@@ -87,6 +87,9 @@ def onnx_readiness(path: Path, scratch: Path | None = None) -> dict:
     from onnxruntime.tools import onnx_model_utils
     from onnxruntime.tools.mobile_helpers import usability_checker
 
+    from edgeship.runtime.backends import refuse_onnx_external_data
+
+    refuse_onnx_external_data(path.read_bytes(), str(path))  # the checker would read it from beside the model
     logging.getLogger("usability_checker").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="edgeship-readiness-", dir=scratch) as tmp:
         optimized = Path(tmp) / path.name

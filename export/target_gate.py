@@ -65,7 +65,7 @@ def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions
     if not records:
         raise UsageError(f"{layout.bundle}: no artifact the device runtime runs (tflite, onnx); export some first")
     paths, labels = SplitManifest.read(layout.bundle / bundle.split_manifest).paths_and_indices("test", bundle.info.labels)
-    reference = np.load(layout.root / probs_file)
+    reference = _reference_probs(layout.root, probs_file, len(paths), len(bundle.info.labels))
     host = _host_probabilities(layout, records, paths, bundle, show_progress)
     results = []
     for target in parsed:
@@ -253,3 +253,21 @@ def target_verdicts(results: list[TargetRun], thresholds: GateThresholds, refere
                 continue
             verdicts.append(row_verdict(row, thresholds, reference, name))
     return verdicts
+
+
+def _reference_probs(root: Path, name: str, images: int, classes: int) -> np.ndarray:
+    """Keras' probabilities per test image, as export saved them: a plain float array of (images, classes)
+    beside the report. Anything else (an object array, another shape, a path out of the run) is one line."""
+    from edgeship.runtime.spec import check_safe_name
+
+    check_safe_name(name, "reference probabilities file", str(root / "report.json"))
+    path = root / name
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"{path}: not the probabilities export saved ({str(exc)[:160]}); re-run "
+                         f"`edgeship export {root}`") from None
+    if array.dtype.kind != "f" or array.shape != (images, classes) or not np.all(np.isfinite(array)):
+        raise UsageError(f"{path}: expected finite float probabilities of shape ({images}, {classes}), got "
+                         f"{array.dtype} {array.shape}; re-run `edgeship export {root}`")
+    return array

@@ -191,6 +191,7 @@ class OnnxSession:
         self.path = Path(path)
         ort = _import_or_explain("onnxruntime", "onnxruntime")
         data = data if data is not None else read_model_file(self.path)
+        refuse_onnx_external_data(data, str(path))
         self._data = data
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -261,6 +262,44 @@ class OnnxSession:
             scale, zero_point = self._output_quantization
             return (out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
         return out.astype(np.float32, copy=False)
+
+
+_EXTERNAL_LOCATION = b"\x0a\x08location"  # a TensorProto.external_data entry's key, as protobuf encodes it
+
+
+def onnx_external_data(data: bytes) -> str | None:
+    """The location of the first initializer an ONNX model keeps outside itself, or None. A model given as
+    bytes has its external data resolved against the current directory, so `location: ../.aws/credentials`
+    would be read as weights (and come back as scores): edgeship refuses external data altogether. The key's
+    bytes must be there for any external data; `onnx` (where installed) confirms and names the file."""
+    if _EXTERNAL_LOCATION not in data:
+        return None
+    try:
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+    except ImportError:
+        return "an initializer's external file"
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except Exception:
+        return "an initializer's external file"
+    graphs, found = [model.graph], None
+    while graphs and found is None:
+        graph = graphs.pop()
+        for tensor in list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.HasField("t")]:
+            if uses_external_data(tensor):
+                found = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+                break
+        graphs += [a.g for n in graph.node for a in n.attribute if a.HasField("g")]
+    return found
+
+
+def refuse_onnx_external_data(data: bytes, source: str) -> None:
+    location = onnx_external_data(data)
+    if location is not None:
+        raise ModelLoadError(f"{source}: keeps weights outside the file ({str(location)[:120]!r}); edgeship loads "
+                             f"only self-contained ONNX models: save it with onnx.save(model, path, "
+                             f"save_as_external_data=False)")
 
 
 INTEGER_TENSOR_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8}

@@ -88,11 +88,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode.startswith("I") or image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / 65535.0 if array.max(initial=0.0) > 255 else 1.0
-        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit grey: to 8 bits in bands of rows
+        array = np.asarray(image)
+        peak = np.nanmax(array) if array.size and array.dtype.kind == "f" else array.max(initial=0)
+        scale = np.float32(255.0 / 65535.0 if peak > 255 else 1.0)
+        out = np.empty(array.shape[:2], np.uint8)
+        for start in range(0, array.shape[0], ROW_BAND):  # a float copy of the whole image was 8 bytes a pixel
+            band = np.nan_to_num(array[start:start + ROW_BAND].astype(np.float32) * scale, copy=False)
+            out[start:start + ROW_BAND] = np.clip(band, 0, 255, out=band)
+        return Image.fromarray(out).convert("RGB")
     return image.convert("RGB")
+
+
+ROW_BAND = 256  # rows converted at a time from a 16-bit image
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:

@@ -90,7 +90,37 @@ class InputSpec:
         for key in ("mean", "std"):
             if known.get(key) is not None:
                 known[key] = tuple(float(v) for v in known[key])
-        return cls(**known)
+        spec = cls(**known)
+        problem = spec.problem()
+        if problem:
+            raise ValueError(problem)
+        return spec
+
+    def problem(self) -> str | None:
+        """What makes this spec unusable (an input spec read from someone else's file), or None."""
+        import math
+
+        from .preprocess import RESIZERS
+
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192:
+                return f"input {name} {value!r} is not a whole number of pixels from 1 to 8192"
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            return f"input channels {self.channels!r} is not 1 or 3"
+        if self.resize not in RESIZERS:
+            return f"unknown resize method {self.resize!r}; expected one of {', '.join(RESIZERS)}"
+        low, high = self.value_range if len(self.value_range) == 2 else (math.nan, math.nan)
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            return f"value_range {list(self.value_range)} is not two finite numbers, low < high"
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if values is not None and (len(values) not in (1, self.channels)
+                                       or not all(math.isfinite(v) for v in values)):
+                return f"{key} {list(values)} is not 1 or {self.channels} finite number(s)"
+        if self.std is not None and any(v == 0 for v in self.std):
+            return f"std {list(self.std)} holds a zero"
+        return None
 
     def normalization(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(mean, std) per channel that map 0-255 pixels onto the model's input, or None when the model
@@ -139,6 +169,12 @@ class ModelInfo:
         if version not in READABLE_SCHEMA_VERSIONS:
             raise ModelLoadError(f"{source}: schema_version {version!r} is not supported (this edgeship reads "
                                  f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
+        threshold = data.get("unknown_threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0.0 <= threshold <= 1.0):
+            raise ModelLoadError(f"{source}: unknown_threshold {threshold!r} is not a probability from 0 to 1")
+        if not isinstance(data.get("labels"), list) or not isinstance(data.get("input"), dict):
+            raise ModelLoadError(f"{source}: malformed edgeship metadata (labels must be a list, input an object)")
         try:
             return cls(
                 labels=tuple(str(label) for label in data["labels"]),

@@ -42,7 +42,7 @@ def _resign(run, name: str) -> None:
 def _one_line_exit_2(result, *words) -> None:
     assert result.returncode == 2, (result.returncode, result.stdout[-800:], result.stderr[-800:])
     assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if not line.startswith("edgeship: warning:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeship: error:")]
     assert len(errors) == 1, result.stderr  # one line (warnings about the stale report aside)
     for word in words:
         assert word in errors[0], result.stderr
@@ -277,3 +277,40 @@ def _get(url: str, host: str | None = None, wait: bool = False) -> tuple[int, st
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_onnx_external_data_is_refused_before_anything_reads_it(tmp_path):
+    """An initializer whose external data is `creds.bin`: given as bytes, ONNX Runtime would resolve it against
+    the current directory and turn the file's bytes into weights (and scores)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "creds.bin").write_bytes(b"aws_secret_access_key=0123456789abcdef" * 1300)
+    weights = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[3072, 4])
+    weights.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "creds.bin"), ("offset", "0"), ("length", str(3072 * 4 * 4))):
+        weights.external_data.add(key=key, value=value)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 32, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [weights, helper.make_tensor("shape", TensorProto.INT64, [2], [1, 3072])])
+    model_path = tmp_path / "model.onnx"
+    model_path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    image = _digit_png(tmp_path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\n")
+    done = subprocess.run([sys.executable, "-m", "edgeship", "predict", str(model_path), str(image), "--labels",
+                           str(labels), "--json"], capture_output=True, text=True, cwd=home, timeout=300)
+    _one_line_exit_2(done, "outside the file", "creds.bin")
+    assert "aws_secret" not in done.stdout + done.stderr
+    from edgeship.runtime.backends import onnx_external_data
+
+    plain = onnx.helper.make_model(onnx.helper.make_graph(graph.node, "g", graph.input, graph.output, [
+        helper.make_tensor("w", TensorProto.FLOAT, [3072, 4], np.zeros(3072 * 4, np.float32)),
+        helper.make_tensor("shape", TensorProto.INT64, [2], [1, 3072])]))
+    assert onnx_external_data(plain.SerializeToString()) is None  # a self-contained model loads as before
