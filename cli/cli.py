@@ -250,8 +250,12 @@ def cmd_gate(args) -> int:
                                     allow_collapsed=True if args.allow_collapsed else None)
     if args.target and not args.report:
         raise UsageError("--target gates a run on a device: give the RUN directory (not --reference/--candidate)")
+    if args.remeasure and not args.report:
+        raise UsageError("--remeasure gates a run: give the RUN directory (not --reference/--candidate)")
     if args.report:
         report, _ = load_verified_report(args.report)
+        if args.remeasure and not _remeasured(args):
+            return 1
     else:
         from edgeship.export.compare import compare_models
 
@@ -280,6 +284,22 @@ def cmd_gate(args) -> int:
     failed = [v.artifact for v in verdicts if not v.passed]
     print(f"gate {'FAILED: ' + ', '.join(failed) if failed else 'passed'} ({len(verdicts) - len(failed)}/{len(verdicts)} artifacts pass)")
     return 1 if failed else 0
+
+
+def _remeasured(args) -> bool:
+    """`gate RUN --remeasure`: the report's figures measured again here; prints what differs."""
+    from edgeship.export.remeasure import remeasure_run
+
+    result = remeasure_run(args.report, trust_code=args.trust_code, show_progress=True)
+    if result.ok:
+        print(f"remeasured Keras and {len(result.artifacts)} artifact(s) on {result.n_images} test images: the "
+              f"report's figures hold")
+        return True
+    for line in result.differences:
+        print(f"REMEASURED {line}", file=sys.stderr)
+    print(f"gate FAILED: the report's figures are not what its files do ({len(result.differences)} difference(s); "
+          f"re-export the run here and gate that)")
+    return False
 
 
 def _int_list(text: str) -> list[int]:
@@ -604,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read defaults from [tool.edgeship.gate] of this file (default ./pyproject.toml if present; "
                         "a --config that cannot be read is an error)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one test case per artifact")
+    p.add_argument("--remeasure", action="store_true",
+                   help="run Keras and every artifact on the test split again and fail when a recorded figure "
+                        "differs: for a run made elsewhere (hashes bind figures to files, not to the truth)")
     p.add_argument("--target", action="append", metavar="ssh://user@host[:port]",
                    help="also run every artifact on this device and gate its figures (repeatable)")
     _add_ssh_flags(p)

@@ -314,3 +314,36 @@ def test_onnx_external_data_is_refused_before_anything_reads_it(tmp_path):
         helper.make_tensor("w", TensorProto.FLOAT, [3072, 4], np.zeros(3072 * 4, np.float32)),
         helper.make_tensor("shape", TensorProto.INT64, [2], [1, 3072])]))
     assert onnx_external_data(plain.SerializeToString()) is None  # a self-contained model loads as before
+
+
+def test_remeasure_fails_a_report_whose_author_rewrote_the_figures(run_copy, tmp_path, cli):
+    """`model_int8.tflite` replaced by 26 bytes of text, its sha256 written into edgeship.json and report.json:
+    `gate RUN` passes (hashes bind figures to files), `gate RUN --remeasure` measures and fails."""
+    sound = tmp_path / "sound"
+    shutil.copytree(run_copy, sound)
+    # the shared run holds a SavedModel too: our own, so --trust-code (without it: exit 2, tested above)
+    checked = cli("gate", sound, "--remeasure", "--trust-code")
+    assert checked.returncode == 0 and "the report's figures hold" in checked.stdout, checked.stdout + checked.stderr
+
+    fake = b"this is not a tflite model"
+    (run_copy / "bundle" / "model_int8.tflite").write_bytes(fake)
+    _resign(run_copy, "tflite_int8")
+    report_path = run_copy / "report.json"
+    report = json.loads(report_path.read_text())
+    for row in report["artifacts"]:
+        if row["name"] == "tflite_int8":
+            row["sha256"], row["size_bytes"] = hashlib.sha256(fake).hexdigest(), len(fake)
+    report_path.write_text(json.dumps(report))
+    assert cli("gate", run_copy).returncode == 0  # what the hashes alone allow
+    caught = cli("gate", run_copy, "--remeasure", "--trust-code")
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert "REMEASURED tflite_int8" in caught.stderr and "gate FAILED" in caught.stdout
+
+    # figures rewritten for a real artifact: the onnx row claims what its file does not do
+    report = json.loads((sound / "report.json").read_text())
+    for row in report["artifacts"]:
+        if row["name"] == "onnx":
+            row["agreement"], row["max_abs_prob_diff"] = 1.0, 0.5
+    (sound / "report.json").write_text(json.dumps(report))
+    caught = cli("gate", sound, "--remeasure", "--trust-code")
+    assert caught.returncode == 1 and "REMEASURED onnx: max_abs_prob_diff recorded 0.5" in caught.stderr, caught.stderr

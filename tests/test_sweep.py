@@ -395,3 +395,36 @@ def test_an_emulated_board_is_marked_and_never_judges_latency(digits, tmp_path, 
                                           "--max-latency", "1s", *ssh), capture_output=True, text=True, timeout=1500)
     assert alone.returncode == 2 and "emulated (QEMU user mode), so its timings cannot judge --max-latency" in alone.stderr
     assert not (tmp_path / "alone" / "trials").exists()
+
+
+def test_a_finalist_whose_gate_fails_or_whose_report_is_stale_is_not_the_pick(exported_run, tmp_path, monkeypatch):
+    """The best on validation fails its gate on test (its report says int8 agrees on half the images); the next
+    has an artifact swapped after its report; the third is sound and is the pick."""
+    import shutil
+
+    from edgeship.sweep import Budget, SweepOptions
+    from edgeship.sweep import search
+    from edgeship.sweep.record import CandidateRow
+
+    runs = {}
+    for name in ("gate_fails", "stale", "sound"):
+        runs[name] = tmp_path / name
+        shutil.copytree(exported_run, runs[name])
+    report_path = runs["gate_fails"] / "report.json"
+    report = json.loads(report_path.read_text())
+    for row in report["artifacts"]:
+        if row["name"] == "tflite_int8":
+            row["agreement"] = 0.5
+    report_path.write_text(json.dumps(report))
+    (runs["stale"] / "bundle" / "model_int8.tflite").write_bytes(
+        (runs["stale"] / "bundle" / "model_float32.tflite").read_bytes())
+    monkeypatch.setattr(search, "_bench_real", lambda run, targets, options: {"tflite_int8": {"local": 1.0}})
+    rows = [CandidateRow(name, "tflite_int8", {}, "trained", run=str(runs[name]), size_bytes=1000,
+                         val={"accuracy": accuracy}) for name, accuracy in (("gate_fails", 0.99), ("stale", 0.98),
+                                                                           ("sound", 0.97))]
+    pick, why = search._finalize(rows, ["local"], set(), SweepOptions(budget=Budget(max_drop_pp=1.0), finalists=3))
+    assert pick is not None and pick["key"] == "sound", why
+    verdicts = {r.key: r for r in rows}
+    assert verdicts["gate_fails"].verdict == "finalist" and verdicts["gate_fails"].gate["passed"] is False
+    assert any("gate failed on the test split" in r for r in verdicts["gate_fails"].reasons)
+    assert any("cannot be trusted" in r for r in verdicts["stale"].reasons)

@@ -321,11 +321,16 @@ def _bench_real(run: str, targets, options: SweepOptions) -> dict:
 def _final_figures(row: CandidateRow, benched: dict, targets, emulated: set[str], budget: Budget) -> None:
     """The finalist's real bench, its gate and figures on the test split (final figures: nothing reads them to
     choose), and whether its real cost is within budget."""
-    from edgeship.core.report import load_report
+    from edgeship.core.integrity import load_verified_report
     from edgeship.export.gate import GateThresholds, evaluate_gate
 
     row.bench_ms = dict(benched.get(row.format, {}))
-    parity, _ = load_report(Path(row.run))
+    try:
+        parity, _ = load_verified_report(Path(row.run))  # its figures must describe the files on disk
+    except EdgeshipError as exc:
+        row.gate = {"passed": False, "reasons": [str(exc)]}
+        row.reasons = [f"its report cannot be trusted: {str(exc)[:200]}"]
+        return
     artifact = next((a for a in parity.artifacts if a.name == row.format), None)
     verdict = next((v for v in evaluate_gate(parity, GateThresholds(max_drop_pp=budget.max_drop_pp))
                     if v.artifact == row.format), None)
@@ -336,6 +341,9 @@ def _final_figures(row: CandidateRow, benched: dict, targets, emulated: set[str]
         row.size_bytes = artifact.size_bytes or row.size_bytes
     row.reasons = budget.cost_problems(row.size_bytes, {t: row.bench_ms.get(t) for t in targets},
                                        {t: t in emulated for t in targets})
+    if verdict is None or not verdict.passed:  # a pick passes its gate or is not the pick
+        why = verdict.reasons[0] if verdict is not None and verdict.reasons else "no figures on the test split"
+        row.reasons.append(f"gate failed on the test split: {why}")
 
 
 def _real(row: CandidateRow, emulated: set[str]) -> float:
