@@ -14,12 +14,15 @@ from edgeship.core.ssh import (  # noqa: F401 - SSHOptions/SSHTarget/RemoteError
     RemoteError,
     SSHOptions,
     SSHTarget,
+    TargetMisbehaved,
     remote_python,
     remote_temp_dir,
     run_ssh,
     runtime_payload,
     shipped_names,
 )
+
+from edgeship.core.target_messages import check_environment, measured_row, parse_line  # noqa: E402
 
 AGENT_CODE = ("harness.py", "agent.py")  # what the agent needs besides the runtime
 
@@ -50,7 +53,29 @@ def bench_on_target(target: SSHTarget, options: SSHOptions, cases: list[dict]) -
         output = run_ssh(target, options, ["env", f"PYTHONPATH={remote_dir}", python,
                                            f"{remote_dir}/edgeship/bench/agent.py", "many", f"{remote_dir}/cases.json"])
         lines = output.strip().splitlines()
-        try:
-            return json.loads(lines[-1])
-        except (IndexError, json.JSONDecodeError) as exc:
-            raise RemoteError(f"{target.label}: the agent printed no result") from exc
+        answer = parse_line(lines[-1].encode(), target.label) if lines else None
+        if answer is None:
+            raise RemoteError(f"{target.label}: the agent printed no result")
+        return checked_answer(answer, cases, target.label)
+
+
+def checked_answer(answer, cases: list[dict], label: str) -> dict:
+    """The agent's {environment, rows, interrupted}, each row rebuilt from the host's case and the figures the
+    board measured (core/target_messages.py); a malformed answer is TargetMisbehaved."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("rows"), list) or len(answer["rows"]) > len(cases):
+        raise TargetMisbehaved(f"{label}: its result is not one row per case sent")
+    environment = check_environment(answer.get("environment") or {}, label)
+    by_id = {case["id"]: case for case in cases}
+    rows = []
+    for item in answer["rows"]:
+        case = by_id.get(item.get("id")) if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+        if case is None:
+            raise TargetMisbehaved(f"{label}: a result row names no case that was sent")
+        row = measured_row(item, case, label)
+        if case.get("kind") == "profile" and item.get("status") == "ok":
+            if not isinstance(item.get("profile"), dict):
+                raise TargetMisbehaved(f"{label}: a profile row without a profile")
+            row["profile"] = item["profile"]
+        rows.append(row)
+    return {"environment": environment, "rows": rows,
+            "interrupted": answer.get("interrupted") is True}

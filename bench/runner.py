@@ -24,7 +24,7 @@ from edgeship.runtime.spec import MANIFEST_NAME
 from . import results
 from .agent import run_cases
 from .matrix import artifacts_of, build_cases
-from .remote import SSHOptions, SSHTarget, bench_on_target
+from .remote import SSHOptions, SSHTarget, TargetMisbehaved, bench_on_target
 
 logger = logging.getLogger("edgeship")
 REPORT_FIELDS = ("throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb")  # besides latency_ms
@@ -52,6 +52,7 @@ class BenchOutcome:
     interrupted: bool = False
     write_error: str | None = None  # the outputs could not be written (the result is still here)
     nothing_compared: str | None = None  # --compare matched no row of the baseline: why (a gate that compared nothing)
+    misbehaved: list[str] = field(default_factory=list)  # targets that answered outside the protocol (exit 2)
 
     @property
     def failed(self) -> list[str]:
@@ -233,7 +234,7 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
         for model in resolved:
             remote_cases += remote_profile_cases(artifacts[model.label], model.label, settings.threads[0])
     bar = progress_counter(len(local_cases), desc="bench", enabled=settings.show_progress)
-    target_records, rows, interrupted = [], [], False
+    target_records, rows, interrupted, misbehaved = [], [], False, []
 
     with ThreadPoolExecutor(max_workers=max(1, len(parsed_targets))) as pool:
         futures = {t.label: pool.submit(bench_on_target, t, ssh, remote_cases) for t in parsed_targets}
@@ -252,12 +253,18 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                 continue
             except EdgeshipError as exc:
                 target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
-                logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
+                if isinstance(exc, TargetMisbehaved):  # said once, as the command's error
+                    misbehaved.append(str(exc))
+                else:
+                    logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
                 continue
-            emulated = bool((answer.get("environment") or {}).get("emulated"))
+            emulated = answer["environment"].get("emulated") is True
             rows += [BenchRow.from_json({**r, "target": label, "emulated": emulated}) for r in answer["rows"]
                      if r.get("kind") != "profile"]
-            _attach_remote_profiles(resolved, rows, label, [r for r in answer["rows"] if r.get("kind") == "profile"])
+            try:
+                _attach_remote_profiles(resolved, rows, label, [r for r in answer["rows"] if r.get("kind") == "profile"])
+            except (TypeError, ValueError, KeyError, AttributeError):
+                misbehaved.append(f"{label}: sent a profile that is not the agent's")
             target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),
                                    "interrupted": answer.get("interrupted", False)})
 
@@ -275,7 +282,7 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                            "baseline": str(compare) if compare else None},
               "models": [m.label for m in resolved], "targets": target_records,
               "rows": [r.to_json() for r in rows], "interrupted": interrupted}
-    outcome = BenchOutcome(result, rows, None, regressions, interrupted)
+    outcome = BenchOutcome(result, rows, None, regressions, interrupted, misbehaved=misbehaved)
     if baseline is not None and not any(r.baseline_ratio is not None for r in rows):
         outcome.nothing_compared = results.why_nothing_compared(rows, baseline, compare)
     if out_dir is not None:
@@ -317,7 +324,7 @@ class BenchRunResult:
     @property
     def ok(self) -> bool:
         return not (self.outcome.failed or self.outcome.regressions or self.outcome.write_error
-                    or self.outcome.interrupted or self.outcome.nothing_compared)
+                    or self.outcome.interrupted or self.outcome.nothing_compared or self.outcome.misbehaved)
 
     def __iter__(self):
         return iter((self.report, self.report_md))

@@ -351,6 +351,10 @@ def cmd_bench(args) -> int:
         from edgeship.runtime.fileio import atomic_write_json
 
         atomic_write_json(args.json, outcome.result)
+    if outcome.misbehaved:  # a board that answered outside the protocol: nothing of it was kept
+        print(f"edgeship: error: {outcome.misbehaved[0]}" + (f" (and {len(outcome.misbehaved) - 1} more target(s))"
+                                                             if len(outcome.misbehaved) > 1 else ""), file=sys.stderr)
+        return 2
     if outcome.nothing_compared:  # a speed gate that compared nothing must not pass
         print(f"edgeship: error: {outcome.nothing_compared}", file=sys.stderr)
         return 2

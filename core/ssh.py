@@ -29,6 +29,16 @@ class RemoteError(EdgeshipError):
     """One target failed; the others go on."""
 
 
+class TargetMisbehaved(RemoteError):
+    """A target answered outside the protocol (hung, flooded, sent malformed or out-of-range data): nothing it
+    sent is kept, and the command ends with exit 2 naming the target once the other targets are done."""
+
+    exit_code = 2
+
+
+MAX_OUTPUT_BYTES = 64 << 20  # what one remote command may print before it is stopped
+
+
 @dataclass(frozen=True)
 class SSHTarget:
     host: str
@@ -62,12 +72,13 @@ class SSHOptions:
     remote_python: str | None = None  # default: python3; either way the runtime is installed if it lacks it
     connect_timeout: int = 10
     timeout: float = 1800
+    idle_timeout: float = 300  # the on-target gate: longest silence from the agent before the target is given up
 
 
 def ssh_command(target: SSHTarget, options: SSHOptions, remote_argv: list[str]) -> list[str]:
     command = ["ssh", "-p", str(target.port), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={options.connect_timeout}",
                "-o", f"StrictHostKeyChecking={'accept-new' if options.accept_new_host_key else 'yes'}",
-               "-o", "LogLevel=ERROR"]
+               "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
     if options.known_hosts:
         command += ["-o", f"UserKnownHostsFile={options.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
     if options.identity:
@@ -92,20 +103,47 @@ def _explain(stderr: str) -> str:
 
 
 def run_ssh(target, options, remote_argv, stdin: bytes | None = None, timeout: float | None = None) -> str:
+    """REMOTE_ARGV's standard output; at most MAX_OUTPUT_BYTES of it (a target that floods is stopped)."""
+    import threading
+
     try:
-        done = subprocess.run(ssh_command(target, options, remote_argv), input=stdin, capture_output=True,
-                              timeout=timeout or options.timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise RemoteError(f"{target.label}: timed out running {remote_argv[0]}") from exc
+        proc = subprocess.Popen(ssh_command(target, options, remote_argv), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError as exc:
         raise RemoteError("the ssh client is not installed here") from exc
-    stderr = done.stderr.decode("utf-8", "replace")
-    if done.returncode == 255:
+    outputs = {}
+
+    def drain(name, stream):
+        outputs[name] = stream.read(MAX_OUTPUT_BYTES + 1)
+        if len(outputs[name]) > MAX_OUTPUT_BYTES:
+            proc.kill()
+
+    readers = [threading.Thread(target=drain, args=(n, getattr(proc, n)), daemon=True) for n in ("stdout", "stderr")]
+    for reader in readers:
+        reader.start()
+    try:
+        if stdin:
+            proc.stdin.write(stdin)
+        proc.stdin.close()
+    except OSError:
+        pass  # it stopped reading: its exit status says why
+    try:
+        proc.wait(timeout=timeout or options.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RemoteError(f"{target.label}: timed out running {remote_argv[0]}") from None
+    for reader in readers:
+        reader.join(timeout=10)
+    stdout, stderr = outputs.get("stdout", b""), outputs.get("stderr", b"").decode("utf-8", "replace")
+    if len(stdout) > MAX_OUTPUT_BYTES or len(outputs.get("stderr", b"")) > MAX_OUTPUT_BYTES:
+        raise TargetMisbehaved(f"{target.label}: `{remote_argv[0]}` printed more than {MAX_OUTPUT_BYTES >> 20} MiB")
+    if proc.returncode == 255:
         raise RemoteError(f"{target.label}: {_explain(stderr)}")
-    if done.returncode != 0:
-        raise RemoteError(f"{target.label}: `{remote_argv[0]}` exited {done.returncode}: "
+    if proc.returncode != 0:
+        raise RemoteError(f"{target.label}: `{remote_argv[0]}` exited {proc.returncode}: "
                           f"{(stderr.strip().splitlines() or ['no output'])[-1][:300]}")
-    return done.stdout.decode("utf-8", "replace")
+    return stdout.decode("utf-8", "replace")
 
 
 def remote_python(target: SSHTarget, options: SSHOptions, remote_dir: str) -> str:

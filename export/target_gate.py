@@ -11,11 +11,13 @@ never passes on host figures alone: a target that could not run, or ran other by
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,10 +28,12 @@ from edgeship.core.pixels import iter_pixel_chunks
 from edgeship.core.records import GateVerdict, Reference, TargetRow, TargetRun
 from edgeship.core.report import load_report, write_report
 from edgeship.core.splits import SplitManifest
+from edgeship.core.target_messages import MAX_LINE_BYTES, check_environment, check_shipped, parse_line
 from edgeship.core.ssh import (
     RemoteError,
     SSHOptions,
     SSHTarget,
+    TargetMisbehaved,
     remote_python,
     remote_temp_dir,
     run_ssh,
@@ -67,7 +71,7 @@ def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions
     paths, labels = SplitManifest.read(layout.bundle / bundle.split_manifest).paths_and_indices("test", bundle.info.labels)
     reference = _reference_probs(layout.root, probs_file, len(paths), len(bundle.info.labels))
     host = _host_probabilities(layout, records, paths, bundle, show_progress)
-    results = []
+    results, misbehaved = [], []
     for target in parsed:
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
@@ -75,6 +79,8 @@ def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions
                                                          len(bundle.info.labels), show_progress)
         except RemoteError as exc:
             results.append(TargetRun(f"ssh://{target.label}", "failed", error=str(exc), measured_at=started))
+            if isinstance(exc, TargetMisbehaved):
+                misbehaved.append(exc)
             continue
         rows = []
         for record in records:
@@ -90,6 +96,9 @@ def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions
         results.append(TargetRun(f"ssh://{target.label}", "ok", fingerprint=fingerprint, measured_at=started,
                                  artifacts=rows))
     _merge_into_report(layout, results)
+    if misbehaved:  # recorded as failed (our words only); the command itself ends with exit 2 naming the target
+        more = f" (and {len(misbehaved) - 1} more target(s))" if len(misbehaved) > 1 else ""
+        raise TargetMisbehaved(f"{misbehaved[0]}{more}")
     return results
 
 
@@ -120,7 +129,8 @@ def _run_on_target(target: SSHTarget, options: SSHOptions, layout: RunLayout, re
         python = remote_python(target, options, remote_dir)
         command = ssh_command(target, options, ["env", f"PYTHONPATH={remote_dir}", python, "-m", AGENT_MODULE,
                                                 f"{remote_dir}/artifacts.json"])
-        return _stream(command, target, paths, n_classes, [r.name for r in records], show_progress)
+        return _stream(command, target, paths, n_classes, [r.name for r in records], show_progress,
+                       options.idle_timeout)
 
 
 def _send_images(stdin, paths: list[Path], failure: list) -> None:
@@ -137,48 +147,86 @@ def _send_images(stdin, paths: list[Path], failure: list) -> None:
             pass
 
 
-def _stream(command, target: SSHTarget, paths, n_classes: int, names: list[str], show_progress: bool):
+def _stream(command, target: SSHTarget, paths, n_classes: int, names: list[str], show_progress: bool,
+            idle_timeout: float = 300.0):
     """Send the images, read the agent's answers. Fails closed: every artifact must send finite probabilities
-    for every test image, counted here, not taken from the agent's own `done`."""
+    for every test image, counted here, not taken from the agent's own `done`. The agent is not trusted: its
+    lines are bounded in length and number, its header is checked (core/target_messages), and a silence longer
+    than IDLE_TIMEOUT ends it; any of those is TargetMisbehaved (exit 2), and nothing it sent is kept."""
     received = _Received(names, len(paths), n_classes)
-    header, done, error, failure = None, None, None, []
+    header, done, error, failure, misbehaved = None, None, None, [], None
+    most_lines = 4 * len(paths) + 1000  # a message per image and artifact at most, and some chatter
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
         writer = threading.Thread(target=_send_images, args=(proc.stdin, paths, failure), daemon=True)
         writer.start()
+        watchdog = _IdleWatchdog(proc, idle_timeout)
         bar = progress_counter(len(paths), desc=f"on {target.label}", enabled=show_progress, unit="img")
         try:
-            for line in proc.stdout:
-                try:
-                    message = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    continue  # a library's chatter on stdout is not the protocol
+            for count in itertools.count(1):
+                line = proc.stdout.readline(MAX_LINE_BYTES)
+                if not line:
+                    break
+                watchdog.heard()
+                if count > most_lines:
+                    raise TargetMisbehaved(f"{target.label}: sent more than {most_lines} lines for {len(paths)} images")
+                message = parse_line(line, target.label)
                 if not isinstance(message, dict):
-                    continue  # nor is a bare number or list some library printed
+                    continue  # a library's chatter on stdout is not the protocol, nor is a bare number or list
                 if "environment" in message:
-                    header = message
+                    header = {"environment": check_environment(message["environment"], target.label),
+                              "artifacts": check_shipped(message.get("artifacts"), names, target.label)}
                 elif "probs" in message:
                     bar.update(received.add(message))
                 elif "done" in message:
                     done = message["done"]
                 elif "error" in message:
-                    error = message["error"]
-        except _ProtocolError as exc:
-            error = str(exc)
+                    error = str(message["error"])[:300]
+        except (TargetMisbehaved, _ProtocolError) as exc:
+            misbehaved = exc
             proc.kill()
+        finally:
+            watchdog.stop()
         proc.wait()
         writer.join(timeout=60)
         bar.close()
         stderr.seek(0)
-        reason = stderr.read().decode("utf-8", "replace").strip().splitlines()
+        reason = stderr.read(1 << 16).decode("utf-8", "replace").strip().splitlines()
+    if watchdog.fired:
+        raise TargetMisbehaved(f"{target.label}: the agent sent nothing for {idle_timeout:g} s; the target was given up")
+    if misbehaved is not None:
+        raise TargetMisbehaved(str(misbehaved) if isinstance(misbehaved, TargetMisbehaved)
+                               else f"{target.label}: {misbehaved}")
     if error or proc.returncode != 0 or header is None:
         why = error or (reason[-1][:300] if reason else f"the agent exited {proc.returncode}")
         raise RemoteError(f"{target.label}: the on-target evaluation failed: {why}")
     missing = received.problems(header)
     if missing or done != len(paths):
-        why = missing[0] if missing else f"the agent reported {done!r} images done of {len(paths)}"
+        why = missing[0] if missing else f"the agent reported {str(done)[:20]!r} images done of {len(paths)}"
         raise RemoteError(f"{target.label}: the on-target evaluation is incomplete: {why}")
     return header["environment"], header["artifacts"], received.probs
+
+
+class _IdleWatchdog:
+    """Kills PROC when it has said nothing for SECONDS (a board that hangs must not hang the gate)."""
+
+    def __init__(self, proc, seconds: float):
+        self.proc, self.seconds, self.fired = proc, seconds, False
+        self._last, self._stopped = time.monotonic(), threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def heard(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(min(1.0, self.seconds / 4)):
+            if time.monotonic() - self._last > self.seconds:
+                self.fired = True
+                self.proc.kill()
+                return
 
 
 class _ProtocolError(Exception):
