@@ -428,3 +428,36 @@ def test_a_finalist_whose_gate_fails_or_whose_report_is_stale_is_not_the_pick(ex
     assert verdicts["gate_fails"].verdict == "finalist" and verdicts["gate_fails"].gate["passed"] is False
     assert any("gate failed on the test split" in r for r in verdicts["gate_fails"].reasons)
     assert any("cannot be trusted" in r for r in verdicts["stale"].reasons)
+
+
+def test_what_can_be_known_before_measuring_is_checked_first(digits, tmp_path):
+    """Weights that cannot be had and a target that does not answer are one line each, before any candidate is
+    measured (offline, the default space used to measure 50 candidates for 16 minutes first)."""
+    space = tmp_path / "space.toml"
+    space.write_text('precisions = ["int8"]\n[[backbones]]\nname = "mobilenet_v2"\nalpha = [0.35]\n'
+                     f'image_size = [32]\nweights = "{tmp_path / "gone.weights.h5"}"\n')
+    started = time.monotonic()
+    done = subprocess.run(_sweep_command(digits, tmp_path / "a", "--space", space), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "weights file not found" in done.stderr and "nothing was measured" in done.stderr
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(SPACE)
+    refused = subprocess.run(_sweep_command(digits, tmp_path / "b", "--space", tiny, "--target",
+                                            "ssh://nobody@127.0.0.1:1"), capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "does not answer" in refused.stderr, refused.stderr
+    assert time.monotonic() - started < 240
+    import optuna
+    from sqlalchemy.engine import URL
+
+    for out in ("a", "b"):
+        url = URL.create("sqlite", database=str((tmp_path / out / "study.db").resolve())).render_as_string()
+        assert optuna.get_all_study_names(url) == []  # no candidate was queued, let alone measured
+
+
+def test_an_out_folder_named_with_question_mark_and_hash_keeps_its_ledger(tmp_path):
+    from edgeship.sweep.ledger import open_storage
+
+    out = tmp_path / "sweep?mode=ro#x"
+    out.mkdir()
+    open_storage(None, out)
+    assert (out / "study.db").is_file() and not (tmp_path / "sweep").exists()

@@ -36,7 +36,10 @@ def open_storage(url: str | None, sweep_dir: Path):
     """Optuna's RDB storage at URL, or SWEEP/study.db. A URL with a missing driver is one line naming the fix."""
     import optuna
 
-    url = url or f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
+    if url is None:  # built, not formatted: a folder named with ? or # must not become a query or a fragment
+        from sqlalchemy.engine import URL
+
+        url = URL.create("sqlite", database=str((Path(sweep_dir) / "study.db").resolve())).render_as_string()
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     for attempt in range(5):
         try:

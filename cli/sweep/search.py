@@ -82,6 +82,32 @@ def _targets(targets: Sequence[str]) -> list[str]:
     return chosen
 
 
+def preflight(space: Space, targets: list[str], options: SweepOptions, say=logger.info) -> None:
+    """What can be known before any candidate is measured, in one line each: every SSH target answers, and the
+    pretrained weights of every space entry can be had (cached, or downloaded now: training would fetch them
+    anyway). Offline, the default space used to measure all its candidates for a quarter of an hour and then stop
+    at the first training."""
+    from edgeship.core.ssh import RemoteError, SSHOptions, SSHTarget, run_ssh
+    from edgeship.train.backbones import build_backbone
+
+    for target in targets:
+        if target != LOCAL:
+            try:
+                run_ssh(SSHTarget.parse(target), options.ssh or SSHOptions(), ["true"], timeout=60)
+            except RemoteError as exc:
+                raise UsageError(f"--target {target} does not answer: {exc}; nothing was measured") from None
+    needed = sorted({(a.backbone, a.alpha, a.image_size, a.weights) for a in space.architectures if a.pretrained},
+                    key=str)
+    for count, (backbone, alpha, size, weights) in enumerate(needed, 1):
+        if count == 1:
+            say(f"checking the pretrained weights of {len(needed)} space entr{'y' if len(needed) == 1 else 'ies'}")
+        try:
+            build_backbone(backbone, size, weights, alpha=alpha)
+        except EdgeshipError as exc:
+            width = "" if alpha is None else f"alpha {alpha:g}, "
+            raise UsageError(f"space {space.name}: {backbone} ({width}{size} px): {exc}; nothing was measured") from None
+
+
 def _settings(data: Path, space: Space, options: SweepOptions, targets: list[str]) -> dict:
     """What every worker of one study must share (checked when a worker joins)."""
     return {"data": Path(data).resolve().name, "space": space.to_json(), "budget": options.budget.to_json(),
@@ -113,6 +139,7 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = ledgers.open_storage(options.storage, out)
+    preflight(space, targets, options, say)
     name = options.study or out.resolve().name
     settings = _settings(data, space, options, targets)
     ran: dict[str, list[str]] = {"measure": [], "train": []}
