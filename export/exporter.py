@@ -130,10 +130,12 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
                 record.layers = refinement.layers
                 record.quantization = refinement.quantization.to_json() if refinement.quantization else None
                 job.warnings += [f"{fmt.name}: {w}" for w in refinement.warnings]
+        # nothing in the file depends on when it was converted: the same run exported twice gives the same bytes
+        # (the export's time is in the report)
         metadata = {**bundle.info.to_dict(), "format": fmt.name, "precision": fmt.precision,
                     "provenance": {"model_sha256": bundle.provenance.get("model_sha256"),
                                    "split_sha256": bundle.provenance.get("split", {}).get("sha256"),
-                                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   "model_created_at": bundle.provenance.get("created_at"),
                                    "versions": library_versions()}}
         data = fmt.embed(data, metadata)
         size, digest = _store(data, directory / fmt.filename)

@@ -3,6 +3,8 @@ onnxruntime.quantization: static QDQ (U8S8) per-channel calibrated on the calib 
 
 from __future__ import annotations
 
+import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +13,54 @@ from edgeship.core.tfenv import import_keras
 OPSET = 17
 
 
+_TF2ONNX = threading.Lock()  # its node-name counter is one global of the process
+
+
 def float32(job) -> bytes:
+    """The Keras model as float ONNX. tf2onnx names the nodes it adds from a process-wide counter (`mul_1__49`),
+    so the same model converted after other conversions got other names, and a quantized model other bytes: the
+    counter starts from 1 for every conversion, so the same model gives the same file."""
     tf, _ = import_keras()
     import tf2onnx
+    import tf2onnx.utils
 
     height, width = job.info.input.height, job.info.input.width
     signature = (tf.TensorSpec((None, height, width, 3), tf.float32, name="image"),)
-    model_proto, _ = tf2onnx.convert.from_keras(job.model, input_signature=signature, opset=OPSET)
-    return model_proto.SerializeToString()
+    with _TF2ONNX:
+        tf2onnx.utils.INTERNAL_NAME = 1
+        model_proto, _ = tf2onnx.convert.from_keras(job.model, input_signature=signature, opset=OPSET)
+    return renumbered(model_proto).SerializeToString()
+
+
+_COUNTER = re.compile(r"__(\d+)(?=$|:|_)")
+
+
+def renumbered(model):
+    """MODEL with tf2onnx's counter suffixes (`__49`) numbered 1, 2, ... in the order the graph first names them.
+    The counter also moves with what the converter saw earlier in the process (a first conversion traces more), so
+    the same model's names, and its quantized bytes, depended on the conversions before it."""
+    graph, order = model.graph, {}
+
+    def names():
+        for node in graph.node:
+            yield from (node.name, *node.input, *node.output)
+        for item in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+            yield item.name
+
+    for name in names():
+        for number in _COUNTER.findall(name):
+            order.setdefault(number, str(len(order) + 1))
+
+    def fix(name: str) -> str:
+        return _COUNTER.sub(lambda m: f"__{order[m.group(1)]}", name)
+
+    for node in graph.node:
+        node.name = fix(node.name)
+        node.input[:] = [fix(n) for n in node.input]
+        node.output[:] = [fix(n) for n in node.output]
+    for item in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        item.name = fix(item.name)
+    return model
 
 
 class ImageReader:

@@ -328,3 +328,38 @@ def test_outlier_command_refuses_bad_requests_in_one_line(outlier, tmp_path, cli
     assert taken.returncode == 2 and "already exists" in taken.stderr and "Traceback" not in taken.stderr
     made = cli("outlier", run, "--out", tmp_path / "y", "--batchnorm", "bn2", "--factor", "50", "--channel", "3")
     assert made.returncode == 0 and "channel 3 of bn2 scaled ×50, conv3's weights" in made.stdout
+
+
+@pytest.mark.slow
+def test_the_int8_search_gives_the_same_bytes_with_the_test_split_poisoned(tmp_path):
+    """The x100 outlier model searched twice under --max-drop: once with its test images, once with them replaced
+    by noise. The search reads val and calib only, and nothing in an artifact depends on when it was converted,
+    so both exports give byte-identical tflite_int8 and onnx_int8 files."""
+    import csv
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from edgeship.export import export_run
+    from edgeship.train import SplitConfig, TrainConfig, train, write_digits_dataset
+    from edgeship.train.outlier import outlier_run
+
+    clean = tmp_path / "clean"
+    data = write_digits_dataset(clean / "data", size=32, per_class=30, classes=4)
+    train(data, clean / "base", TrainConfig(backbone="small_cnn", image_size=32, epochs=4, batch_size=16,
+                                            splits=SplitConfig(seed=0), unknown_recall=None, show_progress=False))
+    outlier_run(clean / "base", clean / "run", factor=100.0)
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(clean, poisoned)
+    rows = list(csv.DictReader(open(poisoned / "run" / "bundle" / "splits.csv")))
+    noise = np.random.default_rng(0)
+    for row in (r for r in rows if r["split"] == "test"):
+        path = (poisoned / "run" / "bundle" / row["path"]).resolve()
+        assert poisoned in path.parents
+        Image.fromarray(noise.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+    files = {}
+    for name, root in (("clean", clean), ("poisoned", poisoned)):
+        export_run(root / "run", ["tflite_int8", "onnx_int8"], max_drop=0.5, show_progress=False)
+        files[name] = {f: (root / "run" / "bundle" / f).read_bytes() for f in ("model_int8.tflite", "model_int8.onnx")}
+    assert files["clean"] == files["poisoned"]

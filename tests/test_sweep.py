@@ -461,3 +461,32 @@ def test_an_out_folder_named_with_question_mark_and_hash_keeps_its_ledger(tmp_pa
     out.mkdir()
     open_storage(None, out)
     assert (out / "study.db").is_file() and not (tmp_path / "sweep").exists()
+
+
+def test_a_second_sweep_over_an_overlapping_space_measures_nothing_twice(digits, tmp_path, monkeypatch):
+    """Real measurements (no injected timings) kept in the shared storage: the second sweep, another --out with
+    one architecture more, converts and benches only the new one."""
+    from edgeship.sweep import Budget, SweepOptions, TrainingPlan, run_sweep
+    from edgeship.sweep import search
+
+    measured = []
+    real = search.measure_architecture
+    monkeypatch.setattr(search, "measure_architecture",
+                        lambda arch, *a, **k: (measured.append(arch.key), real(arch, *a, **k))[1])
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text('precisions = ["int8"]\n[[backbones]]\nname = "small_cnn"\nalpha = [0.25]\nimage_size = [16]\n')
+    second.write_text('precisions = ["int8"]\n[[backbones]]\nname = "small_cnn"\nalpha = [0.25, 0.5]\n'
+                      'image_size = [16]\n')
+
+    def sweep(space, out):
+        return run_sweep(digits, tmp_path / out, SweepOptions(budget=Budget(max_drop_pp=100.0), space=space,
+                                                              storage=storage, plan=TrainingPlan(epochs=1), trials=1,
+                                                              finalists=1, show_progress=False, bench_runs=5))
+
+    sweep(first, "a")
+    assert measured == ["small_cnn-16px-a0.25"]
+    result = sweep(second, "b")
+    assert measured == ["small_cnn-16px-a0.25", "small_cnn-16px-a0.5"]  # the shared one was not measured again
+    rows = {r.key: r for r in result.record.rows}
+    assert rows["small_cnn-16px-a0.25"].latency_ms["local"] > 0 and rows["small_cnn-16px-a0.25"].size_bytes > 0

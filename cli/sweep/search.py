@@ -28,6 +28,7 @@ from edgeship.runtime.errors import EdgeshipError, UsageError
 
 from . import ledger as ledgers
 from .budget import Budget
+from .measure_cache import MeasureCache
 from .measure import LOCAL, BenchFiles, FormatCost, bench_files, measure_architecture, target_label
 from .record import CandidateRow, SweepRecord
 from .space import Architecture, Space, load_space
@@ -148,8 +149,11 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
     # 1. measure
     measure = ledgers.Ledger(storage, f"{name}/measure", ["minimize", "minimize"], settings)
     measure.queue_once([a.key for a in space.architectures])
+    # injected timings (tests) are not measurements: they neither read nor fill the cache
+    cache = None if options.bench is not None else MeasureCache(storage, len(dataset.classes), options.threads,
+                                                                options.bench_runs)
     _work(measure, "measure", say, options.show_progress, ran["measure"], lambda trial, key: _measure_trial(
-        trial, by_key[key], space, len(dataset.classes), out, targets, options))
+        trial, by_key[key], space, len(dataset.classes), out, targets, options, cache))
     costs = {key: {f: FormatCost.from_json(c) for f, c in t.user_attrs["costs"].items()}
              for key, t in measure.finished().items()}
     emulated = _emulated_targets(costs)
@@ -225,12 +229,19 @@ def _work(book: ledgers.Ledger, stage: str, say, show_progress: bool, ran: list[
     bar.close()
 
 
-def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out: Path, targets, options):
+def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out: Path, targets, options,
+                   cache: MeasureCache | None):
     from optuna.trial import TrialState
 
     bench = options.bench or functools.partial(bench_files, runs=options.bench_runs, ssh=options.ssh)
-    costs = measure_architecture(arch, space.formats, n_classes, out / "measure", targets, options.threads,
-                                 options.plan.seed, bench)
+    costs = cache.lookup(arch.key, space.formats, targets) if cache is not None else None
+    if costs is None:
+        costs = measure_architecture(arch, space.formats, n_classes, out / "measure", targets, options.threads,
+                                     options.plan.seed, bench)
+        if cache is not None:
+            cache.store(arch.key, costs, targets)
+    else:
+        trial.set_user_attr("cached", True)
     trial.set_user_attr("costs", {f: c.to_json() for f, c in costs.items()})
     trial.set_user_attr("architecture", arch.to_json())
     emulated = _emulated_targets({arch.key: costs})
@@ -239,6 +250,7 @@ def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out:
     within = [f for f, c in costs.items() if not _cost_problems(options.budget, c, emulated)]
     line = (f"{', '.join(within)} within budget" if within else "over budget, never trained: "
             + "; ".join(_cost_problems(options.budget, best, emulated)))
+    line += " (measured by an earlier sweep)" if trial.user_attrs.get("cached") else ""
     return TrialState.COMPLETE, [_latency(best, judged), float(best.size_bytes or 0)], line
 
 
