@@ -35,8 +35,8 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
                                           splits=SplitConfig(seed=0), overwrite=True))
     print(f"Keras test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epochs")
 
-    _step(3, "export: Keras, SavedModel, TFLite float32 / dynamic / float16 / int8 (with MediaPipe metadata), "
-             "ONNX float32 / int8 / dynamic; parity on the test split")
+    _step(3, "export: Keras, TFLite float32 / float16 / int8 (with MediaPipe metadata), ONNX float32 / int8; "
+             "parity on the test split")
     exported = export_run(out)
 
     _step(4, "gate: max drop 1.0 pp, min agreement 0.98")

@@ -183,9 +183,10 @@ def _open_lock_file(path: Path):
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o644)
-    except OSError as exc:
-        kind = "a symbolic link" if path.is_symlink() else (exc.strerror or str(exc))
-        raise UsageError(f"{path}: is {kind}, not edgeship's lock file; remove it and run again") from None
+    except OSError:
+        if path.is_symlink():
+            raise UsageError(f"{path}: is a symbolic link, not edgeship's lock file; remove it and run again") from None
+        raise  # a read-only or full disk: the CLI names it
     handle = os.fdopen(fd, "r+")
     info = os.fstat(fd)
     problem = ("not a regular file" if not stat.S_ISREG(info.st_mode)

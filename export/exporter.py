@@ -312,6 +312,11 @@ def recheck_run(run: str | Path, show_progress: bool = True, trust_code: bool = 
     """Measure parity again for the artifacts already in RUN's bundle. Every artifact must still be the file
     its record describes (see `replace_artifact` for swapping one in on purpose)."""
     layout = RunLayout.find(run)
+    if not trust_code:  # a SavedModel is measured only as export makes it (unless it was put there by hand)
+        graphs = [r.name for r in Bundle.load(layout.bundle).artifacts
+                  if r.ok and r.backend == "tensorflow" and r.name in FORMATS and not r.replaced_by_hand]
+        if graphs:
+            return export_run(layout.root, graphs, show_progress=show_progress)
     with run_lock(layout.root, "export"), _scratch(layout) as scratch:
         return _report_parity(*_open_run(layout, trust_code), show_progress, trust_code=trust_code, scratch=scratch)
 

@@ -148,7 +148,7 @@ def _pick(what: str, own, given, path: Path):
 
 def _own_metadata(session, path: Path) -> dict:
     """labels / normalization (mean, std) / size (h, w) / threshold the file itself records."""
-    if hasattr(session, "model_bytes"):  # TFLite: the standard metadata
+    if getattr(session, "backend", None) == "tflite":  # TFLite: the standard metadata
         standard = read_standard_metadata(session.model_bytes, str(path))
         if standard is None:
             return {}

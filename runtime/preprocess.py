@@ -62,8 +62,7 @@ def _pil(filter_: Image.Resampling):
     return resize
 
 
-# input.resize in edgeship.json names one of these. "bilinear" is what phone apps compute; the PIL filters
-# antialias when shrinking (bilinear-antialias was edgeship's default before the bundle schema 2).
+# One per name of spec.RESIZE_METHODS (what input.resize in edgeship.json may say; a test keeps the two equal).
 RESIZERS = {
     "bilinear": _phone_bilinear,
     "bilinear-antialias": _pil(Image.Resampling.BILINEAR),

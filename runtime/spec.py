@@ -25,6 +25,9 @@ _RESIZE_NAMES_BY_SCHEMA = {1: {"bilinear": "bilinear-antialias"}}
 MANIFEST_NAME = "edgeship.json"
 EMBEDDED_KEY = "edgeship"  # TFLite metadata name and ONNX metadata_props key
 TASKS = ("multiclass", "binary")
+# input.resize names one of these (runtime.preprocess.RESIZERS implements each). "bilinear" is what phone apps
+# compute; the PIL filters antialias when shrinking (bilinear-antialias was the default before schema 2).
+RESIZE_METHODS = ("bilinear", "bilinear-antialias", "nearest", "bicubic", "area", "lanczos")
 # Artifact names and file names are identifiers inside the bundle folder: a name is used to build paths (explore's
 # overlays, bench's rows), so "../../x" in someone else's edgeship.json must never reach the file system.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
@@ -100,16 +103,14 @@ class InputSpec:
         """What makes this spec unusable (an input spec read from someone else's file), or None."""
         import math
 
-        from .preprocess import RESIZERS
-
         for name in ("height", "width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192:
                 return f"input {name} {value!r} is not a whole number of pixels from 1 to 8192"
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             return f"input channels {self.channels!r} is not 1 or 3"
-        if self.resize not in RESIZERS:
-            return f"unknown resize method {self.resize!r}; expected one of {', '.join(RESIZERS)}"
+        if self.resize not in RESIZE_METHODS:
+            return f"unknown resize method {self.resize!r}; expected one of {', '.join(RESIZE_METHODS)}"
         low, high = self.value_range if len(self.value_range) == 2 else (math.nan, math.nan)
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             return f"value_range {list(self.value_range)} is not two finite numbers, low < high"

@@ -72,7 +72,11 @@ def test_export_help_names_the_default_formats_of_the_registry():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split() == ["False", "False"]
     done = subprocess.run([sys.executable, "-m", "edgeship", "export", "--help"], capture_output=True, text=True,
                           cwd=REPO)
-    assert "the default:" in done.stdout and "onnx_dynamic" in " ".join(done.stdout.split())
+    from edgeship.core.formats import DEFAULT_FORMATS
+
+    shown = " ".join(done.stdout.split())
+    assert f"the default: {', '.join(DEFAULT_FORMATS)};" in shown and "onnx_int8" in DEFAULT_FORMATS
+    assert "onnx_dynamic" not in DEFAULT_FORMATS and "saved_model" not in DEFAULT_FORMATS  # named choices
 
 
 def test_calibration_split_can_be_enlarged(small_digits):

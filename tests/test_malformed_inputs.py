@@ -169,3 +169,10 @@ def _png(tmp_path) -> Path:
     if not path.exists():
         Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(path)
     return path
+
+
+def test_every_resize_name_the_contract_allows_has_a_resizer():
+    from edgeship.runtime.preprocess import RESIZERS
+    from edgeship.runtime.spec import RESIZE_METHODS
+
+    assert tuple(RESIZERS) == RESIZE_METHODS
