@@ -81,21 +81,21 @@ def json_depth_problem(text: str, limit: int = JSON_MAX_DEPTH) -> str | None:
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
-def loads_json(text: str | bytes, source: str, error: type[Exception]) -> Any:
-    """json.loads for a document someone else wrote: too deep a nesting is ERROR("SOURCE: ..."), not a
-    RecursionError traceback."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise error(f"{source}: not UTF-8 JSON ({exc})") from exc
+def loads_json(text: str | bytes, source: str, error: type[Exception], message: str = "not valid JSON") -> Any:
+    """json.loads for a document someone else wrote: bad UTF-8, too deep a nesting (which would exhaust
+    json.loads' recursion and every walk over the result) or bad JSON is ERROR("SOURCE: MESSAGE (why)"), never
+    a RecursionError traceback."""
+    try:
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+    except UnicodeDecodeError as exc:
+        raise error(f"{source}: {message} ({exc})") from exc
     problem = json_depth_problem(text)
     if problem:
-        raise error(f"{source}: not a JSON document edgeship writes ({problem})")
+        raise error(f"{source}: {message} ({problem})")
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise error(f"{source}: not valid JSON ({str(exc)[:200]})") from exc
+        raise error(f"{source}: {message} ({str(exc)[:200]})") from exc
 
 
 def read_json(path: str | os.PathLike, error: type[Exception], message: str) -> Any:
@@ -103,16 +103,10 @@ def read_json(path: str | os.PathLike, error: type[Exception], message: str) -> 
     handed (a report, a bundle manifest, a bench baseline, a run's state), with one shape of message. The file
     must be a regular file (a FIFO or /dev/zero would hang or fill memory) of sane size and nesting."""
     try:
-        text = read_regular_file(path, limit=JSON_MAX_BYTES).decode("utf-8")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        data = read_regular_file(path, limit=JSON_MAX_BYTES)
+    except (OSError, ValueError) as exc:
         raise error(f"{path}: {message} ({exc})") from exc
-    problem = json_depth_problem(text)
-    if problem:
-        raise error(f"{path}: {message} ({problem})")
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise error(f"{path}: {message} ({str(exc)[:200]})") from exc
+    return loads_json(data, str(path), error, message)
 
 
 class NotRegularFile(ValueError):

@@ -20,6 +20,10 @@ import urllib.request
 
 import pytest
 
+from .cli_checks import one_line_exit_2
+from .test_explore import _free_port
+from .test_explore import _url as _printed_url
+
 pytestmark = pytest.mark.slow
 
 
@@ -37,15 +41,6 @@ def _resign(run, name: str) -> None:
         data = path.read_bytes()
         record.size_bytes, record.sha256 = len(data), hashlib.sha256(data).hexdigest()
     bundle.save(run / "bundle")
-
-
-def _one_line_exit_2(result, *words) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout[-800:], result.stderr[-800:])
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeship: error:")]
-    assert len(errors) == 1, result.stderr  # one line (warnings about the stale report aside)
-    for word in words:
-        assert word in errors[0], result.stderr
 
 
 @pytest.fixture()
@@ -77,7 +72,7 @@ def test_a_savedmodel_from_elsewhere_never_runs_its_graph_without_trust_code(hos
 
     run, marker = hostile_saved_model
     hostile_digest = Bundle.load(run / "bundle").artifact("saved_model").sha256
-    _one_line_exit_2(cli("bench", run, "--backend", "tensorflow", "--runs", "2", "--warmup", "0"), "--trust-code")
+    one_line_exit_2(cli("bench", run, "--backend", "tensorflow", "--runs", "2", "--warmup", "0"), "--trust-code")
     assert not marker.exists()
     plain = cli("bench", run, "--runs", "2", "--warmup", "0", "--json", tmp_path / "b.json")
     assert plain.returncode == 0, plain.stderr
@@ -88,7 +83,7 @@ def test_a_savedmodel_from_elsewhere_never_runs_its_graph_without_trust_code(hos
     for item in SplitManifest.read(run / "bundle" / "splits.csv").select("test")[:8]:
         (holdout / item.label).mkdir(parents=True, exist_ok=True)
         shutil.copy(item.path, holdout / item.label / item.path.name)
-    _one_line_exit_2(cli("gate", "--reference", run / "bundle" / "saved_model", "--candidate",
+    one_line_exit_2(cli("gate", "--reference", run / "bundle" / "saved_model", "--candidate",
                          run / "bundle" / "model_float32.tflite", "--data", holdout), "--trust-code")
     assert not marker.exists()
 
@@ -117,7 +112,7 @@ def test_a_space_file_with_a_hub_backbone_needs_trust_code(tmp_path, small_digit
     space.write_text('precisions = ["int8"]\n[[backbones]]\nname = "hub:https://example.invalid/model"\n')
     with pytest.raises(UntrustedCodeError, match="--trust-code"):
         load_space(space)
-    _one_line_exit_2(cli("sweep", small_digits, "--out", tmp_path / "sweep", "--space", space), "--trust-code")
+    one_line_exit_2(cli("sweep", small_digits, "--out", tmp_path / "sweep", "--space", space), "--trust-code")
     assert not (tmp_path / "sweep" / "trials").exists()
 
 
@@ -128,11 +123,11 @@ def test_an_artifact_name_that_climbs_out_of_the_run_is_refused(run_copy, tmp_pa
     record = next(a for a in data["artifacts"] if a["name"] == "tflite_int8")
     record["name"] = os.path.relpath(escape, run_copy / "explore")
     manifest.write_text(json.dumps(data))
-    _one_line_exit_2(cli("explore", run_copy, "--write-only"), "not a plain name")
+    one_line_exit_2(cli("explore", run_copy, "--write-only"), "not a plain name")
     assert not escape.exists()
     record["name"], record["file"] = "tflite_int8", "../../etc/hostname"
     manifest.write_text(json.dumps(data))
-    _one_line_exit_2(cli("gate", run_copy), "not a plain name")
+    one_line_exit_2(cli("gate", run_copy), "not a plain name")
 
 
 def test_a_lock_that_links_to_a_users_file_is_refused_and_the_file_kept(run_copy, tmp_path, cli):
@@ -141,15 +136,15 @@ def test_a_lock_that_links_to_a_users_file_is_refused_and_the_file_kept(run_copy
     lock = run_copy / ".edgeship.lock"
     lock.unlink(missing_ok=True)
     lock.symlink_to(notes)
-    _one_line_exit_2(cli("bench", run_copy, "--runs", "2", "--warmup", "0", "--backend", "tflite"), "lock")
+    one_line_exit_2(cli("bench", run_copy, "--runs", "2", "--warmup", "0", "--backend", "tflite"), "lock")
     assert notes.read_text() == "my notes\n"
     lock.unlink()
     os.link(notes, lock)  # a hard link is the same file under another name
-    _one_line_exit_2(cli("bench", run_copy, "--runs", "2", "--warmup", "0", "--backend", "tflite"), "lock")
+    one_line_exit_2(cli("bench", run_copy, "--runs", "2", "--warmup", "0", "--backend", "tflite"), "lock")
     assert notes.read_text() == "my notes\n"
     lock.unlink()
     lock.write_text("somebody's own file\n")
-    _one_line_exit_2(cli("bench", run_copy, "--runs", "2", "--warmup", "0", "--backend", "tflite"), "lock")
+    one_line_exit_2(cli("bench", run_copy, "--runs", "2", "--warmup", "0", "--backend", "tflite"), "lock")
     assert lock.read_text() == "somebody's own file\n"
 
 
@@ -166,8 +161,8 @@ def test_an_artifact_that_is_not_a_regular_file_in_the_bundle_fails_at_once(run_
         artifact.symlink_to(original)
     image = next(run_copy.parent.rglob("*.png"), None) or _digit_png(tmp_path)
     started = time.monotonic()
-    _one_line_exit_2(cli("predict", run_copy, image, "--artifact", "tflite_int8", timeout=120))
-    _one_line_exit_2(cli("gate", run_copy, timeout=120))
+    one_line_exit_2(cli("predict", run_copy, image, "--artifact", "tflite_int8", timeout=120))
+    one_line_exit_2(cli("gate", run_copy, timeout=120))
     assert time.monotonic() - started < 110
 
 
@@ -242,26 +237,7 @@ def test_the_explorer_answers_only_its_own_page_and_model(exported_run, tmp_path
 
 
 def test_a_non_loopback_host_needs_allow_remote(exported_run, cli):
-    _one_line_exit_2(cli("explore", exported_run, "--host", "0.0.0.0", "--no-browser"), "--allow-remote")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _printed_url(server) -> str:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        line = server.stdout.readline()
-        if line.startswith("Model Explorer: "):
-            return line.split(": ", 1)[1].strip()
-        if not line and server.poll() is not None:
-            break
-    raise AssertionError("edgeship explore printed no URL")
+    one_line_exit_2(cli("explore", exported_run, "--host", "0.0.0.0", "--no-browser"), "--allow-remote")
 
 
 def _get(url: str, host: str | None = None, wait: bool = False) -> tuple[int, str]:
@@ -306,7 +282,7 @@ def test_onnx_external_data_is_refused_before_anything_reads_it(tmp_path):
     labels.write_text("a\nb\nc\nd\n")
     done = subprocess.run([sys.executable, "-m", "edgeship", "predict", str(model_path), str(image), "--labels",
                            str(labels), "--json"], capture_output=True, text=True, cwd=home, timeout=300)
-    _one_line_exit_2(done, "outside the file", "creds.bin")
+    one_line_exit_2(done, "outside the file", "creds.bin")
     assert "aws_secret" not in done.stdout + done.stderr
     from edgeship.runtime.backends import onnx_external_data
 

@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from .cli_checks import one_line_exit_2
+
 pytestmark = pytest.mark.slow
 
 FAKE_SSH = r'''#!PYTHON
@@ -71,15 +73,6 @@ def _run(fake_ssh, scenario, *args, timeout=300):
                           env=env, timeout=timeout)
 
 
-def _one_line_exit_2(result, *words) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout[-800:], result.stderr[-800:])
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeship: error:")]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], result.stderr
-
-
 TARGET = "ssh://pi@board.invalid"
 
 
@@ -91,7 +84,7 @@ TARGET = "ssh://pi@board.invalid"
 def test_the_gate_refuses_a_board_that_breaks_the_protocol(run_copy, fake_ssh, scenario, words):
     before = (run_copy / "report.json").read_text()
     done = _run(fake_ssh, scenario, "gate", run_copy, "--target", TARGET, "--remote-python", sys.executable)
-    _one_line_exit_2(done, "pi@board.invalid:22", words)
+    one_line_exit_2(done, "pi@board.invalid:22", words)
     after = json.loads((run_copy / "report.json").read_text())
     assert "pwned" not in json.dumps(after) and "<script>" not in json.dumps(after)  # nothing it sent was kept
     (record,) = after["targets"]
@@ -119,6 +112,6 @@ def test_bench_refuses_a_board_that_breaks_the_protocol(exported_run, fake_ssh, 
     out = tmp_path / "bench"
     done = _run(fake_ssh, scenario, "bench", exported_run / "bundle" / "model_int8.tflite", "--target", TARGET,
                 "--no-local", "--runs", "2", "--remote-python", sys.executable, "--out", out)
-    _one_line_exit_2(done, "pi@board.invalid:22", words)
+    one_line_exit_2(done, "pi@board.invalid:22", words)
     written = (out / "bench.json").read_text() if (out / "bench.json").exists() else ""
     assert "pwned" not in written and "onerror" not in written

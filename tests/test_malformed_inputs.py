@@ -14,33 +14,26 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
+from .cli_checks import one_line_exit_2
+
 pytestmark = pytest.mark.slow
-
-
-def _one_line_exit_2(result, *words) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout[-800:], result.stderr[-800:])
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeship: error:")]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], result.stderr
 
 
 DEEP = "[" * 5000 + "]" * 5000
 
 
 @pytest.mark.parametrize("where", ["report", "manifest", "baseline"])
-def test_json_nested_thousands_deep_is_one_line_exit_2(run_copy, cli, tmp_path, where):
+def test_json_nested_thousands_deep_isone_line_exit_2(run_copy, cli, tmp_path, where):
     if where == "report":
         (run_copy / "report.json").write_text('{"a": ' + DEEP + "}")
-        _one_line_exit_2(cli("gate", run_copy), "nested more than")
+        one_line_exit_2(cli("gate", run_copy), "nested more than")
     elif where == "manifest":
         (run_copy / "bundle" / "edgeship.json").write_text(DEEP)
-        _one_line_exit_2(cli("predict", run_copy, _png(tmp_path)), "nested more than")
+        one_line_exit_2(cli("predict", run_copy, _png(tmp_path)), "nested more than")
     else:
         baseline = tmp_path / "bench.json"
         baseline.write_text('{"rows": ' + DEEP + "}")
-        _one_line_exit_2(cli("bench", run_copy / "bundle" / "model_int8.tflite", "--runs", "2", "--compare", baseline),
+        one_line_exit_2(cli("bench", run_copy / "bundle" / "model_int8.tflite", "--runs", "2", "--compare", baseline),
                          "nested more than")
 
 
@@ -78,7 +71,7 @@ def test_a_lone_tflites_embedded_spec_is_validated(exported_run, tmp_path, cli, 
     assert data.count(old) == 1
     path = tmp_path / "model.tflite"
     path.write_bytes(data.replace(old, new))
-    _one_line_exit_2(cli("predict", path, _png(tmp_path)), words)
+    one_line_exit_2(cli("predict", path, _png(tmp_path)), words)
 
 
 def test_a_baseline_with_a_zero_p50_is_refused_before_benching(exported_run, tmp_path, cli):
@@ -89,7 +82,7 @@ def test_a_baseline_with_a_zero_p50_is_refused_before_benching(exported_run, tmp
     for row in data["rows"]:
         row["latency_ms"]["p50"] = 0
     base.write_text(json.dumps(data))
-    _one_line_exit_2(cli("bench", model, "--runs", "3", "--compare", base), "p50 0")
+    one_line_exit_2(cli("bench", model, "--runs", "3", "--compare", base), "p50 0")
 
 
 def test_a_compare_that_matches_no_row_is_exit_2_not_a_pass(exported_run, tmp_path, cli):
@@ -97,7 +90,7 @@ def test_a_compare_that_matches_no_row_is_exit_2_not_a_pass(exported_run, tmp_pa
     base = tmp_path / "base.json"
     assert cli("bench", model, "--runs", "3", "--warmup", "1", "--threads", "2", "--json", base).returncode == 0
     other = cli("bench", model, "--runs", "3", "--warmup", "1", "--threads", "1", "--compare", base)
-    _one_line_exit_2(other, "no row of this run matches")
+    one_line_exit_2(other, "no row of this run matches")
     same = cli("bench", model, "--runs", "3", "--warmup", "1", "--threads", "2", "--compare", base,
                "--max-slowdown", "100000%")
     assert same.returncode == 0, same.stderr  # the same settings compare, and pass
