@@ -118,15 +118,17 @@ def run_ssh(target, options, remote_argv, stdin: bytes | None = None, timeout: f
         if len(outputs[name]) > MAX_OUTPUT_BYTES:
             proc.kill()
 
+    def feed():
+        try:
+            if stdin:
+                proc.stdin.write(stdin)
+            proc.stdin.close()
+        except OSError:
+            pass  # it stopped reading: its exit status says why
+
     readers = [threading.Thread(target=drain, args=(n, getattr(proc, n)), daemon=True) for n in ("stdout", "stderr")]
-    for reader in readers:
-        reader.start()
-    try:
-        if stdin:
-            proc.stdin.write(stdin)
-        proc.stdin.close()
-    except OSError:
-        pass  # it stopped reading: its exit status says why
+    for thread in [*readers, threading.Thread(target=feed, daemon=True)]:  # a target that never reads cannot block
+        thread.start()
     try:
         proc.wait(timeout=timeout or options.timeout)
     except subprocess.TimeoutExpired:
