@@ -821,9 +821,14 @@ def _log_to_stderr() -> None:
     """The library logs to 'edgeship'; the CLI shows its warnings as `edgeship: warning: ...` lines."""
     import logging
 
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to whatever sys.stderr is when it logs (main() filters it for the call's duration)."""
+
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
     logger = logging.getLogger("edgeship")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderr()
         handler.setFormatter(_LowercaseLevel("edgeship: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)

@@ -38,9 +38,14 @@ logger = logging.getLogger("edgeship")
 
 
 class SweepImpossible(EdgeshipError):
-    """No candidate meets the budget: the closest ones are named; sweep.json still holds every figure."""
+    """No candidate meets the budget: the closest ones are named; sweep.json still holds every figure (and
+    `.result` the SweepResult that wrote it)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -190,7 +195,7 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
     result = SweepResult(record, json_path, md, ran)
     if impossible:
         raise SweepImpossible(f"no candidate meets the budget ({options.budget.describe()}): {impossible}; "
-                              f"every figure is in {md}")
+                              f"every figure is in {md}", result)
     return result
 
 
