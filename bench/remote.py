@@ -21,8 +21,7 @@ from edgeship.core.ssh import (  # noqa: F401 - SSHOptions/SSHTarget/RemoteError
     runtime_payload,
     shipped_names,
 )
-
-from edgeship.core.target_messages import check_environment, measured_row, parse_line  # noqa: E402
+from edgeship.core.target_messages import check_environment, measured_row, parse_line
 
 AGENT_CODE = ("harness.py", "agent.py")  # what the agent needs besides the runtime
 

@@ -509,3 +509,14 @@ def test_a_second_sweep_over_an_overlapping_space_measures_nothing_twice(digits,
     assert measured == ["small_cnn-16px-a0.25", "small_cnn-16px-a0.5"]  # the shared one was not measured again
     rows = {r.key: r for r in result.record.rows}
     assert rows["small_cnn-16px-a0.25"].latency_ms["local"] > 0 and rows["small_cnn-16px-a0.25"].size_bytes > 0
+
+
+def test_candidates_that_differ_only_in_weights_share_one_measurement():
+    """Weights and fine-tuned layers change no cost: the default space's 50 candidates are 25 measurements."""
+    from edgeship.sweep import Architecture, load_space
+
+    tuned = Architecture("mobilenet_v2", 96, 0.35, "imagenet", 20)
+    assert tuned.cost_key == Architecture("mobilenet_v2", 96, 0.35, "imagenet", 0).cost_key \
+        == Architecture("mobilenet_v2", 96, 0.35).key != tuned.key
+    space = load_space("default")
+    assert (len(space.architectures), len({a.cost_key for a in space.architectures})) == (50, 25)

@@ -2,8 +2,9 @@
 change until the architecture, the number of classes, the thread count or the runtimes do.
 
 The cache is one Optuna study (`edgeship/measure-cache`) in the sweep's storage, its user attributes keyed by
-architecture + classes + format + target + threads + runtime versions. A second sweep over an overlapping space
-(same --out, or the same --storage) converts and benches only what it has not seen. Tests that inject timings
+architecture's cost key (backbone, input size, width: weights and fine-tuned layers change no cost) + classes +
+format + target + threads + runs + runtime versions. Candidates that differ only in weights are measured once, and a
+second sweep over an overlapping space (the same --storage) converts and benches only what it has not seen. Tests that inject timings
 (`SweepOptions.bench`) never read or write it: injected figures are not measurements.
 """
 

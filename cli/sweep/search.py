@@ -239,12 +239,12 @@ def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out:
     from optuna.trial import TrialState
 
     bench = options.bench or functools.partial(bench_files, runs=options.bench_runs, ssh=options.ssh)
-    costs = cache.lookup(arch.key, space.formats, targets) if cache is not None else None
+    costs = cache.lookup(arch.cost_key, space.formats, targets) if cache is not None else None
     if costs is None:
         costs = measure_architecture(arch, space.formats, n_classes, out / "measure", targets, options.threads,
                                      options.plan.seed, bench)
         if cache is not None:
-            cache.store(arch.key, costs, targets)
+            cache.store(arch.cost_key, costs, targets)
     else:
         trial.set_user_attr("cached", True)
     trial.set_user_attr("costs", {f: c.to_json() for f, c in costs.items()})

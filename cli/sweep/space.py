@@ -67,6 +67,12 @@ class Architecture:
         return "-".join(parts).replace(":", "_").replace("/", "_")
 
     @property
+    def cost_key(self) -> str:
+        """What the untrained cost depends on (backbone, input size, width): candidates that differ only in their
+        weights or fine-tuned layers are measured once."""
+        return Architecture(self.backbone, self.image_size, self.alpha).key
+
+    @property
     def pretrained(self) -> bool:
         return self.weights not in ("none", "", "random")
 
