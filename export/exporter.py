@@ -242,12 +242,16 @@ def _remade_graphs(bundle: Bundle, chosen: list[ExportFormat]) -> list[ExportFor
     and that this export would otherwise measure as they are: without --trust-code they are converted again
     from the safe-mode model, so the parity pass never runs a graph that came from elsewhere."""
     names = {f.name for f in chosen}
-    remade = [FORMATS[r.name] for r in bundle.artifacts
-              if r.ok and r.backend == "tensorflow" and r.name in FORMATS and r.name not in names]
+    remade = [FORMATS[r.name] for r in _graph_artifacts(bundle) if r.name not in names]
     for fmt in remade:
         logger.info(f"{fmt.name}: converted again from model.keras (a SavedModel is loaded only when made here "
                     f"or with --trust-code)")
     return remade
+
+
+def _graph_artifacts(bundle: Bundle) -> list[ArtifactRecord]:
+    """The bundle's artifacts of a registered format that TensorFlow loads by running their graph (SavedModel)."""
+    return [r for r in bundle.artifacts if r.ok and r.backend == "tensorflow" and r.name in FORMATS]
 
 
 MORE_CALIB = 1000  # "more calibration images": the calib split up to this many
@@ -313,8 +317,7 @@ def recheck_run(run: str | Path, show_progress: bool = True, trust_code: bool = 
     its record describes (see `replace_artifact` for swapping one in on purpose)."""
     layout = RunLayout.find(run)
     if not trust_code:  # a SavedModel is measured only as export makes it (unless it was put there by hand)
-        graphs = [r.name for r in Bundle.load(layout.bundle).artifacts
-                  if r.ok and r.backend == "tensorflow" and r.name in FORMATS and not r.replaced_by_hand]
+        graphs = [r.name for r in _graph_artifacts(Bundle.load(layout.bundle)) if not r.replaced_by_hand]
         if graphs:
             return export_run(layout.root, graphs, show_progress=show_progress)
     with run_lock(layout.root, "export"), _scratch(layout) as scratch:
