@@ -6,23 +6,37 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeship.runtime.backends import backend_for
+from edgeship.runtime.backends import BACKENDS, backend_for
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle
 
-# Backend choices per artifact family: (backend, ONNX provider). GPU rows are reported "unavailable"
-# on machines without one instead of silently vanishing.
-FAMILY_BACKENDS = {
-    "tflite": (("tflite", None), ("openvino", None)),
-    "onnxruntime": (("onnxruntime", "cpu"), ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt"), ("openvino", None)),
-}
-OPENVINO_READS = ("tflite", "onnx")  # file formats OpenVINO opens (not ONNX Runtime's .ort)
-# TensorFlow formats (the Keras reference, a SavedModel) run only on this machine, on its CPU or GPU.
+# TensorFlow formats (the Keras reference, a SavedModel) run only on this machine, on its CPU or GPU: they are
+# bench's own rows, not runtime backends (the board never has TensorFlow).
 TF_FAMILIES = {"keras": (("keras", None), ("keras", "gpu")),
                "tensorflow": (("tensorflow", None), ("tensorflow", "gpu"))}
 GPU_PROVIDERS = ("cuda", "tensorrt", "gpu")
-BACKEND_CHOICES = ("tflite", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino",
-                   "keras", "keras-gpu", "tensorflow", "tensorflow-gpu", "all")
+
+
+def backend_rows(family: str, file_format: str) -> tuple[tuple[str, str | None], ...]:
+    """(backend, provider) rows for an artifact, from the backend registry: its own runtime once per provider,
+    then every runtime that also reads its file format. GPU rows are reported "unavailable" on machines without
+    one instead of silently vanishing."""
+    if family in TF_FAMILIES:
+        return TF_FAMILIES[family]
+    own = BACKENDS[family]
+    others = [b for b in BACKENDS.values() if b.name != family and file_format in b.reads]
+    return tuple((b.name, provider) for b in (own, *others) for provider in b.providers)
+
+
+def _label(name: str, provider: str | None) -> str:
+    return name if provider is None else f"{name}-{provider}"
+
+
+def backend_choices() -> tuple[str, ...]:
+    """What `bench --backend` takes: every registered runtime (and runtime-provider), the TensorFlow rows, all."""
+    names = [name for b in BACKENDS.values() for name in (b.name, *(_label(b.name, p) for p in b.providers if p))]
+    names += [_label(name, provider) for rows in TF_FAMILIES.values() for name, provider in rows]
+    return (*dict.fromkeys(names), "all")
 
 
 @dataclass(frozen=True)
@@ -67,17 +81,17 @@ def artifacts_of(target: Path, trust_code: bool = False) -> list[Artifact]:
 
 
 def _wanted(backend: str, provider: str | None, selected: tuple[str, ...]) -> bool:
-    label = backend if provider is None else f"{backend}-{provider}"
-    return "all" in selected or backend in selected or label in selected
+    return "all" in selected or backend in selected or _label(backend, provider) in selected
 
 
 def parse_backends(backend) -> tuple[str, ...]:
     """'tflite,onnxruntime-cpu' (as --threads and --batch take lists) or a sequence of names, each checked."""
     names = tuple(b.strip() for b in (backend.split(",") if isinstance(backend, str) else backend) if b.strip())
-    unknown = [b for b in names if b not in BACKEND_CHOICES]
+    choices = backend_choices()
+    unknown = [b for b in names if b not in choices]
     if unknown or not names:
         raise UsageError(f"unknown backend {', '.join(unknown) or repr(backend)}; choose from "
-                         f"{', '.join(BACKEND_CHOICES)} (several with commas)")
+                         f"{', '.join(choices)} (several with commas)")
     return names
 
 
@@ -95,15 +109,11 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
                 from edgeship.core.tensorflow import refuse_saved_model
 
                 refuse_saved_model(artifact.path)  # asked for by name: one line, exit 2 (else the row says why)
-            options = TF_FAMILIES[artifact.family]
-        else:
-            options = FAMILY_BACKENDS[artifact.family]
+        options = backend_rows(artifact.family, artifact.format)
         for (name, provider), n_threads, batch in itertools.product(options, threads, batches):
             if not _wanted(name, provider, backend) or (provider in GPU_PROVIDERS and n_threads != threads[0]):
                 continue  # CPU thread counts do not apply to GPU providers: one row per batch size
-            if name == "openvino" and artifact.format not in OPENVINO_READS:
-                continue
-            label = name if provider is None else f"{name}-{provider}"
+            label = _label(name, provider)
             cases.append({
                 "id": f"{artifact.name}|{label}|t{n_threads or 'default'}|b{batch}",
                 "name": artifact.name, "path": str(artifact.path), "backend": name, "provider": provider,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeship.core.ssh import (  # noqa: F401 - SSHOptions/SSHTarget/RemoteError re-exported for bench's callers
+from edgeship.targets.ssh import (  # noqa: F401 - SSHOptions/SSHTarget/RemoteError re-exported for bench's callers
     RemoteError,
     SSHOptions,
     SSHTarget,
@@ -21,7 +21,7 @@ from edgeship.core.ssh import (  # noqa: F401 - SSHOptions/SSHTarget/RemoteError
     runtime_payload,
     shipped_names,
 )
-from edgeship.core.target_messages import check_environment, measured_row, parse_line
+from edgeship.targets.messages import check_environment, measured_row, parse_line
 
 AGENT_CODE = ("harness.py", "agent.py")  # what the agent needs besides the runtime
 

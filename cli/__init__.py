@@ -1,12 +1,6 @@
-"""edgeship: train, export, verify and benchmark image classifiers for edge devices.
+"""edgeship.cli: the command line (`edgeship COMMAND`), one module per command. Not a library: Python users call
+the functions the commands call (edgeship.train.train, edgeship.export.export_run, ...)."""
 
-Importing `edgeship` is cheap: the heavy parts (TensorFlow) load only in train/export.
-"""
+from .main import build_parser, main, parse_arguments
 
-from edgeship.core.errors import BackboneError, DatasetError, ExportError, RunBusyError
-from edgeship.runtime import Classifier, Prediction
-from edgeship.runtime.errors import EdgeshipError, ImageError, IntegrityError, ModelLoadError, UsageError
-
-__version__ = "0.1.0"
-__all__ = ["Classifier", "Prediction", "EdgeshipError", "UsageError", "DatasetError", "ImageError",
-           "ModelLoadError", "BackboneError", "ExportError", "IntegrityError", "RunBusyError", "__version__"]
+__all__ = ["main", "build_parser", "parse_arguments"]

@@ -5,6 +5,23 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .arguments import positive_int
+
+NAME = "demo"
+HELP = "the whole pipeline on the embedded digits dataset"
+INTERRUPTED = "; run it again (training resumes, export and bench run again)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--data", help="dataset folder (default: OUT/data, written from scikit-learn's digits)")
+    p.add_argument("--epochs", type=positive_int, default=15)
+    p.add_argument("--runs", type=positive_int, default=200, help="timed runs per artifact")
+
+
+def run(args) -> int:
+    return run_demo(args.out, epochs=args.epochs, data=args.data, bench_runs=args.runs)
+
 
 def _step(number: int, text: str) -> None:
     print(f"\n[{number}/6] {text}", flush=True)

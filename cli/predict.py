@@ -10,6 +10,34 @@ from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.errors import ImageError, UsageError
 from edgeship.runtime.inputs import expand_inputs
 
+from .arguments import add_model_hint_flags, model_hints, positive_int
+
+NAME = "predict"
+HELP = "classify images with a bundle or a lone .tflite/.onnx (no TensorFlow)"
+
+
+def add_arguments(p) -> None:
+    from edgeship.runtime.backends import BACKENDS
+
+    p.add_argument("model", help="bundle directory, .tflite or .onnx")
+    p.add_argument("images", nargs="*", help="image files, folders (searched recursively) or globs")
+    p.add_argument("--top-k", type=positive_int, default=1)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--backend", default="auto", help=f"auto, {', '.join(BACKENDS)}")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--artifact", help="which artifact of a bundle (default: the first this machine can run)")
+    p.add_argument("--provider", help="ONNX Runtime provider: cpu, cuda or tensorrt (default: best available)")
+    p.add_argument("--video", metavar="FILE_OR_CAMERA_INDEX", help="classify frames of a video (needs OpenCV)")
+    p.add_argument("--every", type=positive_int, default=1, help="with --video: classify every Nth frame")
+    p.add_argument("--max-frames", type=positive_int, help="with --video: stop after this many classified frames")
+    add_model_hint_flags(p)
+
+
+def run(args) -> int:
+    return run_predict(args.model, args.images, top_k=args.top_k, as_json=args.json, backend=args.backend,
+                       threads=args.threads, artifact=args.artifact, provider=args.provider, video=args.video,
+                       every=args.every, max_frames=args.max_frames, hints=model_hints(args))
+
 
 def _emit(key: str, name, predictions, as_json: bool, out) -> None:
     if as_json:

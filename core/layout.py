@@ -34,9 +34,9 @@ TMP_DIR = ".edgeship-tmp"  # conversions' scratch space: inside the run, so a ki
 # What a killed writer leaves in the bundle: atomic writes' temp files, a half-swapped SavedModel, Keras' temp model.
 BUNDLE_TEMP_PATTERNS = (f"{BUNDLE_DIR}/.*.tmp", f"{BUNDLE_DIR}/.*.old", f"{BUNDLE_DIR}/.*.tmp.keras")
 OWNED = (
-    REPORT_JSON, REPORT_MD, REFERENCE_PROBS, "report_accuracy.png", "bench.json", "bench.csv", "bench.md", "bench_pareto.png", "bench_profile.png",
+    REPORT_JSON, REPORT_MD, REFERENCE_PROBS, "report_accuracy.png", "report_layers.png", "bench.json", "bench.csv", "bench.md", "bench_pareto.png", "bench_profile.png",
     f"{BUNDLE_DIR}/{MANIFEST_NAME}", f"{BUNDLE_DIR}/model.keras", f"{BUNDLE_DIR}/splits.csv",
-    f"{BUNDLE_DIR}/labels.txt", f"{BUNDLE_DIR}/model_*.tflite", f"{BUNDLE_DIR}/model_*.onnx",
+    f"{BUNDLE_DIR}/labels.txt", f"{BUNDLE_DIR}/model_*.tflite", f"{BUNDLE_DIR}/model_*.onnx", f"{BUNDLE_DIR}/model_*.ort",
     f"{BUNDLE_DIR}/saved_model", *BUNDLE_TEMP_PATTERNS, f"{TRAINING_DIR}/.*.tmp",
     f"{TRAINING_DIR}/state.json", f"{TRAINING_DIR}/history*.csv", f"{TRAINING_DIR}/*.weights.h5",
     f"{TRAINING_DIR}/backup", f"{TRAINING_DIR}/*.png", f"{TRAINING_DIR}/report.md", f"{TRAINING_DIR}/report.json",
@@ -45,7 +45,8 @@ OWNED = (
 
 
 def owned_patterns() -> tuple[str, ...]:
-    """OWNED plus the bundle file of every registered export format (one registered later included)."""
+    """OWNED plus the bundle file of every export format registered in this process (a user's own included; the
+    built-in ones are all matched by OWNED, so this holds where export's converters were never imported)."""
     from .formats import bundle_files
 
     extra = [f"{BUNDLE_DIR}/{name}" for name in bundle_files()]

@@ -16,7 +16,6 @@ shape is published in core/schemas/ (report, bench).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -53,33 +52,6 @@ class _Record:
         if name in cls.LISTS and isinstance(value, list):
             return [cls.LISTS[name].from_json(v) if isinstance(v, dict) else v for v in value]
         return value
-
-    def __getitem__(self, key: str):
-        """Deprecated dict-style reads (`report["artifacts"]`), for code written when reports were dicts."""
-        warnings.warn(f"{type(self).__name__}[{key!r}] is deprecated: reports are typed records now; read the "
-                      f"attribute, or call .to_json() for the file's dict", DeprecationWarning, stacklevel=2)
-        return self.to_json()[key]
-
-    def get(self, key: str, default=None):
-        """Deprecated, as `__getitem__`."""
-        warnings.warn(f"{type(self).__name__}.get({key!r}) is deprecated: read the attribute",
-                      DeprecationWarning, stacklevel=2)
-        return self.to_json().get(key, default)
-
-    def __contains__(self, key: str) -> bool:
-        """Deprecated, as `__getitem__`: `"speedup" in row` is `row.speedup is not None`."""
-        warnings.warn(f"`in` on a {type(self).__name__} is deprecated: test the attribute", DeprecationWarning,
-                      stacklevel=2)
-        return key in self.to_json()
-
-    def __setitem__(self, key: str, value) -> None:
-        """Deprecated dict-style writes: a field's value is read back into its record type."""
-        warnings.warn(f"{type(self).__name__}[{key!r}] = ... is deprecated: set the attribute", DeprecationWarning,
-                      stacklevel=2)
-        if key not in {f.name for f in fields(self)} - {"extra"}:
-            self.extra[key] = value
-            return
-        setattr(self, key, self._typed(key, value))
 
 
 def _plain(value):
@@ -445,13 +417,12 @@ class ParityReport(_Record):
         return report
 
     @classmethod
-    def of(cls, report: "ParityReport | dict") -> "ParityReport":
-        """The typed report; a dict (from code written when reports were dicts) is read with a warning."""
-        if isinstance(report, ParityReport):
-            return report
-        warnings.warn("passing a report as a dict is deprecated; pass a ParityReport (load_report gives one)",
-                      DeprecationWarning, stacklevel=3)
-        return cls.from_json(report)
+    def of(cls, report: "ParityReport") -> "ParityReport":
+        """REPORT, checked to be the typed record (a dict read from report.json goes through `from_json`)."""
+        if not isinstance(report, ParityReport):
+            raise TypeError(f"expected a ParityReport, got {type(report).__name__}; read a report.json with "
+                            f"load_report, or make one with ParityReport.from_json")
+        return report
 
 
 @dataclass

@@ -10,7 +10,6 @@ import numpy as np
 from edgeship.runtime.predictor import Timed
 from edgeship.runtime.timing import session_times
 
-from .formats import timed_families
 from .records import LatencySettings, ParityRow, Speedup
 
 QUICK_WARMUP, QUICK_RUNS, QUICK_THREADS = 10, 50, 1
@@ -29,10 +28,9 @@ def quick_latency(predictor, image: np.ndarray, sha256: str | None) -> tuple[dic
 def attach_speedups(rows: list[ParityRow]) -> None:
     """Set `speedup` on every quantized on-device row whose float32 sibling was timed the same way."""
     timed = {(r.format, r.precision): r for r in rows if r.ok and _p50(r) is not None}
-    families = timed_families()
-    for row in rows:
+    for row in rows:  # only on-device artifacts are timed (Keras and SavedModel rows have no latency)
         row.speedup = None
-        if not row.ok or row.format not in families or row.precision in (None, "float32"):
+        if not row.ok or row.precision in (None, "float32"):
             continue
         sibling = timed.get((row.format, "float32"))
         own, base = _p50(row), _p50(sibling) if sibling else None

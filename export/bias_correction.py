@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from edgeship.core.keras_graph import leaf_layers
+from edgeship.core.keras_layers import leaf_layers
 
 CORRECTED = ("Conv2D", "DepthwiseConv2D")
 INT8_MAX = 127.0

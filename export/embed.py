@@ -12,7 +12,6 @@ import numpy as np
 from edgeship.core.errors import ExportError
 from edgeship.runtime.spec import EMBEDDED_KEY, ModelInfo
 
-from .tf_models import embed_saved_model
 from .tflite_standard_metadata import LABELS_FILE, STANDARD_KEY, append_associated_files, build_metadata, output_labels
 
 
@@ -68,16 +67,3 @@ def embed_onnx(data: bytes, metadata: dict) -> bytes:
     except Exception as exc:  # onnx raises ValidationError / InferenceError
         raise ExportError(f"ONNX model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
     return model.SerializeToString()
-
-
-def embed_ort(data: bytes, metadata: dict) -> bytes:
-    """ORT format: the metadata goes into the ONNX graph first, then the graph is serialized as `.ort`."""
-    from .ort_convert import to_ort
-
-    return to_ort(embed_onnx(data, metadata))
-
-
-def keep_as_is(data: bytes, metadata: dict) -> bytes:
-    """The `.keras` file is the trained model itself; its labels live in the bundle's edgeship.json."""
-    return data
-

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from edgeship.core.keras_graph import scale_pairs
+from edgeship.export.keras_graph import scale_pairs
 
 EPSILON = 1e-12
 MAX_SCALE = 1e4  # a channel whose weights are all ~0 is left alone rather than blown up

@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 from edgeship.core.errors import DatasetError, UntrustedCodeError, disk_failure
-from edgeship.core.formats import resolve_ref
 from edgeship.core.layout import REFERENCE_PROBS, RunLayout, run_lock
 from edgeship.core.metrics import collapse_figures
 from edgeship.core.pixels import CHUNK_IMAGES, iter_pixel_chunks, load_pixels
@@ -28,6 +27,7 @@ from edgeship.core.splits import SplitManifest, portable_path, stratified_indice
 from edgeship.core.tensorflow import load_artifact, load_keras_model, reference_predictor
 from edgeship.core.tfenv import captured_output
 from edgeship.runtime.environment import fingerprint, library_versions
+from edgeship.runtime.backends import BACKENDS
 from edgeship.runtime.classifier import Classifier
 from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, sha256_file, tree_digest
@@ -105,15 +105,6 @@ class ExportResult:
     report_md: Path
     failed: list[str]
 
-    @property
-    def report(self) -> dict:
-        """Deprecated: the report as written to report.json; use `parity`, the typed report."""
-        import warnings
-
-        warnings.warn("ExportResult.report is deprecated; use ExportResult.parity (a ParityReport)",
-                      DeprecationWarning, stacklevel=2)
-        return self.parity.to_json()
-
 
 def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, directory: Path) -> ArtifactRecord:
     record = ArtifactRecord(name=fmt.name, file=fmt.filename, format=fmt.file_format, precision=fmt.precision,
@@ -124,7 +115,7 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
         with captured_output() as output:
             data = fmt.convert(job)
             if fmt.int8_strategy is not None and job.val is not None:
-                refinement = refine_int8(resolve_ref(fmt.int8_strategy), job, data, job.val, job.max_drop,
+                refinement = refine_int8(fmt.int8_strategy, job, data, job.val, job.max_drop,
                                          job.diagnose)
                 data, record.io = refinement.data, refinement.io or record.io
                 record.layers = refinement.layers
@@ -182,7 +173,7 @@ def _calibration(manifest: SplitManifest, bundle: Bundle, size: int, show_progre
 
 def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size: int = DEFAULT_CALIB_SIZE,
                show_progress: bool = True, int8_io: str = "uint8", max_drop: float | None = None,
-               diagnose: bool = False, trust_code: bool = False, also_openvino: bool = False) -> ExportResult:
+               diagnose: bool = False, trust_code: bool = False, also_backends: Sequence[str] = ()) -> ExportResult:
     """Export, check parity, write RUN/report.{json,md}. Failed formats are reported, not raised.
 
     `int8_io` is the input/output type of `tflite_int8`: uint8 (camera pixels as they are), int8 or float.
@@ -191,8 +182,9 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
     quantization error for every int8 artifact (it is computed anyway for one that breaks the budget).
     `trust_code`: load the run's model.keras outside Keras' safe mode (a TF-Hub bundle, a Lambda layer):
     only for a run whose author you trust, since loading then runs code that came with it.
-    `also_openvino`: parity of each .tflite/.onnx under OpenVINO too, against its own runtime (`other_runtimes`);
-    off by default: OpenVINO in the same process adds about 0.15 GiB to export's peak memory.
+    `also_backends`: runtime backends that read other runtimes' files (`openvino`): parity of each artifact they
+    read under them too, against its own runtime (`other_runtimes`); none by default: OpenVINO in the same
+    process adds about 0.15 GiB to export's peak memory.
     """
     if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))
                                  or not 0 <= max_drop < float("inf")):
@@ -234,7 +226,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         layout.report_json.unlink(missing_ok=True)  # describes the previous files from here on
         bundle.save(layout.bundle)
         return _report_parity(layout, bundle, model, manifest, show_progress, warnings + job.warnings,
-                              trust_code, scratch, also_openvino, made_here={r.name for r in converted if r.ok})
+                              trust_code, scratch, tuple(also_backends), made_here={r.name for r in converted if r.ok})
 
 
 def _remade_graphs(bundle: Bundle, chosen: list[ExportFormat]) -> list[ExportFormat]:
@@ -304,9 +296,9 @@ def _open_run(run: str | Path | RunLayout, trust_code: bool = False):
 
 
 def _report_parity(layout, bundle, model, manifest, show_progress: bool, warnings=(), trust_code: bool = False,
-                   scratch: Path | None = None, also_openvino: bool = False, made_here=frozenset()) -> ExportResult:
+                   scratch: Path | None = None, also_backends: Sequence[str] = (), made_here=frozenset()) -> ExportResult:
     parity = evaluate_run(layout, bundle, model, manifest, show_progress, trust_code=trust_code, scratch=scratch,
-                          also_openvino=also_openvino, made_here=made_here)
+                          also_backends=also_backends, made_here=made_here)
     parity.warnings = list(warnings)
     report_md = write_report(parity, layout.report_json)
     return ExportResult(parity, report_md, [row.name for row in parity.artifacts if not row.ok])
@@ -343,23 +335,23 @@ def replace_artifact(run: str | Path, name: str, data: bytes) -> ArtifactRecord:
 
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool,
                  chunk_size: int = CHUNK_IMAGES, trust_code: bool = False, scratch: Path | None = None,
-                 also_openvino: bool = False, made_here=frozenset()) -> ParityReport:
+                 also_backends: Sequence[str] = (), made_here=frozenset()) -> ParityReport:
     """Parity of every exported artifact with Keras on the test split: open the artifacts, stream the test
     images through them and the reference, score what came out. MADE_HERE: artifacts this process just
     converted from the safe-mode model (a SavedModel among them loads without TRUST_CODE)."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
-    rows, predictors = open_artifacts(layout, bundle, trust_code, scratch, also_openvino, made_here)
+    rows, predictors = open_artifacts(layout, bundle, trust_code, scratch, also_backends, made_here)
     streamed = stream_test_split(paths, bundle.info, reference_predictor(model, bundle.info), predictors, rows,
                                  chunk_size, show_progress)
     return score(layout, bundle, rows, predictors, streamed, paths, labels)
 
 
 def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False, scratch: Path | None = None,
-                   also_openvino: bool = False, made_here=frozenset()) -> tuple[list[ParityRow], dict]:
+                   also_backends: Sequence[str] = (), made_here=frozenset()) -> tuple[list[ParityRow], dict]:
     """A row per bundle record (its bytes verified, its readiness checked) and a Predictor per artifact that
-    loads; one that will not load is a failed row. ALSO_OPENVINO: each .tflite/.onnx under OpenVINO too.
+    loads; one that will not load is a failed row. ALSO_BACKENDS: each artifact they read under them too.
     An artifact that would run its own code (a SavedModel not MADE_HERE) without TRUST_CODE stops the
     command: UntrustedCodeError, exit 2."""
     rows, predictors = [], {}
@@ -380,19 +372,31 @@ def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False, 
             except Exception as exc:  # an artifact that converts but will not load is a failed artifact
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)
-    others = [r for r in bundle.artifacts if r.name in predictors and r.format in OTHER_RUNTIME_FORMATS]
-    for record in others if also_openvino else ():
-        try:  # the same file under OpenVINO, where it is installed: scored against the file's own runtime
-            predictors[f"{record.name}{OTHER_RUNTIME}"] = Classifier.load(layout.bundle, artifact=record.name,
-                                                                         backend="openvino")
-        except UsageError:
-            break  # not installed here: no such rows
-        except Exception as exc:
-            logger.warning(f"{record.name}: OpenVINO cannot run it ({str(exc).splitlines()[0][:200]})")
+    for name in also_backends:
+        predictors.update(_other_runtime(layout, bundle, predictors, name))
     return rows, predictors
 
 
-OTHER_RUNTIME, OTHER_RUNTIME_FORMATS = "@openvino", ("tflite", "onnx")
+def other_runtime_key(artifact: str, backend: str) -> str:
+    """The predictor key of ARTIFACT run by another runtime BACKEND: `tflite_int8@openvino`."""
+    return f"{artifact}@{backend}"
+
+
+def _other_runtime(layout: RunLayout, bundle: Bundle, predictors: dict, name: str) -> dict:
+    """Predictors of the artifacts backend NAME reads (where it is installed), to score against their own runtime."""
+    if name not in BACKENDS or not BACKENDS[name].reads:
+        readers = ", ".join(b.name for b in BACKENDS.values() if b.reads)
+        raise UsageError(f"--also-backend {name}: not a runtime that reads other runtimes' files ({readers})")
+    found = {}
+    for record in (r for r in bundle.artifacts if r.name in predictors and r.format in BACKENDS[name].reads):
+        try:
+            found[other_runtime_key(record.name, name)] = Classifier.load(layout.bundle, artifact=record.name,
+                                                                          backend=name)
+        except UsageError:
+            break  # not installed here: no such rows
+        except Exception as exc:
+            logger.warning(f"{record.name}: {name} cannot run it ({str(exc).splitlines()[0][:200]})")
+    return found
 
 
 @dataclass
@@ -433,6 +437,16 @@ def stream_test_split(paths, info: ModelInfo, reference_model, predictors: dict,
                     first_chunk, clock.report(), clock.total())
 
 
+def _other_runtimes(name: str, probs: np.ndarray, predictors: dict, streamed: Streamed, labels) -> list:
+    """Artifact NAME under every other runtime that ran it, scored against its own runtime's PROBS."""
+    found = []
+    for key, other in streamed.probs.items():
+        if key.startswith(f"{name}@"):
+            found.append(RuntimeParity(predictors[key].runtime, float(np.mean(other.argmax(1) == probs.argmax(1))),
+                                       float(np.abs(other.astype(np.float64) - probs).max()), accuracy(other, labels)))
+    return found
+
+
 def score(layout: RunLayout, bundle: Bundle, rows: list[ParityRow], predictors: dict, streamed: Streamed, paths,
           labels: np.ndarray) -> ParityReport:
     """The figures: each artifact against the reference, a collapse explained, latency and speed-ups, and the
@@ -446,18 +460,13 @@ def score(layout: RunLayout, bundle: Bundle, rows: list[ParityRow], predictors: 
     for index, row in enumerate(rows):
         if row.name not in streamed.probs:
             continue
-        other = streamed.probs.get(f"{row.name}{OTHER_RUNTIME}")
         probs, predictor = streamed.probs[row.name], predictors[row.name]
         figures = compare_predictions(reference, probs, labels, info.labels)
         figures["flipped"] = describe_flipped(figures["flipped"], shown_paths, labels, probs, info.labels)
         if info.unknown_threshold is not None:  # what the device (and MediaPipe, from the metadata) answers "unknown" to
             figures["unknown_rejection_rate"] = float(np.mean(probs.max(axis=1) < info.unknown_threshold))
         row = rows[index] = ParityRow.from_json({**row.to_json(), **figures, "runtime": predictor.runtime})
-        if other is not None:
-            row.other_runtimes = [RuntimeParity(predictors[f"{row.name}{OTHER_RUNTIME}"].runtime,
-                                                float(np.mean(other.argmax(1) == probs.argmax(1))),
-                                                float(np.abs(other.astype(np.float64) - probs).max()),
-                                                accuracy(other, labels))]
+        row.other_runtimes = _other_runtimes(row.name, probs, predictors, streamed, labels) or None
         row.latency_ms, row.latency_settings = quick_latency(predictor, streamed.first_chunk[:1], row.sha256)
         if collapsed(row.accuracy, accuracy(reference, labels), len(info.labels)):
             sample = len(streamed.first_chunk)

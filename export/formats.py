@@ -1,9 +1,14 @@
-"""The export-format registry lives in `edgeship.core.formats` (core code reads it too: the files a run owns,
-the speed-up table). This module keeps the names it always exported."""
+"""The built-in export formats, registered where they are implemented: each converter module decorates its
+converters with `@export_format(...)` and quant_search attaches the int8 strategies. Importing this module (the
+`edgeship.export` package does) registers them all, in the order `edgeship formats` lists them."""
 
 from __future__ import annotations
 
-from edgeship.core.formats import (DEFAULT_FORMATS, FORMATS, ExportFormat, register_format, resolve_formats,
-                                   unregister_format)
+from edgeship.core.formats import FORMATS, ExportFormat, default_formats, export_format, register_format, resolve_formats, unregister_format
 
-__all__ = ["DEFAULT_FORMATS", "FORMATS", "ExportFormat", "register_format", "resolve_formats", "unregister_format"]
+from . import tf_models, tflite_convert, onnx_convert, ort_convert, quant_search  # noqa: F401,I001 - registers, in this order
+
+DEFAULT_FORMATS = default_formats()  # the built-in rows `export` writes unasked
+
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "ExportFormat", "export_format", "register_format", "resolve_formats",
+           "unregister_format"]

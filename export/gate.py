@@ -1,78 +1,76 @@
-"""The release gate: thresholds over a parity report -> pass/fail per artifact -> exit code (and JUnit XML)."""
+"""The release gate: thresholds over a parity report -> pass/fail per artifact -> exit code (and JUnit XML).
+
+What each threshold checks lives in gate_checks.py, one object per threshold."""
 
 from __future__ import annotations
 
-import math
 import re
 import sys
-from dataclasses import dataclass, fields
 from pathlib import Path
 from xml.etree import ElementTree
 
-from edgeship.core.formats import device_families
 from edgeship.core.integrity import finite
-from edgeship.core.metrics import describe_collapse, predictions_collapsed
-from edgeship.core.records import GateVerdict, ParityReport, ParityRow, Readiness, Reference, Speedup
+from edgeship.core.records import GateVerdict, ParityReport, ParityRow, Reference
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_write_bytes
 
+from .gate_checks import GATE_CHECKS, checks_by_key, collapse_reasons
+
 CONFIG_TABLE = ("tool", "edgeship", "gate")
-CONFIG_KEYS = {"max_drop": "max_drop_pp", "min_agreement": "min_agreement", "max_class_drop": "max_class_drop_pp",
-               "max_prob_diff": "max_prob_diff", "min_accuracy": "min_accuracy",
-               "require_gpu_delegate": "require_gpu_delegate", "min_speedup": "min_speedup",
-               "allow_collapsed": "allow_collapsed"}
-BOOLEAN_KEYS = ("require_gpu_delegate", "allow_collapsed")
 DEFAULT_CONFIG = "pyproject.toml"
 
 
-@dataclass(frozen=True)
 class GateThresholds:
-    max_drop_pp: float = 1.0  # accuracy may fall at most this many percentage points below Keras
-    min_agreement: float = 0.98  # fraction of test images with the same top-1 as Keras
-    max_class_drop_pp: float | None = None  # the same, for every class on its own
-    max_prob_diff: float | None = None  # largest |p_keras - p_artifact| over all images and classes
-    min_accuracy: float | None = None  # absolute floor on test accuracy (a fraction), for artifacts and Keras
-    require_gpu_delegate: bool = False  # a phone accelerator must take each .tflite/.onnx whole (report readiness)
-    min_speedup: float | None = None  # each quantized .tflite/.onnx at least this many times faster than its float32
-    allow_collapsed: bool = False  # pass a model whose predictions collapsed onto a few classes (waived on purpose)
+    """The value of every registered gate check (gate_checks.GATE_CHECKS), by its name: `GateThresholds(
+    max_drop_pp=0.5)`, `thresholds.max_drop_pp`. Positional values follow the registry's order. A value: frozen."""
 
-    def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in BOOLEAN_KEYS or value is None:
-                continue
-            # true/false or inf would switch a check off (false counts as 0, inf allows any drop)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                key = next((k for k, v in CONFIG_KEYS.items() if v == f.name), f.name)
-                raise UsageError(f"gate threshold {key} (--{key.replace('_', '-')}) must be a finite number, "
-                                 f"got {value!r}")
-        for name in BOOLEAN_KEYS:
-            if not isinstance(getattr(self, name), bool):
-                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.min_speedup is not None and not (isinstance(self.min_speedup, (int, float)) and self.min_speedup > 0):
-            raise UsageError(f"--min-speedup must be a positive factor, e.g. 1.5, got {self.min_speedup!r}")
-        for name in ("min_agreement", "min_accuracy"):
+    __slots__ = ("_values",)
+
+    def __init__(self, *positional, **values):
+        names = list(GATE_CHECKS)
+        if len(positional) > len(names):
+            raise TypeError(f"GateThresholds takes at most {len(names)} positional values")
+        given = dict(zip(names, positional))
+        twice = sorted(set(given) & set(values))
+        unknown = sorted(set(values) - set(names))
+        if twice or unknown:
+            raise TypeError(f"GateThresholds got {'unknown' if unknown else 'repeated'} threshold(s) "
+                            f"{', '.join(unknown or twice)}; known: {', '.join(names)}")
+        given.update(values)
+        for name, value in given.items():
+            GATE_CHECKS[name].check_value(value)
+        object.__setattr__(self, "_values", {name: given.get(name, check.default) for name, check in GATE_CHECKS.items()})
+
+    def __getattr__(self, name: str):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        if name in GATE_CHECKS:  # registered after these thresholds were made
+            return GATE_CHECKS[name].default
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("GateThresholds is a value: make a new one")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, GateThresholds) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return f"GateThresholds({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in GATE_CHECKS}
+
+    def active(self):
+        """(check, value) for every check that is switched on."""
+        for name, check in GATE_CHECKS.items():
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
-                raise UsageError(f"--{name.replace('_', '-')} must be a fraction in [0, 1], got {value}")
-
+            if value is not None and value is not False:
+                yield check, value
 
     def describe(self) -> str:
         """The thresholds as the gate understood them, in their units: printed before the verdicts."""
-        parts = [f"accuracy may drop {self.max_drop_pp:g} pp", f"top-1 agreement >= {self.min_agreement:.2%}"]
-        if self.min_accuracy is not None:
-            parts.append(f"accuracy >= {self.min_accuracy:.2%}")
-        if self.max_class_drop_pp is not None:
-            parts.append(f"any class may drop {self.max_class_drop_pp:g} pp")
-        if self.max_prob_diff is not None:
-            parts.append(f"max |Δp| <= {self.max_prob_diff:g}")
-        if self.min_speedup is not None:
-            parts.append(f"int8 >= {self.min_speedup:g}× faster than float32")
-        if self.require_gpu_delegate:
-            parts.append("a phone accelerator takes each artifact whole")
-        if self.allow_collapsed:
-            parts.append("collapsed predictions allowed")
-        return "thresholds: " + ", ".join(parts)
+        return "thresholds: " + ", ".join(check.describe(value) for check, value in self.active())
 
 
 def load_gate_config(pyproject: str | Path | None = None) -> dict:
@@ -98,11 +96,12 @@ def load_gate_config(pyproject: str | Path | None = None) -> dict:
         raise UsageError(f"{path}: cannot read gate settings ({exc})") from exc
     for key in CONFIG_TABLE:
         table = table.get(key, {}) if isinstance(table, dict) else {}
-    unknown = sorted(set(table) - set(CONFIG_KEYS))
+    keys = checks_by_key()
+    unknown = sorted(set(table) - set(keys))
     if unknown:
         raise UsageError(f"{path}: unknown [tool.edgeship.gate] key(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(CONFIG_KEYS)}")
-    return {CONFIG_KEYS[k]: v for k, v in table.items()}
+                         f"valid: {', '.join(keys)}")
+    return {keys[k].name: v for k, v in table.items()}
 
 
 def resolve_thresholds(config: str | Path | None = None, **flags) -> GateThresholds:
@@ -120,93 +119,32 @@ def _reasons(row: ParityRow, thresholds: GateThresholds, reference: Reference) -
     broken = [k for k in REQUIRED_FIGURES if not finite(getattr(row, k))]
     if broken:
         return [f"{', '.join(broken)} missing or not a finite number in the report"]
-    delta, agreement, acc = float(row.accuracy_delta_pp), float(row.agreement), float(row.accuracy)
     reasons = []
-    if delta < -thresholds.max_drop_pp:
-        reasons.append(f"accuracy dropped {-delta:.2f} pp (allowed {thresholds.max_drop_pp:g} pp)")
-    if agreement < thresholds.min_agreement:
-        reasons.append(f"top-1 agreement {agreement:.4f} < {thresholds.min_agreement:g}")
-    if thresholds.min_accuracy is not None and acc < thresholds.min_accuracy:
-        reasons.append(f"accuracy {acc:.2%} below the floor {thresholds.min_accuracy:.2%}")
-    majority = reference.majority_accuracy
-    if finite(majority) and acc <= majority:
-        reasons.append(f"accuracy {acc:.2%} is no better than always answering the most common class "
+    for check, value in thresholds.active():
+        if check.row is not None:
+            reasons += check.row(value, row, reference)
+    majority, accuracy = reference.majority_accuracy, float(row.accuracy)
+    if finite(majority) and accuracy <= majority:
+        reasons.append(f"accuracy {accuracy:.2%} is no better than always answering the most common class "
                        f"({majority:.2%}): the model learned nothing usable")
-    if thresholds.max_class_drop_pp is not None:
-        classes = row.per_class
-        if not isinstance(classes, list) or not all(isinstance(c, dict) and finite(c.get("delta_pp")) for c in classes):
-            reasons.append("per-class figures missing or not finite in the report")
-        else:
-            worst = [c for c in classes if c["delta_pp"] < -thresholds.max_class_drop_pp]
-            if worst:
-                shown = ", ".join(f"{c['class']} {-c['delta_pp']:.1f} pp" for c in worst[:3])
-                reasons.append(f"class accuracy dropped: {shown} (allowed {thresholds.max_class_drop_pp:g} pp per class)")
-    if thresholds.max_prob_diff is not None:
-        diff = row.max_abs_prob_diff
-        if not finite(diff):
-            reasons.append("max |Δp| missing or not finite in the report")
-        elif diff > thresholds.max_prob_diff:
-            reasons.append(f"max |Δp| {diff:.4f} > {thresholds.max_prob_diff:g}")
-    on_device = row.format in device_families()
-    if thresholds.min_speedup is not None and on_device and row.precision in SPEED_PRECISIONS:
-        reasons += _speedup_reasons(row.speedup, thresholds.min_speedup)
-    if thresholds.require_gpu_delegate and on_device:
-        reasons += _readiness_reasons(row.readiness)
     if row.diagnosis:
         reasons.append("diagnosis: " + "; ".join(row.diagnosis))
     return reasons
 
 
-# --min-speedup is for quantization that is meant to buy speed; float16 halves the file and is often no faster
-SPEED_PRECISIONS = ("int8", "dynamic-int8")
-
-
-def _speedup_reasons(speedup: Speedup | None, minimum: float) -> list[str]:
-    """--min-speedup: a quantized artifact that is not enough faster than its float32 sibling here."""
-    value = speedup.value if isinstance(speedup, Speedup) else None
-    if not finite(value):
-        return ["no speed-up figure over float32 in the report (export both, or `edgeship bench` the run)"]
-    if value < minimum:
-        how = f"only {value:.2f}× faster" if value >= 1 else f"{1 / value:.1f}× slower"
-        return [f"{how} than {speedup.over or 'float32'} here (wanted {minimum:g}× faster; "
-                f"{speedup.threads or 'default'} thread(s), from {speedup.source or '?'})"]
-    return []
-
-
-def _readiness_reasons(entry: Readiness | None) -> list[str]:
-    """--require-gpu-delegate: why no accelerator takes the artifact whole (it would fall back to the CPU)."""
-    if not isinstance(entry, Readiness) or not (entry.accelerators or entry.error):
-        return ["no device-readiness figures in the report; re-run `edgeship export`"]
-    if entry.error is not None:
-        return [f"device readiness could not be checked: {entry.error}"]
-    if entry.ready:
-        return []
-    worst = []
-    for name, value in entry.accelerators.items():
-        if value.partitioned:
-            worst.append(f"{name} {value.partitions} partition(s) over {value.coverage:.0%} of nodes")
-        else:
-            worst.append(f"{name}: {'; '.join(value.issues or ['not ready'])}")
-    return ["no phone accelerator takes it whole, it would fall back to the CPU (" + "; ".join(worst) + ")"]
-
-
 def evaluate_gate(report: ParityReport, thresholds: GateThresholds) -> list[GateVerdict]:
     """One verdict per artifact (and one for the Keras reference under --min-accuracy)."""
-    if isinstance(report, dict) and (not isinstance(report.get("artifacts"), list)
-                                     or not all(isinstance(a, dict) for a in report["artifacts"])):
-        raise UsageError("report has no list of artifacts to gate; run `edgeship export` first")
     report = ParityReport.of(report)
     if not report.artifacts:
         raise UsageError("report has no artifacts to gate; run `edgeship export` first")
     reference = _reference(report)
     verdicts = []
-    ref_acc = reference.accuracy
     reference_reasons = []
-    if thresholds.min_accuracy is not None and ref_acc is not None:
-        if not finite(ref_acc) or ref_acc < thresholds.min_accuracy:
-            reference_reasons.append(f"reference accuracy {ref_acc if not finite(ref_acc) else format(ref_acc, '.2%')} "
-                                     f"below the floor {thresholds.min_accuracy:.2%}")
-    reference_reasons += _collapse_reasons(reference, thresholds)
+    for check, value in thresholds.active():
+        if check.reference is not None:
+            reference_reasons += check.reference(value, reference)
+    if not thresholds.allow_collapsed:  # a waiver, not a threshold: collapse always fails unless waived
+        reference_reasons += collapse_reasons(reference)
     if reference_reasons:
         verdicts.append(GateVerdict(REFERENCE_VERDICT, False, reference_reasons))
     for row in report.artifacts:
@@ -225,18 +163,6 @@ def _reference(report: ParityReport) -> Reference:
 
 
 REFERENCE_VERDICT = "keras (reference)"
-
-
-def _collapse_reasons(reference: Reference, thresholds: GateThresholds) -> list[str]:
-    """A model whose predictions collapsed onto a few classes fails, however well its artifacts agree with it:
-    the gate's parity figures would vouch for a useless model. Waived only on purpose (--allow-collapsed)."""
-    never, present = reference.never_predicted, reference.n_classes_in_test
-    if thresholds.allow_collapsed or not isinstance(never, list) or not isinstance(present, int):
-        return []
-    if not predictions_collapsed(never, present):
-        return []
-    return [f"{describe_collapse(never, present, 'test')}: its predictions collapsed onto a few classes; retrain "
-            f"(train says why), or pass --allow-collapsed if that is intended"]
 
 
 def reference_line(report: ParityReport) -> str:

@@ -8,7 +8,14 @@ import threading
 from pathlib import Path
 
 import numpy as np
+
+from edgeship.core.formats import export_format
 from edgeship.core.tfenv import import_keras
+
+from .embed import embed_onnx
+from .readiness import onnx_readiness
+
+ONNX = dict(backend="onnxruntime", embedder=embed_onnx, timed=True, readiness=onnx_readiness)
 
 OPSET = 17
 
@@ -16,6 +23,7 @@ OPSET = 17
 _TF2ONNX = threading.Lock()  # its node-name counter is one global of the process
 
 
+@export_format("onnx", "model_float32.onnx", "float32", description="ONNX float32 (tf2onnx)", **ONNX)
 def float32(job) -> bytes:
     """The Keras model as float ONNX. tf2onnx names the nodes it adds from a process-wide counter (`mul_1__49`),
     so the same model converted after other conversions got other names, and a quantized model other bytes: the
@@ -131,11 +139,16 @@ def quantize_qdq(prepared: Path, output: Path, calibration: np.ndarray, method: 
     return Path(output).read_bytes()
 
 
+@export_format("onnx_int8", "model_int8.onnx", "int8", needs_calibration=True,
+               description="ONNX static QDQ int8 (uint8 activations, int8 weights), per-channel, calibrated on the "
+                           "calib split", **ONNX)
 def static_int8(job) -> bytes:
     with job.temp_dir("edgeship-onnx-int8-") as tmp:
         return quantize_qdq(job.prepared_onnx(), Path(tmp, "int8.onnx"), job.calibration)
 
 
+@export_format("onnx_dynamic", "model_dynamic.onnx", "dynamic-int8", default=False,
+               description="ONNX dynamic int8 (slow and lossy for convolutions on CPU; for Dense-heavy models)", **ONNX)
 def dynamic_int8(job) -> bytes:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

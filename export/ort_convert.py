@@ -14,7 +14,19 @@ import logging
 import tempfile
 from pathlib import Path
 
+from edgeship.core.formats import export_format
+
 from . import onnx_convert
+from .embed import embed_onnx
+from .readiness import ort_readiness
+
+
+def embed_ort(data: bytes, metadata: dict) -> bytes:
+    """ORT format: the metadata goes into the ONNX graph first, then the graph is serialized as `.ort`."""
+    return to_ort(embed_onnx(data, metadata))
+
+
+ORT = dict(backend="onnxruntime", embedder=embed_ort, timed=True, readiness=ort_readiness, default=False)
 
 
 def fixed_batch(data: bytes, batch: int = 1) -> bytes:
@@ -33,10 +45,15 @@ def fixed_batch(data: bytes, batch: int = 1) -> bytes:
     return model.SerializeToString()
 
 
+@export_format("ort", "model_float32.ort", "float32",
+               description="ONNX Runtime mobile format (.ort), float32, batch fixed at 1", **ORT)
 def float32(job) -> bytes:
     return fixed_batch(onnx_convert.float32(job))
 
 
+@export_format("ort_int8", "model_int8.ort", "int8", needs_calibration=True,
+               description="ONNX Runtime mobile format (.ort), static QDQ int8, batch fixed at 1 (NNAPI, CoreML)",
+               **ORT)
 def static_int8(job) -> bytes:
     return fixed_batch(onnx_convert.static_int8(job))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
+from edgeship.core.formats import int8_strategy_for
 from edgeship.core.records import QuantCost, QuantizationRecord, QuantTrial
 from edgeship.core.splits import stratified_indices
 from edgeship.runtime.backends import BACKENDS
@@ -222,6 +223,7 @@ class _Equalizing:
             twin.cleanup()
 
 
+@int8_strategy_for("tflite_int8")
 class TFLiteStrategy(_Equalizing):
     kind = "tflite"
     plain = Recipe("min-max")
@@ -266,6 +268,7 @@ class TFLiteStrategy(_Equalizing):
         self._close_equalized()
 
 
+@int8_strategy_for("onnx_int8")
 class OnnxStrategy(_Equalizing):
     kind = "onnxruntime"
     plain = Recipe("MinMax")

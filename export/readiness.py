@@ -21,7 +21,7 @@ import tempfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from edgeship.core.formats import FORMATS, resolve_ref
+from edgeship.core.formats import FORMATS
 from edgeship.core.records import Readiness
 
 # The builtin ops the TFLite GPU delegate's compatibility check accepts (its CheckGpuDelegateCompatibility switch).
@@ -126,7 +126,7 @@ def readiness(format_name: str, path: Path, scratch: Path | None = None) -> Read
     accelerator runs (keras, ...). A checker that fails says so in the entry instead of failing the export.
     Temporary files go to SCRATCH. Checkers give the tools' figures as dicts; the record is made here."""
     fmt = FORMATS.get(format_name)
-    checker = resolve_ref(fmt.readiness) if fmt is not None else None
+    checker = fmt.readiness if fmt is not None else None
     if checker is None:
         return None
     try:

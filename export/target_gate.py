@@ -28,8 +28,8 @@ from edgeship.core.pixels import iter_pixel_chunks
 from edgeship.core.records import GateVerdict, Reference, TargetRow, TargetRun
 from edgeship.core.report import load_report, write_report
 from edgeship.core.splits import SplitManifest
-from edgeship.core.target_messages import MAX_LINE_BYTES, check_environment, check_shipped, parse_line
-from edgeship.core.ssh import (
+from edgeship.targets.messages import MAX_LINE_BYTES, check_environment, check_shipped, parse_line
+from edgeship.targets.ssh import (
     RemoteError,
     SSHOptions,
     SSHTarget,

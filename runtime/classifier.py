@@ -79,11 +79,9 @@ def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> Artifac
 def _open(file: Path, backend: str, threads: int | None, provider: str | None, data: bytes | None = None):
     """A session of FILE; DATA: its bytes, already read and checked against the bundle record."""
     chosen = backend_for(file, backend)
-    if provider is not None:
-        if chosen.name != "onnxruntime":
-            raise UsageError(f"--provider applies to ONNX models only, not {file.name}")
-        return chosen.open(file, threads=threads, provider=provider, data=data)
-    return chosen.open(file, threads=threads, data=data)
+    if provider is not None and chosen.providers == (None,):  # only a backend with providers takes one
+        raise UsageError(f"--provider applies to ONNX models only, not {file.name}")
+    return chosen.open(file, threads=threads, provider=provider, data=data)
 
 
 def _check_embedded(session, info: ModelInfo, file: Path) -> None:
@@ -145,15 +143,6 @@ class Classifier:
     def runtime(self) -> str:
         """What runs the model here, e.g. 'ai-edge-litert 2.3.0' (the Predictor contract's name)."""
         return self.session.implementation
-
-    @property
-    def implementation(self) -> str:
-        """Deprecated: the same as `runtime`."""
-        import warnings
-
-        warnings.warn("Classifier.implementation is deprecated; use Classifier.runtime", DeprecationWarning,
-                      stacklevel=2)
-        return self.runtime
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -41,7 +41,7 @@ def time_tflite_models(models: list[bytes], whole: bytes, threads: int | None, w
     row (its weights and input stay in cache, as they are when the op before it has just written that input;
     round-robin over the ops measured them 1.5x slower than inside the whole model), and a block of whole-model
     runs is timed between every few ops, so a shared machine's drift in speed touches both alike."""
-    from .backends import _tflite_interpreter
+    from .tflite_session import _tflite_interpreter
 
     interpreter_cls = _tflite_interpreter()[0]
 

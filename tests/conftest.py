@@ -65,7 +65,7 @@ def exported_run(trained_run) -> Path:
     from edgeship.export import export_run
 
     # every registered format (the opt-in ones too), and each device file under OpenVINO as well
-    export_run(trained_run, ["all"], show_progress=False, also_openvino=_has_openvino())
+    export_run(trained_run, ["all"], show_progress=False, also_backends=("openvino",) if _has_openvino() else ())
     return trained_run
 
 

@@ -22,7 +22,9 @@ INVOCATIONS = [
     (["explain", "--class", "A", "RUN", "a.png", "b.png"], "class_name", "A"),
     (["bench", "M1", "--runs", "5", "M2"], "models", ["M1", "M2"]),
     (["bench", "--runs", "5", "M1", "M2"], "runs", 5),
-    (["gate", "RUN", "--max-drop", "0.5"], "max_drop", 0.5),
+    (["gate", "RUN", "--max-drop", "0.5"], "max_drop_pp", 0.5),
+    (["sweep", "DATA", "--out", "S", "--max-drop", "0.5%"], "max_drop", 0.5),
+    (["sweep", "--max-drop", "0.5pp", "--out", "S", "DATA"], "data", "DATA"),
     (["gate", "--max-drop", "0.5", "RUN"], "report", "RUN"),
     (["export", "RUN", "--formats", "tflite,onnx"], "formats", ["tflite", "onnx"]),
     (["export", "--formats", "tflite,onnx", "RUN"], "run", "RUN"),
@@ -72,7 +74,7 @@ def test_export_help_names_the_default_formats_of_the_registry():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split() == ["False", "False"]
     done = subprocess.run([sys.executable, "-m", "edgeship", "export", "--help"], capture_output=True, text=True,
                           cwd=REPO)
-    from edgeship.core.formats import DEFAULT_FORMATS
+    from edgeship.export.formats import DEFAULT_FORMATS
 
     shown = " ".join(done.stdout.split())
     assert f"the default: {', '.join(DEFAULT_FORMATS)};" in shown and "onnx_int8" in DEFAULT_FORMATS
@@ -84,12 +86,12 @@ def test_calibration_split_can_be_enlarged(small_digits):
     from edgeship.core.splits import make_splits
 
     args = parse_arguments(["train", str(small_digits), "--out", "RUN", "--calib-fraction", "0.4", "--calib-max", "1000"])
-    assert (args.calib_fraction, args.calib_max) == (0.4, 1000)
+    assert (args.calib, args.calib_max) == (0.4, 1000)
     dataset = scan_folder(small_digits, show_progress=False)
     default = make_splits(dataset).counts()["calib"]
     from edgeship.core.splits import SplitConfig
 
-    larger = make_splits(dataset, SplitConfig(calib=args.calib_fraction, calib_max=args.calib_max)).counts()["calib"]
+    larger = make_splits(dataset, SplitConfig(calib=args.calib, calib_max=args.calib_max)).counts()["calib"]
     assert larger >= 3 * default
 
 

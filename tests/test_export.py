@@ -133,7 +133,7 @@ def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
     monkeypatch.setattr(tflite_convert, "float16", broken)
     result = exporter.export_run(run_copy, ["tflite_fp16", "onnx"], show_progress=False)
     assert result.failed == ["tflite_fp16"]
-    rows = {a["name"]: a for a in result.report["artifacts"]}
+    rows = {a["name"]: a for a in result.parity.to_json()["artifacts"]}
     assert rows["tflite_fp16"]["status"] == "failed" and "simulated converter crash" in rows["tflite_fp16"]["error"]
     assert rows["onnx"]["status"] == "ok" and rows["onnx"]["agreement"] > 0.9
 
@@ -156,11 +156,11 @@ def test_int8_io_choice_and_calibration_warning(run_copy, caplog):
         result = export_run(run_copy, ["tflite_int8"], calib_size=50, show_progress=False, int8_io="int8")
     calibration = [r.getMessage() for r in caplog.records if "calibrates on" in r.getMessage()]
     assert len(calibration) == 1 and "`edgeship train --calib-fraction" in calibration[0]  # one warning, with the fix
-    assert any("MediaPipe" in w for w in result.report["warnings"])
+    assert any("MediaPipe" in w for w in result.parity.to_json()["warnings"])
     assert "> **Warning:**" in (run_copy / "report.md").read_text()
     classifier = Classifier.load(run_copy / "bundle", artifact="tflite_int8")
     assert classifier.session.input_dtype == np.int8 and classifier.session.quantization["input_zero_point"] == -128
-    row = result.report["artifacts"][0]
+    row = result.parity.to_json()["artifacts"][0]
     assert row["agreement"] >= 0.9 and Bundle.load(run_copy / "bundle").artifact("tflite_int8").io == "int8"
     assert Bundle.load(run_copy / "bundle").artifact("tflite_int8").versions["tensorflow-cpu"]
 

@@ -3,7 +3,6 @@ report it cannot read or on a threshold that switches a check off is worse than 
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -65,7 +64,7 @@ def some_images(exported_run):
     ("overflow", "malformed probability message"),
 ])
 def test_the_on_target_gate_fails_on_rows_it_never_received(scenario, reason, some_images, tmp_path):
-    from edgeship.core.ssh import RemoteError
+    from edgeship.targets.ssh import RemoteError
 
     with pytest.raises(RemoteError, match=reason):
         _stream_with(scenario, some_images, tmp_path)
@@ -131,7 +130,7 @@ def test_compare_streams_the_folder_a_chunk_at_a_time(exported_run, holdout_with
     monkeypatch.setattr(Classifier, "predict_proba", spy)
     report = compare_models(exported_run / "bundle" / "model_float32.tflite",
                             exported_run / "bundle" / "model_int8.tflite", folder, show_progress=False)
-    assert report.reference["n_test"] == readable and report.reference["n_skipped"] == 1
+    assert report.reference.n_test == readable and report.reference.n_skipped == 1
     assert max(seen) <= 4 and sum(seen) == 2 * readable
 
 
@@ -191,7 +190,7 @@ def test_a_swapped_artifact_loses_the_search_record_of_the_old_bytes(run_copy):
     replace_artifact(run_copy, "tflite_int8", (run_copy / "bundle" / "model_float32.tflite").read_bytes())
     swapped = Bundle.load(run_copy / "bundle").artifact("tflite_int8")
     assert swapped.replaced_by_hand and swapped.quantization is None and swapped.layers is None
-    row = next(r for r in recheck_run(run_copy, show_progress=False).report["artifacts"] if r["name"] == "tflite_int8")
+    row = next(r for r in recheck_run(run_copy, show_progress=False).parity.to_json()["artifacts"] if r["name"] == "tflite_int8")
     assert "quantization" not in row and "layers" not in row
 
 

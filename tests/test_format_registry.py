@@ -12,17 +12,15 @@ NAME, FILE = "tflite_copy", "copy_of_float32.tflite"  # a name no glob of core/l
 
 @pytest.fixture
 def copy_format():
-    from edgeship.core.formats import ExportFormat, register_format, unregister_format
+    """The whole registration, as a user's module (or a new converter module of export) writes it."""
+    from edgeship.core.formats import FORMATS, export_format, unregister_format
+    from edgeship.export.tflite_convert import TFLITE, float32
 
+    @export_format(NAME, FILE, "float32", description="a throwaway float32 TFLite copy", **TFLITE)
     def convert(job):
-        from edgeship.export.tflite_convert import float32
-
         return float32(job)
 
-    fmt = register_format(ExportFormat(NAME, FILE, "float32", "tflite", False, "a throwaway float32 TFLite copy",
-                                       convert, embedder="embed:embed_tflite", timed=True,
-                                       readiness="readiness:tflite_readiness"))
-    yield fmt
+    yield FORMATS[NAME]
     unregister_format(NAME)
 
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from edgeship.core.records import ParityReport
 from edgeship.export.gate import GateThresholds, evaluate_gate
 from edgeship.runtime.errors import UsageError
 
@@ -14,7 +15,7 @@ def _report(*rows):
 
 def test_thresholds_name_the_failing_artifact_and_reason():
     report = _report(("fp32", 0.0, 1.0), ("int8", -1.5, 0.99), ("fp16", 0.2, 0.9))
-    verdicts = {v.artifact: v for v in evaluate_gate(report, GateThresholds(max_drop_pp=1.0, min_agreement=0.95))}
+    verdicts = {v.artifact: v for v in evaluate_gate(ParityReport.from_json(report), GateThresholds(max_drop_pp=1.0, min_agreement=0.95))}
     assert verdicts["fp32"].passed
     assert not verdicts["int8"].passed and "dropped 1.50 pp" in verdicts["int8"].reasons[0]
     assert not verdicts["fp16"].passed and "agreement 0.9000 < 0.95" in verdicts["fp16"].reasons[0]
@@ -23,7 +24,7 @@ def test_thresholds_name_the_failing_artifact_and_reason():
 def test_drop_exactly_at_threshold_passes_and_failed_exports_fail():
     report = _report(("a", -1.0, 0.98))
     report["artifacts"].append({"name": "broken", "status": "failed", "error": "converter crashed"})
-    verdicts = evaluate_gate(report, GateThresholds(1.0, 0.98))
+    verdicts = evaluate_gate(ParityReport.from_json(report), GateThresholds(1.0, 0.98))
     assert [v.passed for v in verdicts] == [True, False]
     assert "converter crashed" in verdicts[1].reasons[0]
 
@@ -32,7 +33,7 @@ def test_bad_thresholds_and_empty_reports_are_usage_errors():
     with pytest.raises(UsageError):
         GateThresholds(min_agreement=1.5)
     with pytest.raises(UsageError, match="no artifacts"):
-        evaluate_gate({"artifacts": []}, GateThresholds())
+        evaluate_gate(ParityReport.from_json({"artifacts": []}), GateThresholds())
 
 
 def test_gate_cli_exit_codes(exported_run, tmp_path, cli):
@@ -69,7 +70,7 @@ def test_artifact_expecting_unit_range_fails_with_a_diagnosis(run_copy, cli):
     replace_artifact(run_copy, "tflite", embed_tflite(data, {**bundle.info.to_dict(), "format": "tflite",
                                                              "precision": "float32"}))
 
-    report = recheck_run(run_copy, show_progress=False).report
+    report = recheck_run(run_copy, show_progress=False).parity.to_json()
     broken = next(a for a in report["artifacts"] if a["name"] == "tflite")
     assert broken["agreement"] < 0.6
     assert any("[0, 1]" in finding for finding in broken["diagnosis"])
@@ -105,8 +106,8 @@ def test_per_class_and_probability_thresholds():
     report = {"artifacts": [{"name": "a", "status": "ok", "accuracy": 0.9, "accuracy_delta_pp": 0.0, "agreement": 1.0,
                              "max_abs_prob_diff": 0.3,
                              "per_class": [{"class": "cat", "delta_pp": -4.0}, {"class": "dog", "delta_pp": 4.0}]}]}
-    loose = evaluate_gate(report, GateThresholds(1.0, 0.9))
-    strict = evaluate_gate(report, GateThresholds(1.0, 0.9, max_class_drop_pp=2.0, max_prob_diff=0.1))
+    loose = evaluate_gate(ParityReport.from_json(report), GateThresholds(1.0, 0.9))
+    strict = evaluate_gate(ParityReport.from_json(report), GateThresholds(1.0, 0.9, max_class_drop_pp=2.0, max_prob_diff=0.1))
     assert loose[0].passed and not strict[0].passed
     assert "cat 4.0 pp" in strict[0].reasons[0] and "max |Δp| 0.3000 > 0.1" in strict[0].reasons[1]
 
@@ -144,6 +145,6 @@ def test_compare_models_figures_match_the_export_report_on_the_same_images(expor
     expected = next(a for a in report["artifacts"] if a["name"] == "tflite_int8")
     got = compare_models(exported_run / "bundle" / "model.keras", exported_run / "bundle" / "model_int8.tflite",
                          folder, show_progress=False)
-    assert got.reference["accuracy"] == pytest.approx(report["reference"]["accuracy"])
+    assert got.reference.accuracy == pytest.approx(report["reference"]["accuracy"])
     for key in ("accuracy", "agreement", "accuracy_delta_pp", "mcnemar_p"):
         assert getattr(got.artifacts[0], key) == pytest.approx(expected[key], abs=1e-6), key

@@ -92,7 +92,7 @@ def test_the_gate_refuses_a_board_that_breaks_the_protocol(run_copy, fake_ssh, s
 
 
 def test_a_board_that_hangs_is_given_up_after_the_idle_deadline(run_copy, fake_ssh, monkeypatch):
-    from edgeship.core.ssh import SSHOptions, TargetMisbehaved
+    from edgeship.targets.ssh import SSHOptions, TargetMisbehaved
     from edgeship.export.target_gate import evaluate_on_targets
 
     monkeypatch.setenv("PATH", f"{fake_ssh}{os.pathsep}{os.environ['PATH']}")

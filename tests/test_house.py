@@ -1,4 +1,4 @@
-"""Small promises of the redesign (#23): one name per concept, with a deprecation path for the old one."""
+"""Small promises of the redesigns: one name per concept; records and configs are values, not dicts or bags."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import warnings
 import pytest
 
 
-def test_classifier_runtime_is_the_one_name_and_implementation_warns(exported_run):
+def test_classifier_runtime_is_the_one_name(exported_run):
     from edgeship.runtime import Classifier
 
     classifier = Classifier.load(exported_run / "bundle", artifact="tflite")
-    from edgeship.runtime.backends import TFLITE_INTERPRETERS
+    from edgeship.runtime.tflite_session import TFLITE_INTERPRETERS
 
     assert classifier.runtime in {label for _, label in TFLITE_INTERPRETERS}
-    with pytest.warns(DeprecationWarning, match="use Classifier.runtime"):
-        old = classifier.implementation
-    assert old == classifier.runtime
+    assert not hasattr(classifier, "implementation")  # the session's word; the contract says `runtime`
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         classifier.runtime  # the contract's name never warns
@@ -25,7 +23,7 @@ def test_classifier_runtime_is_the_one_name_and_implementation_warns(exported_ru
 
 def test_train_options_are_plain_values_checked_once(capsys):
     from edgeship.cli import main
-    from edgeship.core.limits import LIMITS, LR_SCHEDULES, STRATEGIES
+    from edgeship.train.limits import LIMITS, LR_SCHEDULES, STRATEGIES
     from edgeship.runtime.errors import UsageError
     from edgeship.train import HParams, TrainConfig
     from edgeship.train.strategy import STRATEGIES as BUILDERS
@@ -33,12 +31,12 @@ def test_train_options_are_plain_values_checked_once(capsys):
     config = TrainConfig.from_flat(backbone="mobilenet_v2", alpha=0.35, epochs=3)
     assert (config.model.backbone, config.model.alpha, config.hparams.epochs) == ("mobilenet_v2", 0.35, 3)
     assert config == TrainConfig(backbone="mobilenet_v2", alpha=0.35, epochs=3)  # the old spelling still works
-    with pytest.raises(AttributeError, match="no option 'epoch'"):
-        config.epoch = 5  # a typo no longer adds an attribute nobody reads
+    with pytest.raises(AttributeError, match="is a value"):
+        config.epoch = 5  # a typo cannot add an attribute nobody reads
     with pytest.raises(TypeError, match="'epoch'"):
         TrainConfig.from_flat(epoch=5)
-    with pytest.warns(DeprecationWarning, match="read TrainConfig.hparams.epochs"):
-        assert config.epochs == 3
+    with pytest.raises(AttributeError):
+        config.epochs  # read config.hparams.epochs: one name per option
     # one range per option: the group refuses it when made, and the CLI refuses it with the same words
     for name, bad in (("epochs", 0), ("learning_rate", float("inf")), ("patience", 0)):
         limit = LIMITS[name]
@@ -116,7 +114,7 @@ def test_the_tflite_graph_read_from_the_flatbuffer_is_the_interpreters(exported_
     """The per-layer diagnosis reads ops from the FlatBuffer, not the interpreter's private op list: both give
     the same ops, tensors and scales for a full-int8 model."""
     from edgeship.export.quant_diagnosis import tflite_graph
-    from edgeship.runtime.backends import _tflite_interpreter
+    from edgeship.runtime.tflite_session import _tflite_interpreter
 
     model = (exported_run / "bundle" / "model_int8.tflite").read_bytes()
     graph, scales = tflite_graph(model)
@@ -131,10 +129,9 @@ def test_the_tflite_graph_read_from_the_flatbuffer_is_the_interpreters(exported_
 
 
 def test_reports_are_typed_inside_and_dicts_only_in_the_file(exported_run, tmp_path):
-    """load_report gives records all the way down; write_report writes the same JSON back; the old dict
-    habits still work, with a DeprecationWarning."""
+    """load_report gives records all the way down; write_report writes the same JSON back; a dict is read
+    only through from_json (the old dict habits are gone)."""
     import json
-    import warnings
 
     from edgeship.core.records import LatencySettings, ParityReport, Readiness, Reference, Speedup
     from edgeship.core.report import load_report, write_report
@@ -153,12 +150,9 @@ def test_reports_are_typed_inside_and_dicts_only_in_the_file(exported_run, tmp_p
     write_report(report, tmp_path / "report.json")
     assert json.loads((tmp_path / "report.json").read_text()) == original
     typed = [v.line() for v in evaluate_gate(report, GateThresholds())]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert [v.line() for v in evaluate_gate(original, GateThresholds())] == typed
-        assert report["reference"]["accuracy"] == report.reference.accuracy
-        assert "artifacts" in report
-        report["targets"] = [{"target": "ssh://pi@board", "status": "failed", "error": "no route"}]
-    assert {w.category for w in caught} == {DeprecationWarning} and len(caught) == 4
-    assert report.targets[0].error == "no route" and not report.targets[0].ok  # read back into its record
+    assert [v.line() for v in evaluate_gate(ParityReport.from_json(original), GateThresholds())] == typed
+    with pytest.raises(TypeError, match="ParityReport.from_json"):
+        evaluate_gate(original, GateThresholds())
+    with pytest.raises(TypeError):
+        report["reference"]  # noqa: B018 - records are read by attribute
     assert ParityReport.from_json(original).to_json() == original

@@ -8,8 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
+from edgeship.core.records import ParityReport
 from edgeship.runtime.fileio import sha256_file
-from edgeship.train.outlier import outlier_run
+from edgeship.export.outlier import outlier_run
 
 FACTOR = 300.0
 INT8 = ("tflite_int8", "onnx_int8")
@@ -53,7 +54,7 @@ def _rows(run):
 def test_equalization_keeps_the_function_and_skips_what_clips():
     """Scales move across ReLU exactly (outputs equal to float rounding, the outlier's channel brought back in line
     with the others); a pair behind ReLU6 is skipped and named."""
-    from edgeship.core.keras_graph import leaf_layers
+    from edgeship.export.keras_graph import leaf_layers
     from edgeship.core.tfenv import import_keras
     from edgeship.export.equalize import equalized_copy
 
@@ -270,7 +271,8 @@ def test_max_drop_search_passes_the_gate_and_never_reads_the_test_split(outlier,
 
 
 def test_speedup_figures_and_the_min_speedup_gate(exported_run, cli):
-    from edgeship.export.gate import SPEED_PRECISIONS, GateThresholds, evaluate_gate
+    from edgeship.export.gate import GateThresholds, evaluate_gate
+    from edgeship.export.gate_checks import SPEED_PRECISIONS
     from edgeship.runtime.errors import UsageError
 
     rows = _rows(exported_run)
@@ -289,7 +291,7 @@ def test_speedup_figures_and_the_min_speedup_gate(exported_run, cli):
     loose = cli("gate", exported_run, "--max-drop", "100", "--min-agreement", "0", "--min-speedup", str(slowest * 0.99))
     assert loose.returncode == 0, loose.stdout
     row = dict(name="q", status="ok", format="onnx", precision="int8", accuracy=0.9, accuracy_delta_pp=0.0, agreement=1.0)
-    verdict = evaluate_gate({"artifacts": [row]}, GateThresholds(min_speedup=1.5))[0]
+    verdict = evaluate_gate(ParityReport.from_json({"artifacts": [row]}), GateThresholds(min_speedup=1.5))[0]
     assert not verdict.passed and "no speed-up figure" in verdict.reasons[0]  # fails closed
     with pytest.raises(UsageError):
         GateThresholds(min_speedup=0)
@@ -303,7 +305,7 @@ def test_min_speedup_judges_quantization_not_float16_and_says_slower_plainly():
                     accuracy_delta_pp=0.0, agreement=1.0, speedup={"over": "tflite", "value": value, "threads": 1,
                                                                    "source": "bench"})
 
-    fp16, int8 = evaluate_gate({"artifacts": [row("float16", 1.01), row("int8", 0.14)]}, GateThresholds(min_speedup=1.5))
+    fp16, int8 = evaluate_gate(ParityReport.from_json({"artifacts": [row("float16", 1.01), row("int8", 0.14)]}), GateThresholds(min_speedup=1.5))
     assert fp16.passed  # a size format: not held to a speed-up
     assert not int8.passed and int8.reasons[0].startswith("7.1× slower than tflite here (wanted 1.5× faster")
 
@@ -343,7 +345,7 @@ def test_the_int8_search_gives_the_same_bytes_with_the_test_split_poisoned(tmp_p
 
     from edgeship.export import export_run
     from edgeship.train import SplitConfig, TrainConfig, train, write_digits_dataset
-    from edgeship.train.outlier import outlier_run
+    from edgeship.export.outlier import outlier_run
 
     clean = tmp_path / "clean"
     data = write_digits_dataset(clean / "data", size=32, per_class=30, classes=4)

@@ -6,6 +6,8 @@ test_faults.py.
 
 from __future__ import annotations
 
+from edgeship.core.records import ParityReport
+
 import json
 import os
 import shutil
@@ -149,7 +151,7 @@ def test_non_finite_or_missing_figures_fail_closed(bad):
     row = {"name": "int8", "status": "ok", "accuracy": 0.9, "accuracy_delta_pp": 0.0, "agreement": bad}
     if bad is None:
         del row["agreement"]
-    verdict = evaluate_gate({"artifacts": [row]}, GateThresholds(max_drop_pp=100, min_agreement=0))[0]
+    verdict = evaluate_gate(ParityReport.from_json({"artifacts": [row]}), GateThresholds(max_drop_pp=100, min_agreement=0))[0]
     assert not verdict.passed and "agreement missing or not a finite number" in verdict.reasons[0]
 
 
@@ -183,7 +185,7 @@ def test_accuracy_floor_and_chance_level_fail(run_copy, tmp_path, cli):
     useless = {"reference": {"accuracy": majority, "majority_accuracy": majority},
                "artifacts": [{"name": "int8", "status": "ok", "accuracy": majority, "accuracy_delta_pp": 0.0,
                               "agreement": 1.0}]}
-    verdict = evaluate_gate(useless, GateThresholds())[0]
+    verdict = evaluate_gate(ParityReport.from_json(useless), GateThresholds())[0]
     assert not verdict.passed and "no better than always answering the most common class" in verdict.reasons[0]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from xml.etree import ElementTree
 
 import numpy as np
@@ -84,7 +83,7 @@ def test_options_that_would_do_nothing_are_refused_before_any_work(flags, messag
 
 def test_an_unknown_answer_keeps_its_best_guess(exported_run):
     from edgeship.core.splits import SplitManifest
-    from edgeship.predict import _emit
+    from edgeship.cli.predict import _emit
     from edgeship.runtime import Classifier
     from edgeship.runtime.spec import ModelInfo
 
@@ -111,6 +110,8 @@ def test_an_unknown_answer_keeps_its_best_guess(exported_run):
 
 
 def test_ctrl_c_says_what_to_do_next(monkeypatch, capsys):
+    import importlib
+
     from edgeship import cli as cli_module
 
     def interrupted(args):
@@ -118,7 +119,7 @@ def test_ctrl_c_says_what_to_do_next(monkeypatch, capsys):
 
     for command, advice in (("train", "run the same command again to resume"),
                             ("export", "the export did not finish")):
-        monkeypatch.setattr(cli_module, f"cmd_{command}", interrupted)
+        monkeypatch.setattr(importlib.import_module(f"edgeship.cli.{command}"), "run", interrupted)
         argv = [command, "data", "--out", "run"] if command == "train" else [command, "run"]
         assert cli_module.main(argv) == 130
         assert advice in capsys.readouterr().err

@@ -47,7 +47,7 @@ def test_ort_rows_get_readiness_from_the_ort_file_and_a_speedup(ort_run):
 
 
 def test_ort_formats_are_opt_in_and_listed(cli):
-    from edgeship.core.formats import DEFAULT_FORMATS, resolve_formats
+    from edgeship.export.formats import DEFAULT_FORMATS, resolve_formats
 
     assert "ort_int8" not in DEFAULT_FORMATS and "ort_int8" in [f.name for f in resolve_formats(["all"])]
     listing = cli("formats").stdout

@@ -57,7 +57,7 @@ def test_training_errors_are_one_line_without_traceback(tmp_path, cli):
 @pytest.mark.slow
 def test_demo_meets_the_acceptance_figures(tmp_path):
     """Full embedded dataset: Keras >= 95 %, TFLite int8 within 1.0 pp and >= 98 % agreement."""
-    from edgeship.demo import run_demo
+    from edgeship.cli.demo import run_demo
 
     assert run_demo(tmp_path / "demo", bench_runs=20) == 0
     report = json.loads((tmp_path / "demo" / "report.json").read_text())

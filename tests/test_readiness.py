@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from edgeship.core.records import ParityReport
 from edgeship.export.gate import GateThresholds, evaluate_gate, resolve_thresholds
 from edgeship.export.readiness import gpu_delegate_verdict, onnx_readiness, readiness
 from edgeship.runtime.errors import UsageError
@@ -101,14 +102,14 @@ def test_required_readiness_fails_closed():
     row = dict(name="m", status="ok", format="tflite", accuracy=0.9, accuracy_delta_pp=0.0, agreement=1.0)
     ready = {"gpu_delegate": {"ready": True}}
     thresholds = GateThresholds(require_gpu_delegate=True)
-    assert evaluate_gate({"artifacts": [{**row, "readiness": ready}]}, thresholds)[0].passed
+    assert evaluate_gate(ParityReport.from_json({"artifacts": [{**row, "readiness": ready}]}), thresholds)[0].passed
     for entry, reason in ((None, "no device-readiness figures"), ({"error": "boom"}, "could not be checked: boom"),
                           ({"gpu_delegate": {"ready": False, "issues": ["TOPK_V2 on CPU"]}}, "TOPK_V2 on CPU")):
-        verdict = evaluate_gate({"artifacts": [{**row, "readiness": entry}]}, thresholds)[0]
+        verdict = evaluate_gate(ParityReport.from_json({"artifacts": [{**row, "readiness": entry}]}), thresholds)[0]
         assert not verdict.passed and reason in verdict.reasons[0]
-    assert evaluate_gate({"artifacts": [{**row, "readiness": None}]}, GateThresholds())[0].passed  # not asked for
+    assert evaluate_gate(ParityReport.from_json({"artifacts": [{**row, "readiness": None}]}), GateThresholds())[0].passed  # not asked for
     keras_row = {**row, "format": "keras"}  # not shipped: never judged by readiness
-    assert evaluate_gate({"artifacts": [keras_row]}, thresholds)[0].passed
+    assert evaluate_gate(ParityReport.from_json({"artifacts": [keras_row]}), thresholds)[0].passed
     with pytest.raises(UsageError, match="true or false"):
         GateThresholds(require_gpu_delegate="yes")
     assert resolve_thresholds(None, require_gpu_delegate=None).require_gpu_delegate is False

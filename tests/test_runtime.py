@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from edgeship.runtime import Classifier, ModelLoadError
-from edgeship.runtime.backends import _quantize
+from edgeship.runtime.session import quantize as _quantize
 from edgeship.runtime.tflite_metadata import read_tflite_metadata
 
 

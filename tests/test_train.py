@@ -82,8 +82,8 @@ def test_train_config_groups_like_model_maker_and_flat_keywords_land_in_them():
                        unknown_recall=None)
     assert (grouped.model, grouped.hparams, grouped.data) == (flat.model, flat.hparams, flat.data)
     assert flat.hparams.epochs == 3 and flat.seed == 7 and flat.resume_key() == grouped.resume_key()
-    with pytest.warns(DeprecationWarning):
-        flat.epochs = 5  # a flat write goes to its group too (deprecated: configs are values)
-    assert flat.hparams.epochs == 5 and "epochs" not in vars(flat) and grouped.hparams.epochs == 3
+    with pytest.raises(AttributeError, match="is a value"):
+        flat.epochs = 5  # configs are values: a new one is made, not this one changed
+    assert flat.hparams.epochs == 3 and "epochs" not in vars(flat)
     with pytest.raises(TypeError, match="unknown option 'epoch'"):
         TrainConfig(epoch=3)

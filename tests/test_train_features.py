@@ -116,7 +116,7 @@ def test_hub_backbone_trains_from_a_local_savedmodel_offline(small_digits, tmp_p
     refused = cli("export", run, "--formats", "tflite")  # the TFSMLayer loads only outside safe mode
     assert refused.returncode == 2 and "TF-Hub bundle" in refused.stderr and "--trust-code" in refused.stderr
     exported = export_run(run, ["keras", "saved_model", "tflite"], show_progress=False, trust_code=True)
-    rows = {a["name"]: a for a in exported.report["artifacts"]}
+    rows = {a["name"]: a for a in exported.parity.to_json()["artifacts"]}
     assert rows["tflite"]["status"] == "ok" and rows["tflite"]["agreement"] > 0.95, rows["tflite"].get("error")
     assert rows["keras"]["agreement"] == 1.0 and rows["saved_model"]["agreement"] > 0.99
 
@@ -530,7 +530,7 @@ def test_two_classes_train_one_sigmoid_output_that_exports_and_runs(small_digits
                                          **QUICK))
     bundle = Bundle.load(run / "bundle")
     assert bundle.info.task == "binary" and load_keras_model(run / "bundle" / "model.keras").output_shape == (None, 1)
-    report = export_run(run, ["tflite", "onnx"], show_progress=False).report
+    report = export_run(run, ["tflite", "onnx"], show_progress=False).parity.to_json()
     for row in report["artifacts"]:
         assert row["status"] == "ok" and row["agreement"] == 1.0, row
     classifier = Classifier.load(run / "bundle" / "model_float32.tflite")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.core.keras_graph import leaf_layers  # noqa: F401 - the model's layers, nested models opened up
+from edgeship.core.keras_layers import leaf_layers  # noqa: F401 - the model's layers, nested models opened up
 from edgeship.core.errors import BackboneError
 from edgeship.core.tfenv import import_keras
 

@@ -9,12 +9,11 @@ ones. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Sequence
 
 from edgeship.core.dataset import check_class_names
-from edgeship.core.limits import LIMITS, LR_SCHEDULES, STRATEGIES  # noqa: F401 - re-exported
+from edgeship.train.limits import LIMITS, LR_SCHEDULES, STRATEGIES  # noqa: F401 - re-exported
 from edgeship.core.splits import SplitConfig
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.preprocess import RESIZERS
@@ -133,29 +132,14 @@ class TrainConfig:
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value) -> None:
-        """A value, not a bag: a mistyped `config.epoch = 5` raises. A flat write to a real option
-        (`config.epochs = 5`) still lands in its group, with a DeprecationWarning."""
-        group = _OWNER.get(name)
-        if group is None:
-            raise AttributeError(f"TrainConfig has no option {name!r} (and is a value: make a new one with "
-                                 f"TrainConfig.from_flat(...) or dataclasses.replace)")
-        warnings.warn(f"setting TrainConfig.{name} is deprecated; pass it when making the config "
-                      f"(TrainConfig.{group}.{name})", DeprecationWarning, stacklevel=2)
-        object.__setattr__(self, group, replace(object.__getattribute__(self, group), **{name: value}))
+        """A value, not a bag: make a new config (TrainConfig.from_flat(...) or dataclasses.replace)."""
+        raise AttributeError(f"TrainConfig is a value: set {name!r} when making it (TrainConfig.from_flat(...)), "
+                             f"or replace a group: dataclasses.replace(config.hparams, ...)")
 
     @classmethod
     def from_flat(cls, **options) -> TrainConfig:
         """The explicit flat constructor: every option by its own name, unknown names refused."""
         return cls(**options)
-
-    def __getattr__(self, name: str):
-        """Flat reads (`config.epochs`) still work, with a DeprecationWarning: read `config.hparams.epochs`."""
-        group = _OWNER.get(name)
-        if group is None or name.startswith("__"):
-            raise AttributeError(name)
-        warnings.warn(f"TrainConfig.{name} is deprecated; read TrainConfig.{group}.{name}", DeprecationWarning,
-                      stacklevel=2)
-        return getattr(object.__getattribute__(self, group), name)
 
     @property
     def seed(self) -> int:
@@ -172,12 +156,6 @@ class TrainConfig:
                              f"2 of a frozen pretrained backbone, and this run trains the whole model from the "
                              f"start (weights {model.weights or 'none'}); drop it, or pass --freeze-backbone or "
                              f"--weights imagenet")
-
-    def frozen(self) -> bool:
-        """Deprecated name of `model.backbone_frozen()`."""
-        warnings.warn("TrainConfig.frozen() is deprecated; use TrainConfig.model.backbone_frozen()",
-                      DeprecationWarning, stacklevel=2)
-        return self.model.backbone_frozen()
 
     def resume_key(self) -> dict:
         """Settings an interrupted run must share with the command that resumes it."""

@@ -1,26 +1,17 @@
 """Where a positive per-channel scale can move from one layer to the next without changing the model's function:
 a BatchNormalization whose output reaches a Conv2D or Dense only through layers that commute with such a scale
-(ReLU, max- and global-average pooling, dropout, linear). The outlier injector (train/outlier.py) uses it to make
+(ReLU, max- and global-average pooling, dropout, linear). The outlier injector (export/outlier.py) uses it to make
 a model int8 hurts; cross-layer equalization (export/equalize.py) uses it to undo that."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeship.core.keras_layers import leaf_layers
+
 # Layers between the BatchNorm and the convolution that commute with a positive per-channel scale.
 PASS_THROUGH = ("ReLU", "MaxPooling2D", "GlobalAveragePooling2D", "Dropout", "Activation")
 CONSUMERS = ("Conv2D", "Dense")  # what reads the scaled channel and is scaled back: kernel input axis -2
-
-
-def leaf_layers(model) -> list:
-    """Every non-container layer, in order (nested models expanded)."""
-    out = []
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            out.extend(leaf_layers(layer))
-        else:
-            out.append(layer)
-    return out
 
 
 def commutes(layer) -> bool:

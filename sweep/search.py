@@ -79,7 +79,7 @@ class SweepResult:
 
 
 def _targets(targets: Sequence[str]) -> list[str]:
-    from edgeship.core.ssh import SSHTarget
+    from edgeship.targets.ssh import SSHTarget
 
     chosen = list(dict.fromkeys(targets or (LOCAL,)))
     for target in chosen:
@@ -93,7 +93,7 @@ def preflight(space: Space, targets: list[str], options: SweepOptions, say=logge
     pretrained weights of every space entry can be had (cached, or downloaded now: training would fetch them
     anyway). Offline, the default space used to measure all its candidates for a quarter of an hour and then stop
     at the first training."""
-    from edgeship.core.ssh import RemoteError, SSHOptions, SSHTarget, run_ssh
+    from edgeship.targets.ssh import RemoteError, SSHOptions, SSHTarget, run_ssh
     from edgeship.train.backbones import build_backbone
 
     for target in targets:

@@ -72,7 +72,7 @@ def bench_files(files: Sequence[Path], targets: Sequence[str], threads: int = 1,
 
 def target_label(target: str) -> str:
     """The name bench gives TARGET's rows: `local`, or ssh's user@host:port."""
-    from edgeship.core.ssh import SSHTarget
+    from edgeship.targets.ssh import SSHTarget
 
     return target if target == LOCAL else SSHTarget.parse(target).label
 

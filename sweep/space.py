@@ -145,7 +145,7 @@ def _as_list(value, what: str, source: str) -> list:
 
 def _parse(data: dict, source: str) -> Space:
     from edgeship.train.backbones import get_backbone
-    from edgeship.core.limits import LIMITS
+    from edgeship.train.limits import LIMITS
 
     unknown = set(data) - {"precisions", "backbones"}
     if unknown or not data.get("backbones"):

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgeship.core.keras_graph import leaf_layers, scale_pairs
+
+from edgeship.core.keras_layers import leaf_layers
 from edgeship.core.layout import RunLayout
 from edgeship.core.splits import SplitManifest
 from edgeship.core.tensorflow import load_keras_model
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.spec import Bundle
+
+from .keras_graph import scale_pairs
 
 
 @dataclass(frozen=True)
