@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeship-installed
 
-.PHONY: demo demo-int8 demo-sweep test bench bench-scale clean
+.PHONY: demo demo-int8 demo-sweep test docs bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# The documentation site in site/: the reference pages are generated from the CLI parser and the JSON Schemas first,
+# and any warning (a broken link, a page missing from the nav) fails the build. `make test` builds it too.
+docs: $(STAMP)
+	$(PY) docs/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 bench: $(STAMP)
 	EDGESHIP_BENCH=1 $(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-columns=median,iqr,ops -s
 
@@ -48,4 +54,4 @@ bench-scale: $(STAMP)
 	$(PY) -m edgeship.bench.scale --sizes $(SIZES)
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -45,29 +45,23 @@ def _tflite_ms(data: bytes, x: np.ndarray, runs: int) -> float:
         return _median_ms(lambda: session.run_prepared(tensor), runs)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--size", type=int, default=224)
-    args = parser.parse_args(argv)
+def _model(keras, size: int, alpha: float):
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, include_top=False)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base(x))))
 
-    from edgeship.core.tfenv import captured_output, import_keras
-    tf, keras = import_keras()
+
+def _onnx_rows(tf, model, calib: np.ndarray, size: int, runs: int) -> list[tuple]:
+    """Every ONNX Runtime static-int8 option on the same model, p50 and speed-up over float32 per graph level."""
     import onnx
     import tf2onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    size = args.size
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=args.alpha, weights=None, include_top=False)
-    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base(x))))
-    rng = np.random.default_rng(0)
-    calib = rng.integers(0, 256, (16, size, size, 3)).astype(np.float32)
-    sample = calib[:1]
-    tmp = Path(tempfile.mkdtemp(prefix="edgeship-ort-options-"))
+    from edgeship.core.tfenv import captured_output
+
+    sample, tmp = calib[:1], Path(tempfile.mkdtemp(prefix="edgeship-ort-options-"))
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
     with captured_output():
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
@@ -81,23 +75,25 @@ def main(argv=None) -> int:
         def get_next(self):
             return next(self.items, None)
 
-    rows = []
-    float_ms = {level: _ort_ms(tmp / "float.onnx", sample, args.runs, level)
+    float_ms = {level: _ort_ms(tmp / "float.onnx", sample, runs, level)
                 for level in ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC")}
-    for level, ms in float_ms.items():
-        rows.append(("onnx float32", level, ms, 1.0))
+    rows = [("onnx float32", level, ms, 1.0) for level, ms in float_ms.items()]
     grid = itertools.product((QuantFormat.QDQ, QuantFormat.QOperator), ((QuantType.QInt8, "S8S8"), (QuantType.QUInt8, "U8S8")),
                              (True, False), (False, True), (True, False))
     for fmt, (activation, pair), per_channel, reduce_range, prepared in grid:
-        source = tmp / ("prepared.onnx" if prepared else "float.onnx")
         out = tmp / "q.onnx"
-        quantize_static(str(source), str(out), Reader(), quant_format=fmt, activation_type=activation,
-                        weight_type=QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range)
+        quantize_static(str(tmp / ("prepared.onnx" if prepared else "float.onnx")), str(out), Reader(), quant_format=fmt,
+                        activation_type=activation, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        reduce_range=reduce_range)
         label = (f"{fmt.name} {pair} {'per-channel' if per_channel else 'per-tensor'}"
                  f"{' reduce_range' if reduce_range else ''}{'' if prepared else ' no-preprocess'}")
         for level in (("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED") if fmt == QuantFormat.QDQ else ("ORT_ENABLE_ALL",)):
-            ms = _ort_ms(out, sample, args.runs, level)
+            ms = _ort_ms(out, sample, runs, level)
             rows.append((label, level, ms, float_ms[level] / ms))
+    return rows
+
+
+def _tflite_rows(tf, model, calib: np.ndarray, runs: int) -> list[tuple]:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     tflite_float = converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -105,10 +101,24 @@ def main(argv=None) -> int:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.uint8
     tflite_int8 = converter.convert()
-    tflite_ms, tflite_int8_ms = (_tflite_ms(data, sample, args.runs) for data in (tflite_float, tflite_int8))
-    rows.append(("tflite float32", "XNNPACK", tflite_ms, 1.0))
-    rows.append(("tflite int8", "XNNPACK", tflite_int8_ms, tflite_ms / tflite_int8_ms))
-    print(f"MobileNetV2 alpha {args.alpha} at {size} px, batch 1, 1 thread, median of {args.runs} runs")
+    tflite_ms, tflite_int8_ms = (_tflite_ms(data, calib[:1], runs) for data in (tflite_float, tflite_int8))
+    return [("tflite float32", "XNNPACK", tflite_ms, 1.0), ("tflite int8", "XNNPACK", tflite_int8_ms, tflite_ms / tflite_int8_ms)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--size", type=int, default=224)
+    args = parser.parse_args(argv)
+
+    from edgeship.core.tfenv import import_keras
+
+    tf, keras = import_keras()
+    model = _model(keras, args.size, args.alpha)
+    calib = np.random.default_rng(0).integers(0, 256, (16, args.size, args.size, 3)).astype(np.float32)
+    rows = _onnx_rows(tf, model, calib, args.size, args.runs) + _tflite_rows(tf, model, calib, args.runs)
+    print(f"MobileNetV2 alpha {args.alpha} at {args.size} px, batch 1, 1 thread, median of {args.runs} runs")
     print("| option | graph optimization | p50 ms | speed-up over float32 |")
     print("|---|---|---|---|")
     for label, level, ms, ratio in rows:

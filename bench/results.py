@@ -112,7 +112,7 @@ def attach_static_costs(rows: list[BenchRow], artifacts) -> None:
 
 def static_cost_rows(rows: list[BenchRow]) -> list[list[str]]:
     """One line per artifact: its static cost beside the best p50 any local row of it measured."""
-    from edgeship.core.report import describe_cost
+    from edgeship.core.report_markdown import describe_cost
 
     seen: dict[tuple, list[str]] = {}
     for row in sorted((r for r in rows if r.static_cost and r.ok), key=lambda r: (r.latency_ms or {}).get("p50", 1e18)):
@@ -236,7 +236,7 @@ def render_markdown(result: dict, rows: list[BenchRow], plot_name: str | None, p
     parts += _profile_section(rows, profile_plot)
     costs = static_cost_rows(shown)
     if costs:
-        from edgeship.core.report import STATIC_COST_HEADERS
+        from edgeship.core.report_markdown import STATIC_COST_HEADERS
 
         parts += ["Static cost per artifact, read from its graph (see the report's *Static cost*), beside the fastest "
                   "p50 measured for it:", "",

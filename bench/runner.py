@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 from edgeship.core.layout import RunLayout, run_lock
-from edgeship.core.records import BenchRow, LatencySettings, ParityReport
-from edgeship.core.report import load_report, write_report
+from edgeship.core.records import BenchRow, LatencySettings, LatencyStage, ParityReport, TimingStage
+from edgeship.core.report import load_report
+from edgeship.core.report_store import update_report
 from edgeship.core.speedup import attach_speedups
 from edgeship.runtime.environment import fingerprint
 from edgeship.runtime.errors import EdgeshipError, UsageError
@@ -27,7 +28,6 @@ from .matrix import artifacts_of, build_cases
 from .remote import SSHOptions, SSHTarget, TargetMisbehaved, bench_on_target
 
 logger = logging.getLogger("edgeship")
-REPORT_FIELDS = ("throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb")  # besides latency_ms
 
 
 @dataclass
@@ -105,11 +105,9 @@ def _cases_for(models: list[_Model], artifacts: dict[str, list], settings: Bench
 
 
 def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchSettings, out_dir: Path | None) -> None:
-    """Write batch-1 latency into a run's report.json, only when this bench is *of that run, into that run*
-    (its output folder is the run), measured locally, and the report still describes the files. Each
-    figure carries the settings, target, time and artifact sha256 that produced it."""
-    from edgeship.core.integrity import report_problems
-
+    """Merge batch-1 latency into a run's report.json, only when this bench is *of that run, into that run* (its
+    output folder is the run), measured locally, and the report still describes the files. Each figure carries
+    the settings, target, time and artifact sha256 that produced it."""
     measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     environment = fingerprint()
     for model in models:
@@ -117,28 +115,24 @@ def _update_reports(models: list[_Model], rows: list[BenchRow], settings: BenchS
             continue
         if Path(out_dir).resolve() != model.report_path.parent.resolve():
             continue
-        problems = report_problems(model.report, RunLayout(model.report_path.parent))
-        if problems:
-            logger.warning(f"{model.report_path}: not updated with latency, it no longer describes the files "
-                           f"({problems[0]}); re-run `edgeship export`")
-            continue
         chosen = {r.name: r for r in rows if r.target == "local" and r.model == model.label and r.batch == 1
                   and r.threads == settings.threads[0] and r.ok and r.provider in (None, "cpu")}
         if not chosen:
             continue
-        for artifact in model.report.artifacts:
-            row = chosen.get(artifact.name)
-            if row is None:
-                continue
-            artifact.latency_ms = row.latency_ms
-            for key in REPORT_FIELDS:
-                setattr(artifact, key, getattr(row, key))
-            artifact.latency_settings = LatencySettings.measured(
-                "bench", row.runs or settings.runs, settings.warmup, settings.threads[0], artifact.sha256,
-                min_seconds=settings.min_seconds, cpu=environment.get("cpu"), measured_at=measured_at)
-        attach_speedups(model.report.artifacts)  # over float32, now from this bench's latencies
-        model.report.extra.pop("bench", None)  # one global settings block could not describe mixed measurements
-        write_report(model.report, model.report_path)
+
+        def merge(report, chosen=chosen) -> None:
+            for artifact in report.artifacts:
+                row = chosen.get(artifact.name)
+                if row is None:
+                    continue
+                artifact.merge(row.part(LatencyStage))  # the same stage record a bench row holds
+                artifact.merge(TimingStage(latency_settings=LatencySettings.measured(
+                    "bench", row.runs or settings.runs, settings.warmup, settings.threads[0], artifact.sha256,
+                    min_seconds=settings.min_seconds, cpu=environment.get("cpu"), measured_at=measured_at)))
+            attach_speedups(report.artifacts)  # over float32, now from this bench's latencies
+            report.extra.pop("bench", None)  # one global settings block could not describe mixed measurements
+
+        update_report(RunLayout(model.report_path.parent), "bench", merge, report=model.report)
 
 
 def _attach_remote_profiles(models: list[_Model], rows: list[BenchRow], label: str, answers: list[dict]) -> None:
@@ -245,28 +239,7 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
                                    "interrupted": interrupted})
         bar.close()
         for label, future in futures.items():
-            try:
-                answer = future.result()
-            except KeyboardInterrupt:  # keep what is measured; the remote agents end with their ssh sessions
-                interrupted = True
-                target_records.append({"target": label, "status": "failed", "error": "interrupted"})
-                continue
-            except EdgeshipError as exc:
-                target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
-                if isinstance(exc, TargetMisbehaved):  # said once, as the command's error
-                    misbehaved.append(str(exc))
-                else:
-                    logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
-                continue
-            emulated = answer["environment"].get("emulated") is True
-            rows += [BenchRow.from_json({**r, "target": label, "emulated": emulated}) for r in answer["rows"]
-                     if r.get("kind") != "profile"]
-            try:
-                _attach_remote_profiles(resolved, rows, label, [r for r in answer["rows"] if r.get("kind") == "profile"])
-            except (TypeError, ValueError, KeyError, AttributeError):
-                misbehaved.append(f"{label}: sent a profile that is not the agent's")
-            target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),
-                                   "interrupted": answer.get("interrupted", False)})
+            interrupted |= _collect_target(label, future, resolved, rows, target_records, misbehaved)
 
     for model in resolved:
         results.attach_accuracy([r for r in rows if r.model == model.label], model.report)
@@ -292,6 +265,33 @@ def _bench(resolved: list[_Model], settings: BenchSettings, targets, ssh, compar
         except OSError as exc:  # a full or read-only disk: keep the measurements somewhere, say where
             outcome.write_error = _keep_elsewhere(result, exc)
     return outcome
+
+
+def _collect_target(label: str, future, resolved: list[_Model], rows: list[BenchRow], target_records: list,
+                    misbehaved: list) -> bool:
+    """Add one SSH target's rows and record (or why it failed); True when the user interrupted it."""
+    try:
+        answer = future.result()
+    except KeyboardInterrupt:  # keep what is measured; the remote agents end with their ssh sessions
+        target_records.append({"target": label, "status": "failed", "error": "interrupted"})
+        return True
+    except EdgeshipError as exc:
+        target_records.append({"target": label, "status": "failed", "error": str(exc).removeprefix(f"{label}: ")})
+        if isinstance(exc, TargetMisbehaved):  # said once, as the command's error
+            misbehaved.append(str(exc))
+        else:
+            logger.error(f"bench on {label} failed: {str(exc).removeprefix(label + ': ')}")
+        return False
+    emulated = answer["environment"].get("emulated") is True
+    rows += [BenchRow.from_json({**r, "target": label, "emulated": emulated}) for r in answer["rows"]
+             if r.get("kind") != "profile"]
+    try:
+        _attach_remote_profiles(resolved, rows, label, [r for r in answer["rows"] if r.get("kind") == "profile"])
+    except (TypeError, ValueError, KeyError, AttributeError):
+        misbehaved.append(f"{label}: sent a profile that is not the agent's")
+    target_records.append({"target": label, "status": "ok", "environment": answer.get("environment"),
+                           "interrupted": answer.get("interrupted", False)})
+    return False
 
 
 def _keep_elsewhere(result: dict, exc: OSError) -> str:

@@ -17,15 +17,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeship.core.layout import RunLayout
+from edgeship.core.records import BenchRow, read_bench_rows
+from edgeship.core.tfenv import captured_output
+from edgeship.core.tflite_graph import read_graph
 from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
 from edgeship.runtime.spec import ArtifactRecord, Bundle
 
 from .explore_guard import allowed_hosts, check_host, new_token, serve_guarded
-from .layout import RunLayout
-from .records import BenchRow, read_bench_rows
-from .tflite_graph import read_graph
-from .tfenv import captured_output
 
 logger = logging.getLogger("edgeship")
 GRAPH_ID = "main"  # the id Model Explorer's TFLite adapter gives subgraph 0
@@ -102,24 +102,29 @@ def _profile_row(layout: RunLayout, record: ArtifactRecord, sha256: str) -> tupl
     return None, f"no latency overlay: {path} has no profile of {record.name}; run `edgeship bench {layout.root} --profile`"
 
 
+def _chosen_record(layout: RunLayout, bundle: Bundle, artifact: str | None):
+    """ARTIFACT's record, or by default the int8 TFLite artifact, else the first .tflite."""
+    tflite = [r for r in bundle.artifacts if r.ok and r.format == "tflite"]
+    if artifact is None:
+        if not tflite:
+            raise UsageError(f"{layout.bundle}: no TFLite artifact to explore; run `edgeship export {layout.root}`")
+        return next((r for r in tflite if r.precision == "int8"), tflite[0])
+    record = next((r for r in bundle.artifacts if r.name == artifact), None)
+    if record is None or not record.ok:
+        names = ", ".join(r.name for r in tflite) or "none"
+        raise UsageError(f"{layout.bundle}: no exported artifact {artifact!r} (TFLite artifacts: {names})")
+    if record.format != "tflite":
+        raise UsageError(f"--artifact {artifact}: explore overlays TFLite graphs; choose one of "
+                         f"{', '.join(r.name for r in tflite) or 'none (export a .tflite)'}")
+    return record
+
+
 def build_overlays(run: str | Path, artifact: str | None = None) -> Exploration:
     """The overlays of one TFLite artifact of RUN (default: the int8 one, else the first .tflite), checked against
     its bundle record first; written to RUN/explore/NAME/*.json."""
     layout = RunLayout.find(run)
     bundle = Bundle.load(layout.bundle)
-    tflite = [r for r in bundle.artifacts if r.ok and r.format == "tflite"]
-    if artifact is None:
-        if not tflite:
-            raise UsageError(f"{layout.bundle}: no TFLite artifact to explore; run `edgeship export {layout.root}`")
-        record = next((r for r in tflite if r.name == "tflite_int8"), tflite[0])
-    else:
-        record = next((r for r in bundle.artifacts if r.name == artifact), None)
-        if record is None or not record.ok:
-            names = ", ".join(r.name for r in tflite) or "none"
-            raise UsageError(f"{layout.bundle}: no exported artifact {artifact!r} (TFLite artifacts: {names})")
-        if record.format != "tflite":
-            raise UsageError(f"--artifact {artifact}: explore overlays TFLite graphs; choose one of "
-                             f"{', '.join(r.name for r in tflite) or 'none (export a .tflite)'}")
+    record = _chosen_record(layout, bundle, artifact)
     model_path = layout.bundle / record.file
     try:
         model = bundle.read_artifact(layout.bundle, record)

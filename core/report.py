@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 from edgeship.runtime.errors import UsageError
-from edgeship.runtime.fileio import atomic_write_json, atomic_write_text, read_json
+from edgeship.runtime.fileio import read_json
 
 from .layout import RunLayout
-from .plots import Point, plot_accuracy_bars, plot_accuracy_latency, plot_layer_errors, save_png  # noqa: F401 - save_png re-exported
-from .records import LatencySettings, ParityReport, ParityRow, QuantizationRecord, Readiness
+from .records import ParityReport, ParityRow
 from .schema import schema_errors
 
 PLOT_FILE = "report_accuracy.png"
@@ -81,7 +80,7 @@ def format_value(value, spec: str, scale: float = 1.0, missing: str = "–") -> 
     return text
 
 
-def _size(num_bytes) -> str:
+def size_text(num_bytes) -> str:
     if num_bytes is None:
         return "–"
     return f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1 << 20 else f"{num_bytes / (1 << 20):.2f} MiB"
@@ -96,17 +95,17 @@ def summary_rows(report: ParityReport) -> list[list[str]]:
         if not a.ok:
             rows.append([a.name, a.format or "?", a.precision or "?", "–", "FAILED", "–", "–", "–"])
             continue
-        rows.append([a.name, a.format, a.precision, _size(a.size_bytes), format_value(a.accuracy, ".2%"),
+        rows.append([a.name, a.format, a.precision, size_text(a.size_bytes), format_value(a.accuracy, ".2%"),
                      format_value(a.accuracy_delta_pp, "+.2f"), format_value(a.agreement, ".2%"),
-                     format_value(_p50(a), ".3f")])
+                     format_value(row_p50(a), ".3f")])
     return rows
 
 
-def _p50(row: ParityRow):
+def row_p50(row: ParityRow):
     return (row.latency_ms or {}).get("p50")
 
 
-def _threads(row: ParityRow):
+def row_threads(row: ParityRow):
     return (row.latency_settings.threads if row.latency_settings else None) or "default"
 
 
@@ -123,300 +122,3 @@ def text_table(headers, rows) -> str:
     def line(cells):
         return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
     return "\n".join([line(headers), line("-" * w for w in widths), *(line(r) for r in rows)])
-
-
-def _plot(report: ParityReport, png_path: Path) -> Path | None:
-    ok = [a for a in report.artifacts if a.ok and a.accuracy is not None]
-    timed = [a for a in ok if _p50(a) is not None]
-    if not timed:  # after export, before any bench: accuracy alone
-        return plot_accuracy_bars([a.name for a in ok], [a.accuracy for a in ok], png_path,
-                                  "test accuracy per artifact", report.reference.accuracy)
-    points = [Point(f"{a.name} ({a.format}, {a.precision}; threads: {_threads(a)}, batch 1)", _p50(a), a.accuracy,
-                    a.size_bytes) for a in timed]
-    return plot_accuracy_latency(points, png_path, "test accuracy vs latency, batch 1",
-                                 reference=report.reference.accuracy)
-
-
-MAX_FLIPPED_SHOWN = 12
-
-
-def _top5(row: ParityRow) -> str:
-    if row.top5_defined is None:
-        return format_value(row.top5_agreement, ".2%")
-    return f"{format_value(row.top5_agreement, '.2%')} ({row.top5_defined:.0%} of images)"
-
-
-def _parity_details(report: ParityReport) -> list[str]:
-    """Statistics per artifact, the worst classes, and the flipped images (Keras right, artifact wrong)."""
-    measured = [a for a in report.artifacts if a.ok and a.accuracy_delta_ci95_pp is not None]
-    if not measured:
-        return []
-    rows = [[a.name, format_value(a.accuracy_delta_pp, "+.2f"),
-             f"[{a.accuracy_delta_ci95_pp[0]:+.2f}, {a.accuracy_delta_ci95_pp[1]:+.2f}]",
-             format_value(a.mcnemar_p, ".3g"), _top5(a), format_value(a.kl_divergence, ".2e"),
-             ", ".join(f"{c['class']} {format_value(c['delta_pp'], '+.1f')}" for c in (a.per_class or [])[:3]) or "–"]
-            for a in measured]
-    parts = ["## Parity statistics", "",
-             "Δ pp with its 95 % paired-bootstrap interval; McNemar: exact two-sided p-value of the images the two "
-             "models get differently right (small p = a real difference); top-5: same set of five classes, counted only "
-             "on images where both models' 5th score is above their 6th (quantized outputs tie in 1/256 steps, "
-             "and a set chosen among tied classes is arbitrary), with that share of images in brackets; KL: mean "
-             "KL(Keras ‖ artifact) in nats; worst classes: per-class Δ pp.", "",
-             markdown_table(("artifact", "Δ pp", "95 % CI", "McNemar p", "top-5 agreement", "KL", "worst classes"), rows), ""]
-    for a in measured:
-        for finding in a.diagnosis or []:
-            parts += [f"**{md(a.name)}** — {md(finding)}", ""]
-    for a in measured:
-        flipped = a.flipped or []
-        if flipped:
-            parts += [f"**{md(a.name)}**: {len(flipped)} image(s) Keras gets right and this artifact gets wrong"
-                      + (f" (first {MAX_FLIPPED_SHOWN})" if len(flipped) > MAX_FLIPPED_SHOWN else "") + ":", ""]
-            parts.append(" ".join(f'<img src="{attribute(f["path"])}" width="64" '
-                                  f'title="{attribute(f["label"])} → {attribute(f["predicted"])}">'
-                                  for f in flipped[:MAX_FLIPPED_SHOWN]))
-            parts.append("")
-    return parts
-
-
-def _readiness_section(report: ParityReport) -> list[str]:
-    """Will a phone's accelerator take each artifact whole (TFLite GPU delegate; ONNX Runtime NNAPI / CoreML)?"""
-    checked = [a for a in report.artifacts if a.readiness]
-    if not checked:
-        return []
-    return ["## Device readiness", "",
-            "By the vendors' tools: TFLite's Analyzer (GPU delegate) with the delegate's op list, and ONNX Runtime's "
-            "mobile usability checker (NNAPI, CoreML). ✓ = the accelerator takes the whole model in one piece; "
-            "otherwise the CPU runs the rest. `gate --require-gpu-delegate` fails an artifact without a ✓.", "",
-            markdown_table(("artifact", "accelerators"), [[a.name, describe_readiness(a.readiness)] for a in checked]), ""]
-
-
-def _agreement_clause(quantization: QuantizationRecord) -> str:
-    """The agreement the search held its trials to, as it recorded it (older reports did not record it)."""
-    share = quantization.min_agreement
-    return f" (and ≥ {share:.0%} top-1 agreement with Keras)" if isinstance(share, (int, float)) else ""
-
-
-def describe_readiness(entry: Readiness | None) -> str:
-    """One cell for report tables: each accelerator's verdict."""
-    if not entry:
-        return "–"
-    if entry.error is not None:
-        return f"not checked ({entry.error})"
-    cells = []
-    for name, value in entry.accelerators.items():
-        mark = "✓" if value.ready else "✗"
-        if value.partitioned:
-            cells.append(f"{name} {mark} ({value.partitions} partition(s), {value.coverage:.0%} of nodes"
-                         + (", batch fixed" if value.needs_fixed_shapes else "") + ")")
-        else:
-            cells.append(f"{name} {mark}" + (f" ({', '.join(value.unsupported_ops)} on CPU)" if value.unsupported_ops
-                                             else ""))
-    return "; ".join(cells)
-
-
-def _target_sections(report: ParityReport) -> list[str]:
-    """One section per device the gate ran the artifacts on (`edgeship gate RUN --target ...`)."""
-    parts = []
-    for target in report.targets or []:
-        env = target.fingerprint or {}
-        parts += [f"## On target {md(target.target)}", "",
-                  f"{md(env.get('machine', '?'))} · {md(env.get('cpu') or '?')} · {md(env.get('cores', '?'))} cores · "
-                  f"{md(env.get('os', '?'))}" + (" · **emulated**" if env.get("emulated") is True else "")
-                  + (f" · measured {md(target.measured_at)}" if target.measured_at else ""), ""]
-        if not target.ok:
-            parts += [f"Failed: {md(target.error or 'unknown error')}", ""]
-            continue
-        parts += ["Each artifact ran there through the device runtime on the target's own decode and preprocessing. "
-                  "Δ pp and agreement are against the Keras model on the host; *host agreement* and *max |Δp| vs "
-                  "host* against the same artifact run on the host (cross-platform drift).", ""]
-        rows = [[a.name, format_value(a.accuracy, ".2%"), format_value(a.accuracy_delta_pp, "+.2f"),
-                 format_value(a.agreement, ".2%"), format_value(a.host_agreement, ".2%"),
-                 format_value(a.max_abs_prob_diff_vs_host, ".2e"), a.runtime or "?"] for a in target.artifacts]
-        parts += [markdown_table(("artifact", "accuracy", "Δ pp vs host Keras", "agreement with Keras",
-                                  "host agreement", "max |Δp| vs host", "runtime there"), rows), ""]
-    return parts
-
-
-LAYERS_SHOWN = 10
-
-
-def _quantization_section(report: ParityReport, layers_plot: str | None) -> list[str]:
-    """Per int8 artifact: the worst layers (diagnosis) and how the shipped artifact was chosen (--max-drop)."""
-    rows = [a for a in report.artifacts if a.layers or a.quantization]
-    if not rows:
-        return []
-    parts = ["## Quantization", "",
-             "Per-layer error of each int8 artifact on validation images (TFLite: QuantizationDebugger RMSE/scale, "
-             "≈0.29 is the rounding floor and above 0.7 is suspect; ONNX: SQNR in dB of the noise the layer adds, "
-             "from qdq_loss_debug, lower is worse), worst first.", ""]
-    if layers_plot:
-        parts += [f"![worst layers per int8 artifact]({layers_plot})", ""]
-    for a in rows:
-        if a.layers:
-            table = [[str(i + 1), f"`{layer['name'].split(';')[0]}`", layer.get("op") or "?",
-                      format_value(layer.get("error"), ".3g"), layer.get("hint") or ""]
-                     for i, layer in enumerate(a.layers[:LAYERS_SHOWN])]
-            parts += [f"**{a.name}** — worst layers by {a.layers[0].get('metric')}"
-                      + (f" (first {LAYERS_SHOWN} of {len(a.layers)})" if len(a.layers) > LAYERS_SHOWN else "")
-                      + ":", "", markdown_table(("#", "layer", "op", "error", "hint"), table), ""]
-        if a.quantization:
-            parts += _search_lines(a.name, a.quantization)
-    return parts
-
-
-def _search_lines(name: str, q: QuantizationRecord) -> list[str]:
-    verdict = "within" if q.met_budget else "**not** within"
-    float32 = q.cost.float32_p50_ms if q.cost else None
-    lines = [f"**{name}** — chosen: *{q.chosen}* ({q.calibration}; {len(q.float_layers or [])} node(s) left float), "
-             f"{verdict} the {q.budget_pp} pp budget{_agreement_clause(q)} on the {q.split} split ({q.n_images} "
-             f"images; the test split was not read). Every trial, latency here at 1 thread"
-             + (f" (float32: {float32:.3f} ms)" if float32 else "") + ":", ""]
-    if q.equalized_pairs is not None:
-        lines += [f"Cross-layer equalization (Nagel et al. 2019) tried first: {len(q.equalized_pairs)} pair(s) "
-                  f"equalized ({'; '.join(q.equalized_pairs) or 'none'})"
-                  + (f"; skipped: {'; '.join(q.equalization_skipped)}" if q.equalization_skipped else "") + ".", ""]
-    if q.bias_corrected_layers is not None:
-        lines += [f"Bias correction (Nagel et al. 2019, §4.2, on the calibration images): "
-                  f"{len(q.bias_corrected_layers)} layer(s) corrected ({'; '.join(q.bias_corrected_layers) or 'none'})"
-                  + (f"; skipped: {'; '.join(q.bias_correction_skipped)}" if q.bias_correction_skipped else "") + ".",
-                  ""]
-    trials = [[t.label, t.calibration or "", str(len(t.float_layers or [])), format_value(t.val_accuracy, ".2%"),
-               format_value(-(t.val_drop_pp or 0.0), "+.2f"), format_value(t.val_agreement, ".2%"),
-               format_value(t.p50_ms, ".3f"), "✓" if t.meets_budget else ""] for t in q.trials]
-    return lines + [markdown_table(("trial", "calibration", "float nodes", f"{q.split} accuracy", "Δ pp", "agreement",
-                                    "p50 ms", "in budget"), trials), ""]
-
-
-def describe_cost(cost) -> list[str]:
-    """Table cells: parameters, multiply-adds, weight bytes, peak activations (dashes and the reason if unread)."""
-    if cost is None or cost.error:
-        return ["–", "–", "–", "–"]
-    return [f"{cost.params / 1e6:.3f} M", f"{cost.macs / 1e6:.2f} M", _size(cost.weight_bytes),
-            _size(cost.peak_activation_bytes)]
-
-
-STATIC_COST_HEADERS = ("params", "multiply-adds", "weights", "peak activations")
-
-
-def _static_cost_section(report: ParityReport) -> list[str]:
-    rows = [a for a in report.artifacts if a.static_cost]
-    if not rows:
-        return []
-    table = [[a.name, a.format, a.precision, *describe_cost(a.static_cost), format_value(_p50(a), ".3f"),
-              a.static_cost.error or a.static_cost.method or ""] for a in rows]
-    return ["## Static cost", "",
-            "Read from each file's graph, per image: parameters (BatchNorm folded), multiply-adds of the convolutions "
-            "and matrix products, the constant data stored, and the peak activation memory (the least a tensor "
-            "arena must hold; for ONNX, of the graph as stored). These set a microcontroller's or a phone's memory "
-            "budget; p50 is what this machine measured.", "",
-            markdown_table(("artifact", "format", "precision", *STATIC_COST_HEADERS, "p50 ms", "read by"), table), ""]
-
-
-def _other_runtimes_section(report: ParityReport) -> list[str]:
-    rows = [(a, other) for a in report.artifacts for other in a.other_runtimes or []]
-    if not rows:
-        return []
-    table = [[a.name, a.runtime or "?", other.runtime, format_value(other.agreement, ".2%"),
-              format_value(other.max_abs_prob_diff, ".2e"), format_value(other.accuracy, ".2%"),
-              format_value(a.accuracy, ".2%")] for a, other in rows]
-    return ["## Other runtimes", "",
-            "The same file run by another runtime on the same test images, against its own runtime: OpenVINO reads "
-            "the .tflite and .onnx artifacts directly (float32 arithmetic for float32 files).", "",
-            markdown_table(("artifact", "own runtime", "other runtime", "top-1 agreement", "max |Δp|",
-                            "accuracy there", "accuracy (own)"), table), ""]
-
-
-def _speedup_section(report: ParityReport) -> list[str]:
-    rows = [a for a in report.artifacts if a.speedup]
-    if not rows:
-        return []
-    table = [[a.name, a.speedup.over, f"{a.speedup.value:.2f}×", format_value(a.speedup.p50_ms, ".3f"),
-              format_value(a.speedup.float32_p50_ms, ".3f"), str(a.speedup.threads or "default"),
-              a.speedup.source or "?"] for a in rows]
-    return ["## Speed-up over float32", "",
-            "Is quantization worth it on this machine? p50 at batch 1 against the float32 artifact of the same format, "
-            "same threads (`source`: export's quick timing or `edgeship bench`). `gate --min-speedup X` fails one "
-            "below X.", "",
-            markdown_table(("artifact", "over", "speed-up", "p50 ms", "float32 p50 ms", "threads", "source"), table), ""]
-
-
-def _latency_section(report: ParityReport) -> list[str]:
-    timed = [a for a in report.artifacts if a.latency_ms]
-    if not timed:
-        return []
-    rows = []
-    for a in timed:
-        how = a.latency_settings or LatencySettings()
-        rows.append([a.name, format_value(a.latency_ms.get("p50"), ".3f"), format_value(a.latency_ms.get("p90"), ".3f"),
-                     format_value(a.latency_ms.get("p99"), ".3f"), format_value(a.throughput_ips, ".1f"),
-                     format_value(a.load_ms, ".1f"), format_value(a.max_abs_prob_diff, ".4f"),
-                     f"{how.runs or '?'} after {'?' if how.warmup is None else how.warmup} warm-up, threads "
-                     f"{how.threads or 'default'}, {how.target}, {how.measured_at or '?'}"])
-    return ["## Latency (batch 1)", "",
-            "Each row says how it was measured: timed runs, warm-up runs, threads, target and time.", "",
-            markdown_table(("artifact", "p50 ms", "p90 ms", "p99 ms", "images/s", "load ms", "max |Δp|", "measured"),
-                           rows), ""]
-
-
-def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: str | None = None) -> str:
-    report = ParityReport.of(report)
-    ref, data = report.reference, report.dataset or {}
-    parts = [
-        "# edgeship report",
-        "",
-        f"Keras reference accuracy **{format_value(ref.accuracy, '.2%')}** on **{ref.n_test or '?'}** test images "
-        f"(split manifest `{md(report.split_manifest or '?')}`, sha256 `{md(str(report.split_sha256 or '')[:12])}`).",
-        f"Dataset: {md(data.get('n_images', '?'))} images in {md(data.get('n_classes', '?'))} classes; "
-        f"**{md(data.get('n_skipped', 0))} skipped** as unreadable.",
-        "",
-        *[f"> **Warning:** {md(w)}" for w in report.warnings or []],
-        "",
-        "## Artifacts",
-        "",
-        markdown_table(SUMMARY_HEADERS, summary_rows(report)),
-        "",
-    ]
-    if ref.unknown_threshold is not None:
-        shares = ", ".join(f"{md(a.name)} {a.unknown_rejection_rate:.1%}" for a in report.artifacts
-                           if a.unknown_rejection_rate is not None)
-        parts += ["## Unknown images", "",
-                  f"Top score below **{ref.unknown_threshold:.3f}** is answered `unknown` (on the device, and by "
-                  f"MediaPipe's ImageClassifier from the model's metadata). Share of test images rejected: Keras "
-                  f"{format_value(ref.unknown_rejection_rate, '.1%')}" + (f"; {shares}." if shares else "."), ""]
-    parts += _parity_details(report)
-    parts += _latency_section(report)
-    parts += _static_cost_section(report)
-    parts += _other_runtimes_section(report)
-    parts += _quantization_section(report, layers_plot)
-    parts += _speedup_section(report)
-    parts += _readiness_section(report)
-    parts += _target_sections(report)
-    failed = [a for a in report.artifacts if not a.ok]
-    if failed:
-        parts += ["## Failed exports", ""] + [f"- `{md(a.name)}`: {md(a.error or '?')}" for a in failed] + [""]
-    if plot_name:
-        parts += [f"![accuracy per artifact]({plot_name})", ""]
-    if report.training_curves:
-        parts += ["## Training", "", f"![training curves]({report.training_curves})", ""]
-    skipped = data.get("skipped") or []
-    if skipped:
-        parts += ["## Skipped images", ""] + [f"- `{md(s.get('path'))}`: {md(s.get('reason'))}" for s in skipped] + [""]
-    env = report.environment or {}
-    if env:
-        libs = ", ".join(f"{md(k)} {md(v)}" for k, v in (env.get("libraries") or {}).items())
-        parts += ["## Environment", "", f"{md(env.get('cpu', '?'))} · {md(env.get('cores', '?'))} cores · "
-                  f"{md(' '.join(map(str, env.get('cpu_flags') or [])))} · {md(env.get('os', '?'))}", "", libs, ""]
-    return "\n".join(parts)
-
-
-def write_report(report: ParityReport, report_json: str | Path) -> Path:
-    """Write report.json, the plot and report.md beside it, each atomically. The dict is made here, at the file."""
-    report, report_json = ParityReport.of(report), Path(report_json)
-    atomic_write_json(report_json, report.to_json())
-    plot = _plot(report, report_json.parent / PLOT_FILE)
-    layers_plot = plot_layer_errors([(a.name, a.layers or []) for a in report.artifacts],
-                                    report_json.parent / LAYERS_PLOT_FILE)
-    md_path = report_json.with_suffix(".md")
-    atomic_write_text(md_path, render_markdown(report, plot.name if plot else None,
-                                               layers_plot.name if layers_plot else None))
-    return md_path

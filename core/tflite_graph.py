@@ -99,11 +99,9 @@ def single_op_models(model: bytes) -> list[tuple[TFLiteOp, str, bytes | None]]:
     """Each op of subgraph 0 as a model of its own: (the op, its node name = first output tensor's name, the
     bytes). The op keeps its tensors, shapes, quantization and constant data; its other inputs become the model's
     inputs. An op that reads only constants (a float16 model's DEQUANTIZE of its weights) gets None: the
-    runtime computes it once when the model loads, not per image. Timed one by one they say where a whole model's time goes: LiteRT 2.3's Python API has no op
-    profiler, and these models run through the same interpreter and kernels as the whole one."""
-    import copy
-
-    import flatbuffers
+    runtime computes it once when the model loads, not per image. Timed one by one they say where a whole model's
+    time goes: LiteRT 2.3's Python API has no op profiler, and these models run through the same interpreter and
+    kernels as the whole one."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     parsed = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
@@ -114,7 +112,6 @@ def single_op_models(model: bytes) -> list[tuple[TFLiteOp, str, bytes | None]]:
         buffer = parsed.buffers[graph.tensors[index].buffer]
         return buffer.data is not None and len(buffer.data) > 0
 
-    raws = list(graph.operators or [])
     constant_only = {op.index for op in ops if all(i < 0 or stored(i) for i in op.inputs)}
     made_by = {index: op for op in ops if op.index in constant_only for index in op.outputs}
     out = []
@@ -126,33 +123,42 @@ def single_op_models(model: bytes) -> list[tuple[TFLiteOp, str, bytes | None]]:
         # weights that a constant-only op makes (float16 weights widened by a DEQUANTIZE) come along with that
         # op, as in the whole model, so the delegate packs them at load instead of taking them as an input
         feeders = list(dict.fromkeys(made_by[i] for i in op.inputs if i in made_by))
-        members = [*feeders, op]
-        buffers, kept, remap = [schema.BufferT()], [], {}
-        for member in members:
-            for index in (*member.inputs, *member.outputs):
-                if index < 0 or index in remap:
-                    continue
-                tensor = copy.copy(graph.tensors[index])
-                if stored(index):
-                    buffers.append(parsed.buffers[tensor.buffer])
-                    tensor.buffer = len(buffers) - 1
-                else:
-                    tensor.buffer = 0
-                remap[index] = len(kept)
-                kept.append(tensor)
-        operators = []
-        for member in members:
-            single = copy.copy(raws[member.index])
-            single.inputs = [remap[i] if i >= 0 else -1 for i in member.inputs]
-            single.outputs = [remap[i] for i in member.outputs]
-            operators.append(single)
-        subgraph = schema.SubGraphT()
-        subgraph.tensors, subgraph.operators = kept, operators
-        subgraph.inputs = [remap[i] for i in dict.fromkeys(op.inputs) if i >= 0 and not stored(i) and i not in made_by]
-        subgraph.outputs = [remap[i] for i in op.outputs]
-        one = schema.ModelT()
-        one.version, one.operatorCodes, one.subgraphs, one.buffers = parsed.version, parsed.operatorCodes, [subgraph], buffers
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(one.Pack(builder), file_identifier=b"TFL3")
-        out.append((op, name, bytes(builder.Output())))
+        out.append((op, name, _one_op_model(schema, parsed, [*feeders, op], op, stored, made_by)))
     return out
+
+
+def _one_op_model(schema, parsed, members: list, op: TFLiteOp, stored, made_by) -> bytes:
+    """The FlatBuffer of MEMBERS (an op and the constant-only ops feeding it) as a model whose inputs are OP's."""
+    import copy
+
+    import flatbuffers
+
+    graph = parsed.subgraphs[0]
+    buffers, kept, remap = [schema.BufferT()], [], {}
+    for member in members:
+        for index in (*member.inputs, *member.outputs):
+            if index < 0 or index in remap:
+                continue
+            tensor = copy.copy(graph.tensors[index])
+            if stored(index):
+                buffers.append(parsed.buffers[tensor.buffer])
+                tensor.buffer = len(buffers) - 1
+            else:
+                tensor.buffer = 0
+            remap[index] = len(kept)
+            kept.append(tensor)
+    operators = []
+    for member in members:
+        single = copy.copy((graph.operators or [])[member.index])
+        single.inputs = [remap[i] if i >= 0 else -1 for i in member.inputs]
+        single.outputs = [remap[i] for i in member.outputs]
+        operators.append(single)
+    subgraph = schema.SubGraphT()
+    subgraph.tensors, subgraph.operators = kept, operators
+    subgraph.inputs = [remap[i] for i in dict.fromkeys(op.inputs) if i >= 0 and not stored(i) and i not in made_by]
+    subgraph.outputs = [remap[i] for i in op.outputs]
+    one = schema.ModelT()
+    one.version, one.operatorCodes, one.subgraphs, one.buffers = parsed.version, parsed.operatorCodes, [subgraph], buffers
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(one.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

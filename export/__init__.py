@@ -3,7 +3,8 @@
 Importing this package does not import TensorFlow; converters load it when they run.
 """
 
-from edgeship.core.report import load_report, write_report
+from edgeship.core.report import load_report
+from edgeship.core.report_store import write_report
 
 from .formats import DEFAULT_FORMATS, FORMATS, ExportFormat, resolve_formats
 from .gate import GateThresholds, GateVerdict, evaluate_gate

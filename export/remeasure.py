@@ -17,7 +17,8 @@ from edgeship.core.layout import RunLayout
 from edgeship.core.tensorflow import reference_predictor
 from edgeship.runtime.errors import UsageError
 
-from .exporter import _open_run, open_artifacts, stream_test_split
+from .exporter import _open_run
+from .parity_run import open_artifacts, stream_test_split
 from .parity import accuracy, compare_predictions
 
 # Float noise between machines (BLAS, instruction sets) can move a near-tied image's top class: a figure may differ

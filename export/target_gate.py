@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 from edgeship.core.integrity import load_verified_report
-from edgeship.core.layout import RunLayout, run_lock
+from edgeship.core.layout import RunLayout
 from edgeship.core.pixels import iter_pixel_chunks
 from edgeship.core.records import GateVerdict, Reference, TargetRow, TargetRun
-from edgeship.core.report import load_report, write_report
+from edgeship.core.report_store import update_report
 from edgeship.core.splits import SplitManifest
 from edgeship.targets.messages import MAX_LINE_BYTES, check_environment, check_shipped, parse_line
 from edgeship.targets.ssh import (
@@ -275,15 +275,15 @@ class _Received:
 
 
 def _merge_into_report(layout: RunLayout, results: list[TargetRun]) -> None:
-    """Replace these targets' records in report.json (and report.md), under the run lock."""
-    with run_lock(layout.root, "gate"):
-        report, report_path = load_report(layout.report_json)
+    """Replace these targets' records in report.json (and report.md): the on-target gate's stage records."""
+    def merge(report) -> None:
         measured = {a.name: a.sha256 for a in report.artifacts}
         if any(measured.get(row.name) != row.expected_sha256 for r in results for row in r.artifacts):
             raise IntegrityError(f"{layout.root} was re-exported while the target gate ran; run the gate again")
         fresh = {r.target for r in results}
         report.targets = [t for t in report.targets or [] if t.target not in fresh] + results
-        write_report(report, report_path)
+
+    update_report(layout, "gate", merge)
 
 
 def target_verdicts(results: list[TargetRun], thresholds: GateThresholds, reference: Reference) -> list[GateVerdict]:

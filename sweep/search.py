@@ -29,7 +29,8 @@ from edgeship.runtime.errors import EdgeshipError, UsageError
 from . import ledger as ledgers
 from .budget import Budget
 from .measure_cache import MeasureCache
-from .measure import LOCAL, BenchFiles, FormatCost, bench_files, measure_architecture, target_label
+from .measure import LOCAL, BenchFiles, FormatCost, bench_files, measure_architecture
+from .finalize import finalize
 from .record import CandidateRow, SweepRecord
 from .space import Architecture, Space, load_space
 from .training import TrainingPlan, train_candidate
@@ -149,43 +150,16 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
     name = options.study or out.resolve().name
     settings = _settings(data, space, options, targets)
     ran: dict[str, list[str]] = {"measure": [], "train": []}
-    by_key = {a.key: a for a in space.architectures}
 
-    # 1. measure
-    measure = ledgers.Ledger(storage, f"{name}/measure", ["minimize", "minimize"], settings)
-    measure.queue_once([a.key for a in space.architectures])
-    # injected timings (tests) are not measurements: they neither read nor fill the cache
-    cache = None if options.bench is not None else MeasureCache(storage, len(dataset.classes), options.threads,
-                                                                options.bench_runs)
-    _work(measure, "measure", say, options.show_progress, ran["measure"], lambda trial, key: _measure_trial(
-        trial, by_key[key], space, len(dataset.classes), out, targets, options, cache))
-    costs = {key: {f: FormatCost.from_json(c) for f, c in t.user_attrs["costs"].items()}
-             for key, t in measure.finished().items()}
-    emulated = _emulated_targets(costs)
-    real = [t for t in targets if t not in emulated]
-    if options.budget.max_latency_ms is not None and not real:
-        raise UsageError(f"{', '.join(targets)}: emulated (QEMU user mode), so its timings cannot judge "
-                         f"--max-latency; add a real target (--target ssh://… or local) or drop --max-latency")
-
-    # 2. train what fits, cheapest first
-    fits = {key: [f for f, c in per.items() if not _cost_problems(options.budget, c, emulated)]
-            for key, per in costs.items()}
-    feasible = sorted((k for k, f in fits.items() if f), key=lambda k: _cheapest(costs[k], real or targets))
-    if options.trials is not None and len(feasible) > options.trials:
-        step = len(feasible) / options.trials  # spread over the range of cost, cheapest kept
-        feasible = [feasible[int(i * step)] for i in range(options.trials)]
-    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    training = ledgers.Ledger(storage, f"{name}/train", ["maximize"], settings, pruner=pruner)
-    if feasible:
-        training.queue_once(feasible)
-        _work(training, "train", say, options.show_progress, ran["train"], lambda trial, key: _train_trial(
-            trial, by_key[key], fits[key], data, out, options))
-    trained = training.finished() if feasible else {}
+    measured, costs, emulated, real = _measure_stage(storage, name, settings, space, dataset, out, targets, options,
+                                                     say, ran)
+    _, trained = _train_stage(storage, name, settings, space, costs, emulated, real or targets, data, out,
+                                 options, say, ran)
 
     # 3. finalize (one worker at a time; the next finds it done) and 4. record
     with _lock(out / ".finalize.lock"):
-        rows = _rows(space, costs, measure.finished(), trained, options.budget, emulated)
-        pick, impossible = _finalize(rows, targets, emulated, options)
+        rows = _rows(space, costs, measured, trained, options.budget, emulated)
+        pick, impossible = finalize(rows, targets, emulated, options)
         record = SweepRecord(settings=settings, budget=options.budget.to_json(),
                              targets=[{"target": t, "emulated": t in emulated} for t in targets], rows=rows,
                              pick=pick, trainings=len(trained), seconds=round(time.time() - started, 1),
@@ -197,6 +171,51 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
         raise SweepImpossible(f"no candidate meets the budget ({options.budget.describe()}): {impossible}; "
                               f"every figure is in {md}", result)
     return result
+
+
+def _measure_stage(storage, name: str, settings: dict, space: Space, dataset, out: Path, targets: list[str],
+                   options: SweepOptions, say, ran: dict):
+    """1. Measure every candidate (no training needed): (the finished trials, costs per key and format, the
+    emulated targets, the real ones)."""
+    by_key = {a.key: a for a in space.architectures}
+    measure = ledgers.Ledger(storage, f"{name}/measure", ["minimize", "minimize"], settings)
+    measure.queue_once([a.key for a in space.architectures])
+    # injected timings (tests) are not measurements: they neither read nor fill the cache
+    cache = None if options.bench is not None else MeasureCache(storage, len(dataset.classes), options.threads,
+                                                                options.bench_runs)
+    _work(measure, "measure", say, options.show_progress, ran["measure"], lambda trial, key: _measure_trial(
+        trial, by_key[key], space, len(dataset.classes), out, targets, options, cache))
+    measured = measure.finished()
+    costs = {key: {f: FormatCost.from_json(c) for f, c in t.user_attrs["costs"].items()}
+             for key, t in measured.items()}
+    emulated = _emulated_targets(costs)
+    real = [t for t in targets if t not in emulated]
+    if options.budget.max_latency_ms is not None and not real:
+        raise UsageError(f"{', '.join(targets)}: emulated (QEMU user mode), so its timings cannot judge "
+                         f"--max-latency; add a real target (--target ssh://… or local) or drop --max-latency")
+    return measured, costs, emulated, real
+
+
+def _train_stage(storage, name: str, settings: dict, space: Space, costs: dict, emulated, judged: list[str],
+                 data: Path, out: Path, options: SweepOptions, say, ran: dict):
+    """2. Train what fits, cheapest first (at most --trials, spread over the range of cost): (fits, trained)."""
+    import optuna
+
+    by_key = {a.key: a for a in space.architectures}
+    fits = {key: [f for f, c in per.items() if not _cost_problems(options.budget, c, emulated)]
+            for key, per in costs.items()}
+    feasible = sorted((k for k, f in fits.items() if f), key=lambda k: _cheapest(costs[k], judged))
+    if options.trials is not None and len(feasible) > options.trials:
+        step = len(feasible) / options.trials  # spread over the range of cost, cheapest kept
+        feasible = [feasible[int(i * step)] for i in range(options.trials)]
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    training = ledgers.Ledger(storage, f"{name}/train", ["maximize"], settings, pruner=pruner)
+    if not feasible:
+        return fits, {}
+    training.queue_once(feasible)
+    _work(training, "train", say, options.show_progress, ran["train"], lambda trial, key: _train_trial(
+        trial, by_key[key], fits[key], data, out, options))
+    return fits, training.finished()
 
 
 def _work(book: ledgers.Ledger, stage: str, say, show_progress: bool, ran: list[str], do) -> None:
@@ -321,89 +340,6 @@ def _rows(space: Space, costs, measured, trained, budget: Budget, emulated: set[
                 row.verdict, row.reasons = "not-trained", ["not among the --trials trained"]
             rows.append(row)
     return rows
-
-
-def _finalize(rows: list[CandidateRow], targets, emulated: set[str], options: SweepOptions):
-    """Bench the best trained candidates' real artifacts on every target and gate them on test, best validation
-    accuracy first, until OPTIONS.finalists are benched and one is within budget: that one is the pick.
-    (pick, None), or (None, why and the closest candidates)."""
-    trained = sorted((r for r in rows if r.verdict == "trained"), key=lambda r: (-r.val_accuracy, _real(r, emulated)))
-    benched: dict[str, dict] = {}  # run -> format -> target -> p50
-    pick = None
-    for count, row in enumerate(trained):
-        if pick is not None and count >= options.finalists:
-            break
-        row.verdict = "finalist"
-        if row.run not in benched:
-            benched[row.run] = _bench_real(row.run, targets, options)
-        _final_figures(row, benched[row.run], targets, emulated, options.budget)
-        if pick is None and not row.reasons:
-            row.verdict, pick = "pick", row
-    if pick is not None:
-        return {"key": pick.key, "format": pick.format, "run": pick.run,
-                "why": "the highest validation accuracy whose real bench and size are within budget"}, None
-    closest = sorted(rows, key=lambda r: _excess(r, options.budget, emulated))[:3]
-    return None, "closest: " + "; ".join(f"{r.key} {r.format} ({', '.join(r.reasons) or r.verdict})" for r in closest)
-
-
-def _bench_real(run: str, targets, options: SweepOptions) -> dict:
-    """Format -> target -> p50 of RUN's exported artifacts with their real weights (bench.json lands in RUN)."""
-    from edgeship.bench.runner import BenchSettings, run_bench
-
-    outcome = run_bench([run], BenchSettings(runs=options.bench_runs, threads=(options.threads,),
-                                             backend="tflite,onnxruntime-cpu", show_progress=False),
-                        targets=[t for t in targets if t != LOCAL], ssh=options.ssh, local=LOCAL in targets,
-                        out_dir=run)
-    labels = {target_label(t): t for t in targets}
-    figures: dict[str, dict] = {}
-    for row in outcome.rows:
-        if row.ok and row.latency_ms:
-            figures.setdefault(row.name, {})[labels.get(row.target, row.target)] = row.latency_ms["p50"]
-    return figures
-
-
-def _final_figures(row: CandidateRow, benched: dict, targets, emulated: set[str], budget: Budget) -> None:
-    """The finalist's real bench, its gate and figures on the test split (final figures: nothing reads them to
-    choose), and whether its real cost is within budget."""
-    from edgeship.core.integrity import load_verified_report
-    from edgeship.export.gate import GateThresholds, evaluate_gate
-
-    row.bench_ms = dict(benched.get(row.format, {}))
-    try:
-        parity, _ = load_verified_report(Path(row.run))  # its figures must describe the files on disk
-    except EdgeshipError as exc:
-        row.gate = {"passed": False, "reasons": [str(exc)]}
-        row.reasons = [f"its report cannot be trusted: {str(exc)[:200]}"]
-        return
-    artifact = next((a for a in parity.artifacts if a.name == row.format), None)
-    verdict = next((v for v in evaluate_gate(parity, GateThresholds(max_drop_pp=budget.max_drop_pp))
-                    if v.artifact == row.format), None)
-    row.gate = None if verdict is None else {"passed": verdict.passed, "reasons": verdict.reasons}
-    if artifact is not None:
-        row.test = {"accuracy": artifact.accuracy, "accuracy_delta_pp": artifact.accuracy_delta_pp,
-                    "agreement": artifact.agreement, "n_images": parity.reference.n_test}
-        row.size_bytes = artifact.size_bytes or row.size_bytes
-    row.reasons = budget.cost_problems(row.size_bytes, {t: row.bench_ms.get(t) for t in targets},
-                                       {t: t in emulated for t in targets})
-    if verdict is None or not verdict.passed:  # a pick passes its gate or is not the pick
-        why = verdict.reasons[0] if verdict is not None and verdict.reasons else "no figures on the test split"
-        row.reasons.append(f"gate failed on the test split: {why}")
-
-
-def _real(row: CandidateRow, emulated: set[str]) -> float:
-    return max([ms for t, ms in row.latency_ms.items() if t not in emulated and ms is not None] or [0.0])
-
-
-def _excess(row: CandidateRow, budget: Budget, emulated: set[str]) -> float:
-    """How far over budget, as the worst ratio of figure to limit (1.0: on the line)."""
-    ratios = [1.0]
-    if budget.max_size_bytes and row.size_bytes:
-        ratios.append(row.size_bytes / budget.max_size_bytes)
-    if budget.max_latency_ms:
-        ratios.append(_real(row, emulated) / budget.max_latency_ms)
-    if row.val is not None and budget.max_drop_pp:
-        ratios.append(max(0.0, row.val["drop_pp"]) / budget.max_drop_pp)
-    return max(ratios) + (0 if row.val is not None else 0.001)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,8 @@ import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeship.core.formats import FORMATS, ExportFormat
+from edgeship.core.formats import ExportFormat
+from edgeship.export.formats import FORMATS
 from edgeship.runtime.errors import UsageError
 
 # Presets, by device class. `default`: phones and Raspberry-Pi-class boards (ImageNet-pretrained mobile backbones
@@ -40,7 +41,7 @@ PRESETS = {
         {"name": "small_cnn", "alpha": [0.25, 0.5, 1.0], "image_size": [16, 24, 32]},
         {"name": "mobilenet_v2", "alpha": [0.35], "image_size": [32, 48], "weights": "none"}]},
 }
-PRECISION_FORMATS = {"int8": "tflite_int8", "float16": "tflite_fp16", "float32": "tflite"}
+SPACE_FILE_FORMAT = "tflite"  # a space's precisions name the registered formats of this file format
 _KEYS = {"name", "alpha", "image_size", "weights", "fine_tune_layers"}
 
 
@@ -96,10 +97,12 @@ class Space:
 
 
 def precision_format(precision: str) -> ExportFormat:
-    """The registered format a precision names (or the format itself); only formats that run on a device."""
-    fmt = FORMATS.get(PRECISION_FORMATS.get(precision, precision))
+    """The registered format a precision names (the TFLite format of that precision: int8, float16, float32), or
+    the format itself by name; only formats that run on a device."""
+    by_precision = {f.precision: f for f in reversed(FORMATS.values()) if f.file_format == SPACE_FILE_FORMAT}
+    fmt = FORMATS.get(precision) or by_precision.get(precision)
     if fmt is None or not fmt.on_device:
-        choices = ", ".join([*PRECISION_FORMATS, *(n for n, f in FORMATS.items() if f.on_device)])
+        choices = ", ".join([*sorted(by_precision), *(n for n, f in FORMATS.items() if f.on_device)])
         raise UsageError(f"precision {precision!r}: not a precision or device format; choose from {choices}")
     return fmt
 

@@ -125,12 +125,15 @@ def test_unknown_format_lists_valid_ones():
 
 
 def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
-    from edgeship.export import exporter, tflite_convert
+    from dataclasses import replace
+
+    from edgeship.export import exporter
+    from edgeship.export.formats import FORMATS
 
     def broken(job):
         raise RuntimeError("simulated converter crash")
 
-    monkeypatch.setattr(tflite_convert, "float16", broken)
+    monkeypatch.setitem(FORMATS, "tflite_fp16", replace(FORMATS["tflite_fp16"], converter=broken))
     result = exporter.export_run(run_copy, ["tflite_fp16", "onnx"], show_progress=False)
     assert result.failed == ["tflite_fp16"]
     rows = {a["name"]: a for a in result.parity.to_json()["artifacts"]}
@@ -138,11 +141,11 @@ def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
     assert rows["onnx"]["status"] == "ok" and rows["onnx"]["agreement"] > 0.9
 
 
-def test_readme_format_table_matches_the_registry():
+def test_the_formats_guide_table_matches_the_registry():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("### Export formats"):].split("\n\n")[0]
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "formats.md").read_text()
+    section = guide[guide.index("# Export formats"):].split("\n\n")[0]
     lines = [line for line in section.splitlines() if line.startswith("| `")]
     rows = [[cell.strip() for cell in line.split("|")[1:5]] for line in lines]
     assert [(name.strip("`"), file) for name, file, _, _ in rows] == [(f.name, f.filename) for f in FORMATS.values()]

@@ -48,7 +48,7 @@ def assert_gate_honest(run: Path) -> str:
     from edgeship.runtime.errors import EdgeshipError
 
     try:
-        report, _ = load_verified_report(run)
+        report = load_verified_report(run)[0].to_json()
     except EdgeshipError:
         return "refused"
     bundle = json.loads((run / "bundle" / "edgeship.json").read_text())

@@ -63,14 +63,15 @@ def test_int8_trials_are_recipes_and_float_layers_keep_the_base_recipe(monkeypat
 
     import numpy as np
     import tensorflow as tf
-    from edgeship.export import quant_search
-    from edgeship.export.quant_search import Candidate, OnnxStrategy, Recipe, TFLiteStrategy
+    from edgeship.export import int8_strategies
+    from edgeship.export.int8_strategies import OnnxStrategy, TFLiteStrategy
+    from edgeship.export.quant_search import Candidate, Recipe
 
     seen = []
-    monkeypatch.setattr(quant_search.tflite_convert, "int8_converter",
+    monkeypatch.setattr(int8_strategies.tflite_convert, "int8_converter",
                         lambda job, images=None, activations16=False: seen.append(images) or object())
-    monkeypatch.setattr(quant_search.tflite_convert, "full_int8", lambda job, images=None: b"more")
-    monkeypatch.setattr(quant_search.tflite_convert, "convert_quiet", lambda converter: b"16x8")
+    monkeypatch.setattr(int8_strategies.tflite_convert, "full_int8", lambda job, images=None: b"more")
+    monkeypatch.setattr(int8_strategies.tflite_convert, "convert_quiet", lambda converter: b"16x8")
 
     class Debugger:  # stands in for tf.lite.experimental.QuantizationDebugger
         def __init__(self, converter, debug_dataset, debug_options):
@@ -81,7 +82,7 @@ def test_int8_trials_are_recipes_and_float_layers_keep_the_base_recipe(monkeypat
 
     monkeypatch.setattr(tf.lite.experimental, "QuantizationDebugger", Debugger)
     # these stand-in jobs have no Keras model: the data-free steps (CLE, bias correction) have their own tests
-    monkeypatch.setattr(quant_search._Equalizing, "_data_free", lambda self: [])
+    monkeypatch.setattr(int8_strategies._Equalizing, "_data_free", lambda self: [])
     job = SimpleNamespace(calibration=np.zeros((4, 8, 8, 3), np.uint8),
                           more_calibration=lambda: np.ones((12, 8, 8, 3), np.uint8))
     tflite = TFLiteStrategy(job)
@@ -96,7 +97,7 @@ def test_int8_trials_are_recipes_and_float_layers_keep_the_base_recipe(monkeypat
     assert seen[-1] is job.calibration
 
     asked = []
-    monkeypatch.setattr(quant_search.onnx_convert, "quantize_qdq",
+    monkeypatch.setattr(int8_strategies.onnx_convert, "quantize_qdq",
                         lambda prepared, out, images, method, per_channel, nodes: asked.append(
                             (method, per_channel, nodes)) or b"qdq")
     onnx_job = SimpleNamespace(calibration=job.calibration, prepared_onnx=lambda: tmp_path / "prepared.onnx",
@@ -134,7 +135,8 @@ def test_reports_are_typed_inside_and_dicts_only_in_the_file(exported_run, tmp_p
     import json
 
     from edgeship.core.records import LatencySettings, ParityReport, Readiness, Reference, Speedup
-    from edgeship.core.report import load_report, write_report
+    from edgeship.core.report import load_report
+    from edgeship.core.report_store import write_report
     from edgeship.export.gate import GateThresholds, evaluate_gate
 
     report, _ = load_report(exported_run)

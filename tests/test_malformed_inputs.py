@@ -129,7 +129,7 @@ HOSTILE_LABEL = '<img src=x onerror=alert(1)>\x1b[31m\x1b]0;owned\x07\n# Gate PA
 def test_outside_strings_are_text_in_markdown_terminal_and_junit(run_copy, tmp_path, cli):
     """A class name with HTML, ANSI/OSC escapes and a fake heading, and a board's error with the same."""
     from edgeship.core.records import ParityReport
-    from edgeship.core.report import render_markdown
+    from edgeship.core.report_markdown import render_markdown
 
     report = json.loads((run_copy / "report.json").read_text())
     row = report["artifacts"][0]

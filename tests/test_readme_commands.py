@@ -1,13 +1,13 @@
-"""Every command the README shows runs: a refactor cannot break a documented command unnoticed.
+"""Every command the README and the docs show runs: a refactor cannot break a documented command unnoticed.
 
-Each `edgeship ...` line of the README's code blocks is one of three kinds, and a new line must be put in one:
+Each `edgeship ...` line of their code blocks is one of three kinds, and a new line must be put in one:
 - a usage synopsis (`[--flag]`, DATA/RUN placeholders): its sub-command's `--help` must work;
 - a runnable example: it runs here, as typed, in a folder laid out like the README's (runs/x, photos/, ...),
   with only the timed-run counts of `bench` lowered;
 - an example that needs what this machine lacks (a Raspberry Pi on the network): named with its reason and
   the test that covers it against a local sshd or the emulated Pi.
-The README's Python snippets run too (the training one on a smaller dataset, the ImageNet one without its
-download).
+Their Python snippets run too (the training one on a smaller dataset, the ImageNet one without its download;
+docs/extend.md's are run by test_extend_docs.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text(encoding="utf-8")
+# The README, then the docs' pages in their reading order: "README" below means all of them.
+PAGES = ("README.md", "docs/index.md", "docs/guides/cli.md", "docs/guides/ci-gate.md", "docs/guides/int8.md",
+         "docs/guides/formats.md", "docs/guides/devices.md", "docs/guides/sweep.md", "docs/guides/python-api.md",
+         "docs/extend.md", "docs/measurements.md", "docs/design.md")
+README = "\n".join((REPO / page).read_text(encoding="utf-8") for page in PAGES)
 FAST_BENCH = " --runs 2 --warmup 0"
 
 # The README's runnable examples, in the order they run (later ones use what earlier ones wrote), with the exit
@@ -223,8 +227,15 @@ def test_the_readme_error_example_prints_what_the_readme_shows(tmp_path):
     assert result.returncode == 2 and result.stderr.strip() == shown
 
 
-def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+def _python_blocks(page: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (REPO / page).read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_every_page_is_read_here():
+    """A new page in docs/ is either listed in PAGES (its commands are then checked) or the test fails."""
+    pages = {p.relative_to(REPO).as_posix() for p in (REPO / "docs").rglob("*.md")} - {
+        "docs/reference/cli.md", "docs/reference/schemas.md"}  # generated: flags and fields, no commands
+    assert pages == set(PAGES) - {"README.md"}
 
 
 def _replace(code: str, old: str, new: str) -> str:
@@ -233,7 +244,8 @@ def _replace(code: str, old: str, new: str) -> str:
 
 
 def test_the_readme_python_snippets_run(readme_folder, tmp_path, monkeypatch):
-    mediapipe_snippet, api, plugin = _python_blocks()
+    (mediapipe_snippet,), (api,), (plugin,), (tour,) = (_python_blocks(page) for page in (
+        "docs/guides/formats.md", "docs/guides/python-api.md", "docs/guides/devices.md", "README.md"))
     monkeypatch.chdir(readme_folder)
     exec(compile(mediapipe_snippet, "README: MediaPipe", "exec"), {})
 
@@ -254,7 +266,16 @@ def test_the_readme_python_snippets_run(readme_folder, tmp_path, monkeypatch):
                     "budget=Budget(max_size_bytes=1_000_000, max_drop_pp=1.0), show_progress=False, bench_runs=5")
     code = _replace(code, 'space="tiny", plan=TrainingPlan(epochs=9)', 'space="small.toml", plan=TrainingPlan(epochs=1)')
     namespace = {}
-    exec(compile(code, "README: the Python API", "exec"), namespace)
+    exec(compile(code, "docs: the Python API", "exec"), namespace)
+    tour = _replace(tour, 'write_digits_dataset("data/digits")',
+                    'write_digits_dataset("data/tour", size=32, per_class=40, classes=4)')
+    tour = _replace(tour, '"runs/digits", TrainConfig(', '"runs/tour", TrainConfig(')
+    tour = _replace(tour, "epochs=15))", "epochs=2, show_progress=False))")
+    tour = _replace(tour, 'export_run("runs/digits")', 'export_run("runs/tour", show_progress=False)')
+    tour = _replace(tour, '"runs/digits/bundle/model_int8.tflite"', '"runs/tour/bundle/model_int8.tflite"')
+    shown = {}
+    exec(compile(tour, "README: the tour", "exec"), shown)
+    assert [v.artifact for v in shown["verdicts"]] and shown["clf"].labels
     assert Path(namespace["swept"].pick.run).resolve().parent == (work / "runs" / "sweep" / "trials").resolve()
     assert namespace["swept"].pick.test["accuracy"] is not None
     assert namespace["clf"].predict("some_digit.png", top_k=3)[0].label in namespace["clf"].labels

@@ -31,3 +31,33 @@ def test_the_schemas_reject_what_a_gate_must_not_trust():
                              "backend": "tflite", "status": "ok", "size_bytes": 1}]}
     errors = schema_errors("bundle", bundle)
     assert any(e.startswith("labels/1") for e in errors) and any("'sha256' is a required property" in e for e in errors)
+
+
+def test_the_published_schemas_are_generated_from_the_records():
+    """A field added to a record is in report.schema.json / bench.schema.json (regenerate with
+    `python -m edgeship.core.schema_gen`); the published files are exactly what the generator writes."""
+    from dataclasses import fields
+
+    from edgeship.core import schema_gen
+    from edgeship.core.records import BenchRow, ParityRow
+    from edgeship.core.schema import load_schema
+
+    assert schema_gen.main(["--check"]) == 0
+    for kind, cls, where in (("report", ParityRow, "artifact"), ("bench", BenchRow, "row")):
+        published = load_schema(kind)["$defs"][where]["properties"]
+        assert {f.name for f in fields(cls)} - {"extra"} <= set(published), kind
+
+
+def test_a_new_record_field_reaches_the_generated_schema(monkeypatch):
+    """The generator reads the records, not a list: a throwaway field appears with its type."""
+    import dataclasses
+
+    from edgeship.core import schema_gen
+    from edgeship.core.records import ParityRow
+
+    @dataclasses.dataclass
+    class Wider(ParityRow):
+        watts: float | None = None
+
+    monkeypatch.setitem(schema_gen.LOCATIONS["report.schema.json"], ("$defs", "artifact"), Wider)
+    assert schema_gen.generate("report.schema.json")["$defs"]["artifact"]["properties"]["watts"] == {"type": "number"}
