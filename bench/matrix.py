@@ -12,19 +12,19 @@ from edgeship.runtime.spec import MANIFEST_NAME, Bundle
 
 # TensorFlow formats (the Keras reference, a SavedModel) run only on this machine, on its CPU or GPU: they are
 # bench's own rows, not runtime backends (the board never has TensorFlow).
-TF_FAMILIES = {"keras": (("keras", None), ("keras", "gpu")),
+TF_BACKENDS = {"keras": (("keras", None), ("keras", "gpu")),
                "tensorflow": (("tensorflow", None), ("tensorflow", "gpu"))}
 GPU_PROVIDERS = ("cuda", "tensorrt", "gpu")
 
 
-def backend_rows(family: str, file_format: str) -> tuple[tuple[str, str | None], ...]:
+def backend_rows(backend: str, file_format: str) -> tuple[tuple[str, str | None], ...]:
     """(backend, provider) rows for an artifact, from the backend registry: its own runtime once per provider,
     then every runtime that also reads its file format. GPU rows are reported "unavailable" on machines without
     one instead of silently vanishing."""
-    if family in TF_FAMILIES:
-        return TF_FAMILIES[family]
-    own = BACKENDS[family]
-    others = [b for b in BACKENDS.values() if b.name != family and file_format in b.reads]
+    if backend in TF_BACKENDS:
+        return TF_BACKENDS[backend]
+    own = BACKENDS[backend]
+    others = [b for b in BACKENDS.values() if b.name != backend and file_format in b.reads]
     return tuple((b.name, provider) for b in (own, *others) for provider in b.providers)
 
 
@@ -35,7 +35,7 @@ def _label(name: str, provider: str | None) -> str:
 def backend_choices() -> tuple[str, ...]:
     """What `bench --backend` takes: every registered runtime (and runtime-provider), the TensorFlow rows, all."""
     names = [name for b in BACKENDS.values() for name in (b.name, *(_label(b.name, p) for p in b.providers if p))]
-    names += [_label(name, provider) for rows in TF_FAMILIES.values() for name, provider in rows]
+    names += [_label(name, provider) for rows in TF_BACKENDS.values() for name, provider in rows]
     return (*dict.fromkeys(names), "all")
 
 
@@ -43,7 +43,7 @@ def backend_choices() -> tuple[str, ...]:
 class Artifact:
     name: str
     path: Path
-    family: str  # what runs it: tflite, onnxruntime, keras or tensorflow (the rows' `backend` choices)
+    backend: str  # what runs it as its own file: tflite, onnxruntime, keras or tensorflow
     format: str  # the file format: tflite, onnx, keras, saved_model
     precision: str | None = None
     size_bytes: int | None = None
@@ -59,8 +59,8 @@ def artifacts_of(target: Path, trust_code: bool = False) -> list[Artifact]:
             from edgeship.core.tensorflow import refuse_untrusted
 
             refuse_untrusted(target)
-        family = backend_for(target).name
-        return [Artifact(target.name, target, family, target.suffix.lstrip("."), None, target.stat().st_size)]
+        backend = backend_for(target).name
+        return [Artifact(target.name, target, backend, target.suffix.lstrip("."), None, target.stat().st_size)]
     if not (target / MANIFEST_NAME).is_file():
         raise UsageError(f"{target}: not a model file or an edgeship bundle/run directory")
     bundle = Bundle.load(target)
@@ -74,7 +74,7 @@ def artifacts_of(target: Path, trust_code: bool = False) -> list[Artifact]:
             if path.suffix == ".keras" and path.is_file():
                 refuse_untrusted(path, bundle)
     found = [Artifact(r.name, target / r.file, r.backend, r.format, r.precision, r.size_bytes) for r in records]
-    if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.family == "keras" for a in found):
+    if bundle.keras_model and (target / bundle.keras_model).is_file() and not any(a.backend == "keras" for a in found):
         path = target / bundle.keras_model
         found.append(Artifact("keras", path, "keras", "keras", "float32", path.stat().st_size))
     return found
@@ -102,14 +102,14 @@ def build_cases(artifacts: list[Artifact], threads=(None,), batches=(1,), backen
     backend = parse_backends(backend)
     cases = []
     for artifact in artifacts:
-        if artifact.family in TF_FAMILIES:
+        if artifact.backend in TF_BACKENDS:
             if remote:
                 continue  # TensorFlow formats run only here, never on a board
-            if artifact.family == "tensorflow" and not trust_code and any(b.startswith("tensorflow") for b in backend):
+            if artifact.backend == "tensorflow" and not trust_code and any(b.startswith("tensorflow") for b in backend):
                 from edgeship.core.tensorflow import refuse_saved_model
 
                 refuse_saved_model(artifact.path)  # asked for by name: one line, exit 2 (else the row says why)
-        options = backend_rows(artifact.family, artifact.format)
+        options = backend_rows(artifact.backend, artifact.format)
         for (name, provider), n_threads, batch in itertools.product(options, threads, batches):
             if not _wanted(name, provider, backend) or (provider in GPU_PROVIDERS and n_threads != threads[0]):
                 continue  # CPU thread counts do not apply to GPU providers: one row per batch size

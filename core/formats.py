@@ -117,7 +117,7 @@ def resolve_formats(names) -> list[ExportFormat]:
     return [FORMATS[n] for n in dict.fromkeys(names)]
 
 
-def device_families() -> set[str]:
+def device_file_formats() -> set[str]:
     """File formats that ship to a device (tflite, onnx): where accelerators and speed-ups are judged."""
     return {f.file_format for f in FORMATS.values() if f.on_device}
 

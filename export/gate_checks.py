@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from edgeship.core.formats import device_families
+from edgeship.core.formats import device_file_formats
 from edgeship.core.integrity import finite
 from edgeship.core.metrics import describe_collapse, predictions_collapsed
 from edgeship.core.records import ParityRow, Readiness, Reference, Speedup
@@ -120,7 +120,7 @@ def _prob_diff(value, row: ParityRow, reference):
 
 def _speedup(value, row: ParityRow, reference):
     """A quantized artifact that is not enough faster than its float32 sibling here."""
-    if row.format not in device_families() or row.precision not in SPEED_PRECISIONS:
+    if row.format not in device_file_formats() or row.precision not in SPEED_PRECISIONS:
         return []
     speedup = row.speedup
     figure = speedup.value if isinstance(speedup, Speedup) else None
@@ -135,7 +135,7 @@ def _speedup(value, row: ParityRow, reference):
 
 def _gpu_delegate(value, row: ParityRow, reference):
     """Why no accelerator takes the artifact whole (it would fall back to the CPU)."""
-    if row.format not in device_families():
+    if row.format not in device_file_formats():
         return []
     entry = row.readiness
     if not isinstance(entry, Readiness) or not (entry.accelerators or entry.error):

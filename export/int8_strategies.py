@@ -64,7 +64,7 @@ class _Equalizing:
 
 @int8_strategy_for("tflite_int8")
 class TFLiteStrategy(_Equalizing):
-    kind = "tflite"
+    backend = "tflite"
     plain = Recipe("min-max")
 
     def __init__(self, job):
@@ -109,7 +109,7 @@ class TFLiteStrategy(_Equalizing):
 
 @int8_strategy_for("onnx_int8")
 class OnnxStrategy(_Equalizing):
-    kind = "onnxruntime"
+    backend = "onnxruntime"
     plain = Recipe("MinMax")
     VARIANTS = (Recipe("Entropy"), Recipe("Percentile"), Recipe("MinMax", per_channel=False))
 

@@ -130,7 +130,7 @@ class Int8Strategy(Protocol):
     """What the search needs from one file format (a format registers its class as `int8_strategy`). Like
     ONNX Runtime's CalibrationDataReader: a protocol of a few lines, not a base class."""
 
-    kind: str  # the runtime backend that measures a candidate (runtime.backends.BACKENDS)
+    backend: str  # the runtime backend that measures a candidate (runtime.backends.BACKENDS)
     plain: Recipe  # the recipe of the plain artifact export made
     equalization: object  # export.equalize.Equalized once the equalized candidate was made, else None
     bias_correction: object  # export.bias_correction.BiasCorrection once a corrected candidate was made, else None
@@ -162,14 +162,14 @@ class Refinement:
     warnings: list[str] = field(default_factory=list)
 
 
-def measure(kind: str, data: bytes, val: ValidationSet, scratch: Path | None = None) -> tuple[float, float, float]:
+def measure(backend: str, data: bytes, val: ValidationSet, scratch: Path | None = None) -> tuple[float, float, float]:
     """(accuracy and top-1 agreement with Keras on the validation images, median latency in ms at 1 thread
     here) of one candidate; its file lives under SCRATCH (the export's) while it is measured."""
-    backend = BACKENDS[kind]
+    runtime = BACKENDS[backend]
     with tempfile.TemporaryDirectory(prefix="edgeship-trial-", dir=scratch) as tmp:
-        path = Path(tmp, "model" + backend.suffixes[0])
+        path = Path(tmp, "model" + runtime.suffixes[0])
         path.write_bytes(data)
-        session = backend.open(path, threads=1)
+        session = runtime.open(path, threads=1)
         step = inference_batch(*val.images.shape[1:3], most=64)
         probs = np.concatenate([session.run(val.images[i:i + step]) for i in range(0, len(val.images), step)])
         p50 = float(np.median(session_times(session, val.images[:1], TIMING_WARMUP, TIMING_RUNS)))
@@ -194,7 +194,7 @@ def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: 
     trials: list[Trial] = []
 
     def attempt(candidate: Candidate) -> Trial:
-        accuracy, agreement, p50 = measure(strategy.kind, candidate.data, val, strategy.job.scratch_root)
+        accuracy, agreement, p50 = measure(strategy.backend, candidate.data, val, strategy.job.scratch_root)
         drop = (val.reference_accuracy - accuracy) * 100.0
         trial = Trial(candidate, accuracy, agreement, drop, p50,
                       drop <= budget + 1e-9 and agreement >= MIN_AGREEMENT)
@@ -219,7 +219,7 @@ def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: 
         result.warnings.append(f"no int8 variant kept the {val.split} accuracy within {max_drop:g} pp of Keras "
                                f"(best: {chosen.candidate.label}, Δ {-chosen.drop_pp:+.2f} pp); it is kept")
     result.data, result.io = chosen.candidate.data, chosen.candidate.io
-    _, _, float_p50 = measure(strategy.kind, strategy.float_model(), val, strategy.job.scratch_root)
+    _, _, float_p50 = measure(strategy.backend, strategy.float_model(), val, strategy.job.scratch_root)
     result.quantization = QuantizationRecord(
         budget_pp=max_drop, split=val.split, n_images=int(len(val.labels)),
         reference_val_accuracy=val.reference_accuracy, chosen=chosen.candidate.label,

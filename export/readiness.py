@@ -135,13 +135,6 @@ def readiness(format_name: str, path: Path, scratch: Path | None = None) -> Read
         return Readiness(error=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
 
 
-def accelerator_ready(entry: Readiness | dict | None) -> bool:
-    """Does at least one accelerator take the whole artifact?"""
-    if isinstance(entry, dict):
-        entry = Readiness.from_json(entry)
-    return bool(entry) and entry.ready
-
-
 def ort_readiness(path: Path, scratch: Path | None = None) -> dict:  # noqa: ARG001 - no temporary files
     """An `.ort` file, per execution provider: are all its op types on that provider's published list
     (onnxruntime/tools/mobile_helpers/*_supported_ops.md)? Read with ONNX Runtime's own ORT-format reader

@@ -422,7 +422,7 @@ def test_a_finalist_whose_gate_fails_or_whose_report_is_stale_is_not_the_pick(ex
     import shutil
 
     from edgeship.sweep import Budget, SweepOptions
-    from edgeship.sweep import search
+    from edgeship.sweep import finalize
     from edgeship.sweep.record import CandidateRow
 
     runs = {}
@@ -437,11 +437,11 @@ def test_a_finalist_whose_gate_fails_or_whose_report_is_stale_is_not_the_pick(ex
     report_path.write_text(json.dumps(report))
     (runs["stale"] / "bundle" / "model_int8.tflite").write_bytes(
         (runs["stale"] / "bundle" / "model_float32.tflite").read_bytes())
-    monkeypatch.setattr(search, "_bench_real", lambda run, targets, options: {"tflite_int8": {"local": 1.0}})
+    monkeypatch.setattr(finalize, "_bench_real", lambda run, targets, options: {"tflite_int8": {"local": 1.0}})
     rows = [CandidateRow(name, "tflite_int8", {}, "trained", run=str(runs[name]), size_bytes=1000,
                          val={"accuracy": accuracy}) for name, accuracy in (("gate_fails", 0.99), ("stale", 0.98),
                                                                            ("sound", 0.97))]
-    pick, why = search._finalize(rows, ["local"], set(), SweepOptions(budget=Budget(max_drop_pp=1.0), finalists=3))
+    pick, why = finalize.finalize(rows, ["local"], set(), SweepOptions(budget=Budget(max_drop_pp=1.0), finalists=3))
     assert pick is not None and pick["key"] == "sound", why
     verdicts = {r.key: r for r in rows}
     assert verdicts["gate_fails"].verdict == "finalist" and verdicts["gate_fails"].gate["passed"] is False

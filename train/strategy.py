@@ -94,10 +94,6 @@ def scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def replicas(strategy) -> int:
-    return strategy.num_replicas_in_sync if strategy is not None else 1
-
-
 def _is_multi_worker(strategy) -> bool:
     tf, _ = import_keras()
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
