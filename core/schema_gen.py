@@ -2,7 +2,7 @@
 field of every record (core/records.py, core/stages.py, core/figures.py) is a property with the type its
 annotation says, so a field added to a record is in the schema without another edit. What a type cannot say
 (ranges, patterns, which fields an ok row must have, descriptions) is kept in core/schemas/constraints/ and wins
-over the generated type. `tests/test_schemas.py` fails when the published files differ from what this writes.
+over the generated type. `tests/integrity/test_schemas.py` fails when the published files differ from what this writes.
 
     python -m edgeship.core.schema_gen          # rewrite core/schemas/{report,bench}.schema.json
 """

@@ -1,5 +1,5 @@
 """Write docs/reference/{cli,schemas}.md from the code: the CLI parser (every command's flags, defaults and help)
-and the published JSON Schemas. `make docs` runs it before building; tests/test_docs.py fails when the committed
+and the published JSON Schemas. `make docs` runs it before building; tests/cli/test_docs.py fails when the committed
 pages differ from what this writes, so the reference cannot drift from the code.
 
     python docs/gen_reference.py          # rewrite the pages

@@ -1,7 +1,7 @@
 """The gate's thresholds as a registry: one `GateCheck` object carries a threshold's flag, its config key, its
 unit, its default, the words the gate prints for it and its evaluation. `edgeship gate`'s flags, the
 `[tool.edgeship.gate]` keys, `GateThresholds` and the verdicts are all read from `GATE_CHECKS`, so a new
-threshold is `register_check(GateCheck(...))` and nothing else (tests/test_gate.py registers a throwaway one)."""
+threshold is `register_check(GateCheck(...))` and nothing else (tests/gate/test_gate.py registers a throwaway one)."""
 
 from __future__ import annotations
 

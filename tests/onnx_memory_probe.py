@@ -1,4 +1,4 @@
-"""A child process for tests/test_search_memory.py: a plain ONNX convolution stack (no TensorFlow) with large
+"""A child process for tests/export/test_search_memory.py: a plain ONNX convolution stack (no TensorFlow) with large
 activations, and the peak RSS one step of the int8 search adds on it: `python onnx_memory_probe.py sqnr|calib
 IMAGES FOLDER CHUNK|default`."""
 

@@ -118,7 +118,7 @@ def test_a_model_with_only_standard_metadata_answers_like_mediapipe(photos):
     """MediaPipe Model Maker's own metadata writer made this file (tests/data): no edgeship metadata at all."""
     from pathlib import Path
 
-    model = Path(__file__).with_name("data") / "mediapipe_digits.tflite"
+    model = Path(__file__).parents[1] / "data" / "mediapipe_digits.tflite"
     worst = _compare_with_mediapipe(model, photos)
     assert worst <= 0.05, worst
     print(f"\nworst score difference against MediaPipe's ImageClassifier: {worst:.2e}")

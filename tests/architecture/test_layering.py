@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # folder -> import package; the package root `edgeship/` holds only __init__ and __main__
 PACKAGES = {"runtime": "edgeship.runtime", "core": "edgeship.core", "targets": "edgeship.targets",
             "train": "edgeship.train", "export": "edgeship.export", "bench": "edgeship.bench",
@@ -28,8 +28,9 @@ ALLOWED = {
     "edgeship": {"runtime", "core", "cli"},
 }
 # Child-process programs whose stdout *is* their JSON protocol, read by the parent: not messages to people;
-# and the scale and ORT-options benchmarks, programs of their own (`python -m edgeship.bench.scale`) whose output is its table.
-PRINT_ALLOWED = {"bench/agent.py", "bench/probe.py", "bench/scale.py", "bench/ort_int8_options.py"}
+# the scale and ORT-options benchmarks, programs of their own (`python -m edgeship.bench.scale`) whose output is its
+# table; and the schema generator's `--check` line (`python -m edgeship.core.schema_gen`).
+PRINT_ALLOWED = {"bench/agent.py", "bench/probe.py", "bench/scale.py", "bench/ort_int8_options.py", "core/schema_gen.py"}
 LIBRARY_FOLDERS = ("runtime", "core", "targets", "train", "export", "bench", "sweep")
 
 

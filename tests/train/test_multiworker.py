@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO
+from ..conftest import REPO
 
 DIGEST = re.compile(r"weights sha256 ([0-9a-f]{64})")
 

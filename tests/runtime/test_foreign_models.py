@@ -15,9 +15,9 @@ import pytest
 from edgeship.runtime.preprocess import prepare_batch
 from edgeship.runtime.spec import InputSpec
 
-from .test_cli_habits import _plain_onnx_nchw
+from ..cli.test_cli_habits import _plain_onnx_nchw
 
-MEDIAPIPE_MODEL = Path(__file__).parent / "data" / "mediapipe_digits.tflite"  # see data/make_mediapipe_model.py
+MEDIAPIPE_MODEL = Path(__file__).parents[1] / "data" / "mediapipe_digits.tflite"  # see data/make_mediapipe_model.py
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 import pytest
 from edgeship.cli import parse_arguments
 
-from .conftest import REPO
+from ..conftest import REPO
 
 # (argv, attribute, expected value): each pair of rows is one command typed two ways.
 INVOCATIONS = [

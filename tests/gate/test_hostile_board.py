@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from .cli_checks import one_line_exit_2
+from ..cli_checks import one_line_exit_2
 
 pytestmark = pytest.mark.slow
 

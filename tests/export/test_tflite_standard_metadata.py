@@ -48,7 +48,7 @@ def test_vendored_schema_is_the_one_mediapipe_ships():
     if spec is None:
         pytest.skip("mediapipe is not installed (pip install edgeship[dev])")
     shipped = Path(spec.origin).parent / "tasks" / "metadata" / "metadata_schema_py_generated.py"
-    vendored = Path(__file__).resolve().parents[1] / "runtime" / "vendor" / "tflite_metadata_schema_py_generated.py"
+    vendored = Path(__file__).resolve().parents[2] / "runtime" / "vendor" / "tflite_metadata_schema_py_generated.py"
     assert vendored.read_text() == shipped.read_text()
 
 

@@ -144,7 +144,7 @@ def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
 def test_the_formats_guide_table_matches_the_registry():
     from pathlib import Path
 
-    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "formats.md").read_text()
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guides" / "formats.md").read_text()
     section = guide[guide.index("# Export formats"):].split("\n\n")[0]
     lines = [line for line in section.splitlines() if line.startswith("| `")]
     rows = [[cell.strip() for cell in line.split("|")[1:5]] for line in lines]

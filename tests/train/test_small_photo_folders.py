@@ -27,7 +27,7 @@ def _photos_helper():
     from pathlib import Path
 
     if "edgeship_test_photos" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("edgeship_test_photos", Path(__file__).with_name("photos.py"))
+        spec = importlib.util.spec_from_file_location("edgeship_test_photos", Path(__file__).parents[1] / "photos.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["edgeship_test_photos"] = module
         spec.loader.exec_module(module)

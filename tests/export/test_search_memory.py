@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PROBE = Path(__file__).with_name("onnx_memory_probe.py")
+PROBE = Path(__file__).parents[1] / "onnx_memory_probe.py"
 
 
 def _added_mb(tmp_path, what: str, images: int, chunk="default") -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO
+from ..conftest import REPO
 
 SIZE = 96  # px: the model's input (small, so activations stay small and decoded pixels are what grows)
 JPEG_SIZE = 128

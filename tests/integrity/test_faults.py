@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO, run_cli
+from ..conftest import REPO, run_cli
 
 KILL_SEEDS_EXPORT = 6
 KILL_SEEDS_TRAIN = 4

@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from .cli_checks import one_line_exit_2
+from ..cli_checks import one_line_exit_2
 
 pytestmark = pytest.mark.slow
 

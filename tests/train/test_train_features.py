@@ -21,7 +21,7 @@ from edgeship.runtime.errors import ImageError, UsageError
 from edgeship.train import AugmentConfig, HeadConfig, SplitConfig, TrainConfig, train
 from PIL import Image
 
-from .conftest import REPO
+from ..conftest import REPO
 
 QUICK = dict(image_size=32, batch_size=16, show_progress=False, splits=SplitConfig(seed=0))
 

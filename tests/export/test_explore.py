@@ -88,7 +88,7 @@ def test_explore_names_what_is_missing_and_refuses_what_it_cannot_show(explored,
 
 def _browser():
     """Chromium (Debian's, installed when missing and we are root) and Playwright to drive it."""
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from sshd import find_or_install
 
     playwright = pytest.importorskip("playwright.sync_api")

@@ -321,7 +321,7 @@ def _postgres(tmp_path: Path):
     import glob
     import shutil
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from sshd import find_or_install, free_port  # noqa: E402 - the shared apt helper
 
     _, reason = find_or_install(tuple(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ("/usr/lib/postgresql/15/bin/initdb",),

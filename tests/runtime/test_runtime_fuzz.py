@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-WORKER = Path(__file__).with_name("fuzz_worker.py")
+WORKER = Path(__file__).parents[1] / "fuzz_worker.py"
 CHUNK = 25
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-EXTEND = (Path(__file__).resolve().parents[1] / "docs" / "extend.md").read_text(encoding="utf-8")
+EXTEND = (Path(__file__).resolve().parents[2] / "docs" / "extend.md").read_text(encoding="utf-8")
 
 
 def _snippet(heading: str) -> dict:

@@ -20,9 +20,9 @@ import urllib.request
 
 import pytest
 
-from .cli_checks import one_line_exit_2
-from .test_explore import _free_port
-from .test_explore import _url as _printed_url
+from ..cli_checks import one_line_exit_2
+from ..export.test_explore import _free_port
+from ..export.test_explore import _url as _printed_url
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from .pretrained import CORAL, MOBILENET_V2_TFLITE, dequantized_mobilenet_v2, save_backbone_weights
+from ..pretrained import CORAL, MOBILENET_V2_TFLITE, dequantized_mobilenet_v2, save_backbone_weights
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_the_dequantized_backbone_classifies_photos_as_the_coral_model_does():
 
 
 def test_a_pretrained_mobilenet_v2_fine_tuned_on_photos_passes_the_default_export_and_gate(tmp_path):
-    from .photos import write_photo_folder
+    from ..photos import write_photo_folder
 
     weights = save_backbone_weights(tmp_path / "mobilenet_v2_1.0_coral.weights.h5")
     photos = write_photo_folder(tmp_path / "photos", classes=6, per_class=(20, 24), long_side=(100, 200))

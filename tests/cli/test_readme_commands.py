@@ -25,7 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The README, then the docs' pages in their reading order: "README" below means all of them.
 PAGES = ("README.md", "docs/index.md", "docs/guides/cli.md", "docs/guides/ci-gate.md", "docs/guides/int8.md",
          "docs/guides/formats.md", "docs/guides/devices.md", "docs/guides/sweep.md", "docs/guides/python-api.md",
