@@ -191,3 +191,20 @@ def test_library_modules_log_instead_of_printing(folder):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 offenders.append(f"{relative}:{node.lineno}")
     assert not offenders, "print() in library code (use logging.getLogger('edgeship')): " + ", ".join(offenders)
+
+
+def test_modules_and_functions_stay_small():
+    """Small modules with one job each: no module over 400 lines, no function over 60 (the vendored TFLite
+    metadata schema is generated code and not ours)."""
+    long_modules, long_functions = [], []
+    for module, path in _modules().items():
+        if "vendor" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 400:
+            long_modules.append(f"{path.relative_to(REPO)} ({len(text.splitlines())} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} "
+                                      f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not long_modules and not long_functions, "\n".join(long_modules + long_functions)
