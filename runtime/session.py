@@ -69,15 +69,6 @@ def quantize(batch: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) 
     return np.clip(values, info.min, info.max).astype(dtype)
 
 
-def _parse_embedded(raw: bytes | str | None, source: str) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{source}: embedded edgeship metadata is not valid JSON ({exc})") from exc
-
-
 def parse_embedded(raw: bytes | str | None, source: str) -> dict[str, Any] | None:
     if raw is None:
         return None
