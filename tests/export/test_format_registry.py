@@ -55,3 +55,53 @@ def test_a_format_name_is_registered_once(copy_format):
         register_format(copy_format)
     with pytest.raises(UsageError, match="reads it as a list"):
         register_format(copy_format.__class__("a,b", "x.tflite", "float32", "tflite", False, "", None))
+
+
+@pytest.fixture
+def new_family():
+    """A file family edgeship has never seen (`.tfl`: TFLite bytes under another suffix), its runtime and its
+    format, registered the way one new module of edgeship (or a user's) would register them."""
+    from edgeship.core.formats import FORMATS, export_format, unregister_format
+    from edgeship.export.embed import embed_tflite
+    from edgeship.export.readiness import tflite_readiness
+    from edgeship.export.tflite_convert import float32
+    from edgeship.runtime.backends import Backend, register_backend, unregister_backend
+    from edgeship.runtime.tflite_session import TFLiteSession, probe_tflite
+
+    def open_tfl(path, threads=None, data=None, **_):
+        session = TFLiteSession(path, threads=threads, data=data)
+        session.backend = "tfl"
+        return session
+
+    register_backend(Backend("tfl", (".tfl",), open_tfl, probe_tflite))
+
+    @export_format("tfl_float32", "model_float32.tfl", "float32", "tfl", "TFLite bytes as a .tfl file",
+                   embedder=embed_tflite, timed=True, readiness=tflite_readiness)
+    def convert(job):
+        return float32(job)
+
+    yield FORMATS["tfl_float32"]
+    unregister_format("tfl_float32")
+    unregister_backend("tfl")
+
+
+def test_a_new_file_family_is_one_backend_and_one_format(run_copy, new_family, capsys):
+    from edgeship.bench.matrix import artifacts_of, build_cases
+    from edgeship.cli import main
+    from edgeship.core.formats import device_file_formats
+    from edgeship.core.layout import RunLayout
+    from edgeship.runtime import Classifier
+
+    assert new_family.file_format == "tfl" and "tfl" in device_file_formats()  # the gate's device checks apply
+    assert main(["export", str(run_copy), "--formats", "tflite,tfl_float32"]) == 0
+    rows = {row["name"]: row for row in json.loads((run_copy / "report.json").read_text())["artifacts"]}
+    assert (rows["tfl_float32"]["format"], rows["tfl_float32"]["status"]) == ("tfl", "ok")
+    assert rows["tfl_float32"]["accuracy"] == rows["tflite"]["accuracy"] and rows["tfl_float32"]["agreement"] == 1.0
+    assert rows["tfl_float32"]["readiness"]["gpu_delegate"] == rows["tflite"]["readiness"]["gpu_delegate"]
+    lone = Classifier.load(run_copy / "bundle" / "model_float32.tfl")  # a lone file: its suffix names its runtime
+    assert lone.session.backend == "tfl" and lone.labels == Classifier.load(run_copy / "bundle").labels
+    cases = build_cases(artifacts_of(run_copy / "bundle"), backend="tfl")
+    assert [c["name"] for c in cases] == ["tfl_float32"]
+    assert run_copy / "bundle" / "model_float32.tfl" in RunLayout(run_copy).owned_paths()
+    assert main(["gate", str(run_copy), "--max-drop", "100", "--min-agreement", "0"]) in (0, 1)
+    assert "PASS tfl_float32" in capsys.readouterr().out
