@@ -113,7 +113,8 @@ class Ledger:
 
         recovered = []
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if not _is_dead(trial.user_attrs.get("worker"), trial.user_attrs.get("heartbeat")):
+            started = trial.datetime_start.timestamp() if trial.datetime_start else None
+            if not _is_dead(trial.user_attrs.get("worker"), trial.user_attrs.get("heartbeat", started)):
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
             try:  # the note first: a finished trial takes no more attributes
@@ -141,9 +142,12 @@ class Ledger:
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
             trial = optuna.Trial(self.study, trial_id)
-            trial.suggest_categorical(CANDIDATE, self.queued or [frozen.system_attrs["fixed_params"][CANDIDATE]])
-            trial.set_user_attr("worker", worker_id())
-            self.beat(trial)
+            try:
+                trial.suggest_categorical(CANDIDATE, self.queued or [frozen.system_attrs["fixed_params"][CANDIDATE]])
+                trial.set_user_attr("worker", worker_id())
+                self.beat(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker's stale check ended it in the instant before it was marked ours
             return trial
         return None
 
@@ -188,7 +192,9 @@ class Ledger:
 
 
 def _is_dead(worker: str | None, heartbeat: float | None) -> bool:
-    """A worker of this machine is dead when its process is gone; one elsewhere when its heartbeat is old."""
+    """A worker of this machine is dead when its process is gone; one elsewhere when its heartbeat is old. A trial
+    not yet marked with its worker is judged by HEARTBEAT, which is then when it started: a trial claimed an instant
+    ago is not a dead one (two workers on one PostgreSQL study raced on exactly that)."""
     if not worker:
         return heartbeat is None or time.time() - heartbeat > STALE_SECONDS
     host, _, pid = worker.rpartition(":")

@@ -86,6 +86,23 @@ def test_a_space_names_registry_entries_and_refuses_what_would_do_nothing(tmp_pa
             load_space(path)
 
 
+def test_a_trial_claimed_an_instant_ago_is_not_taken_for_a_dead_one(tmp_path):
+    """Between a worker setting a trial RUNNING and marking it with its name, another worker's stale check must
+    not end it (two workers on one PostgreSQL study met exactly that: UpdateFinishedTrialError)."""
+    from optuna.trial import TrialState
+
+    from edgeship.sweep import ledger
+
+    storage = ledger.open_storage(None, tmp_path)
+    book = ledger.Ledger(storage, "s/measure", ["minimize"], {"budget": 1})
+    book.queue_once(["x"])
+    waiting = book.study.get_trials(deepcopy=False)[0]
+    trial_id = book.storage.get_trial_id_from_study_id_trial_number(book.study_id, waiting.number)
+    assert book.storage.set_trial_state_values(trial_id, TrialState.RUNNING)  # claimed, not yet named
+    assert book.recover_stale() == []
+    assert book.study.get_trials(deepcopy=False)[0].state == TrialState.RUNNING
+
+
 def test_the_ledger_gives_each_trial_to_one_worker_and_queues_a_dead_workers_again(tmp_path):
     import socket
 
