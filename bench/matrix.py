@@ -81,7 +81,8 @@ def artifacts_of(target: Path, trust_code: bool = False) -> list[Artifact]:
 
 
 def _wanted(backend: str, provider: str | None, selected: tuple[str, ...]) -> bool:
-    return "all" in selected or backend in selected or _label(backend, provider) in selected
+    everything = "all" in selected and (backend not in BACKENDS or BACKENDS[backend].bench_default)
+    return everything or backend in selected or _label(backend, provider) in selected
 
 
 def parse_backends(backend) -> tuple[str, ...]:

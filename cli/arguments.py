@@ -84,7 +84,18 @@ def int_list(text: str) -> list[int]:
     return values
 
 
-BUDGET_TYPES = {"pp": points, "share": share, "fraction": fraction}  # a gate check's unit -> its flag's type
+def size(text: str) -> int:
+    """Bytes, as `256KB` (10^3), `256KiB` (2^10), `1MB` or a plain number: what --max-arena and --max-size take."""
+    from edgeship.sweep.budget import parse_size
+    from edgeship.runtime.errors import UsageError
+
+    try:
+        return parse_size(text)
+    except UsageError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 256KB, 256KiB or 262144 (bytes), got {text!r}") from None
+
+
+BUDGET_TYPES = {"pp": points, "share": share, "fraction": fraction, "bytes": size}  # a gate check's unit -> its type
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ NAME = "gate"
 HELP = "exit 1 when an artifact loses too much accuracy against Keras"
 INTERRUPTED = "; nothing was gated"
 _TYPES = {**BUDGET_TYPES, "factor": number(float, 0.0, low_open=True, what="a factor such as 1.5")}
-_METAVARS = {"pp": "PP", "share": "FRAC", "fraction": "P", "factor": "X"}
+_METAVARS = {"pp": "PP", "share": "FRAC", "fraction": "P", "factor": "X", "bytes": "SIZE"}
 
 
 def add_arguments(p) -> None:

@@ -108,12 +108,16 @@ class OpProfile(_Record):
 
 @dataclass
 class RuntimeParity(_Record):
-    """The same artifact file under another runtime (OpenVINO), against its own runtime on the same test images."""
+    """The same artifact file under another runtime (OpenVINO, TensorFlow Lite Micro), against its own runtime on
+    the same test images; or why that runtime would not run it."""
 
     runtime: str
     agreement: float | None = None  # top-1 agreement with the artifact's own runtime
     max_abs_prob_diff: float | None = None
     accuracy: float | None = None
+    backend: str | None = None  # the registry name of that runtime (runtime.backends.BACKENDS)
+    arena_bytes: int | None = None  # the memory it allocated for the model, where it says (TFLM's tensor arena)
+    error: str | None = None  # it would not run the file: its own reason (an op it lacks, and which)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

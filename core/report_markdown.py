@@ -203,12 +203,17 @@ def _other_runtimes_section(report: ParityReport) -> list[str]:
         return []
     table = [[a.name, a.runtime or "?", other.runtime, format_value(other.agreement, ".2%"),
               format_value(other.max_abs_prob_diff, ".2e"), format_value(other.accuracy, ".2%"),
-              format_value(a.accuracy, ".2%")] for a, other in rows]
+              format_value(a.accuracy, ".2%"), size_text(other.arena_bytes) if other.arena_bytes else "–"]
+             for a, other in rows]
+    refused = [f"- {md(a.name)} under {md(other.runtime)}: {md(other.error)}" for a, other in rows if other.error]
     return ["## Other runtimes", "",
             "The same file run by another runtime on the same test images, against its own runtime: OpenVINO reads "
-            "the .tflite and .onnx artifacts directly (float32 arithmetic for float32 files).", "",
+            "the .tflite and .onnx artifacts directly (float32 arithmetic for float32 files); TensorFlow Lite Micro "
+            "runs the .tflite files with a microcontroller's kernels, and its tensor arena is measured by allocating "
+            "it.", "",
             markdown_table(("artifact", "own runtime", "other runtime", "top-1 agreement", "max |Δp|",
-                            "accuracy there", "accuracy (own)"), table), ""]
+                            "accuracy there", "accuracy (own)", "arena"), table), "",
+            *([*refused, ""] if refused else [])]
 
 
 def _speedup_section(report: ParityReport) -> list[str]:

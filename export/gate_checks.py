@@ -15,7 +15,7 @@ from edgeship.core.metrics import describe_collapse, predictions_collapsed
 from edgeship.core.records import ParityRow, Readiness, Reference, Speedup
 from edgeship.runtime.errors import UsageError
 
-UNITS = ("pp", "share", "fraction", "factor", "switch")  # how a value is written and checked (the CLI's types)
+UNITS = ("pp", "share", "fraction", "factor", "bytes", "switch")  # how a value is written and checked (the CLI's types)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class GateCheck:
             raise UsageError(f"gate threshold {self.key} ({self.flag}) must be a finite number, got {value!r}")
         if self.unit in ("share", "fraction") and not 0.0 <= value <= 1.0:
             raise UsageError(f"{self.flag} must be a fraction in [0, 1], got {value}")
-        if self.unit == "factor" and not value > 0:
+        if self.unit in ("factor", "bytes") and not value > 0:
             raise UsageError(f"{self.flag} must be a positive factor, e.g. 1.5, got {value!r}")
 
 
@@ -149,6 +149,20 @@ def _gpu_delegate(value, row: ParityRow, reference):
     return ["no phone accelerator takes it whole, it would fall back to the CPU (" + "; ".join(worst) + ")"]
 
 
+def _arena(value, row: ParityRow, reference):
+    """A .tflite whose tensor arena under TensorFlow Lite Micro (measured by allocating it) exceeds VALUE bytes."""
+    if row.format != "tflite":
+        return []
+    tflm = next((r for r in row.other_runtimes or [] if r.backend == "tflm"), None)
+    if tflm is None:
+        return ["no TensorFlow Lite Micro figures in the report; export with --also-backend tflm (edgeship[mcu])"]
+    if tflm.error:
+        return [tflm.error]
+    if not finite(tflm.arena_bytes):
+        return ["no tensor-arena figure for TensorFlow Lite Micro in the report"]
+    return [f"tensor arena {tflm.arena_bytes:,} bytes > {value:,.0f}"] if tflm.arena_bytes > value else []
+
+
 def collapse_reasons(reference: Reference) -> list[str]:
     """A model whose predictions collapsed onto a few classes fails, however well its artifacts agree with it:
     the parity figures would vouch for a useless model. Waived only on purpose (allow_collapsed)."""
@@ -179,6 +193,10 @@ for _check in (
               "fail a .tflite/.onnx that no phone accelerator (TFLite GPU delegate, NNAPI, CoreML) takes whole, by "
               "the report's device-readiness check",
               lambda v: "a phone accelerator takes each artifact whole", row=_gpu_delegate),
+    GateCheck("max_arena_bytes", "max_arena", "bytes", None,
+              "fail a .tflite whose tensor arena under TensorFlow Lite Micro is larger, e.g. 256KB (10^3 bytes) or "
+              "256KiB (needs export --also-backend tflm)",
+              lambda v: f"TFLM tensor arena <= {v:,.0f} bytes", row=_arena),
     GateCheck("allow_collapsed", "allow_collapsed", "switch", False,
               "pass a model that predicts only a few of its classes on the test split (it fails otherwise)",
               lambda v: "collapsed predictions allowed"),

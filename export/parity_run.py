@@ -78,7 +78,7 @@ def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False, 
                 row.status, row.error = "failed", f"runs badly: {str(exc).splitlines()[0][:300]}"
         rows.append(row)
     for name in also_backends:
-        predictors.update(_other_runtime(layout, bundle, predictors, name))
+        predictors.update(_other_runtime(layout, bundle, predictors, name, rows))
     return rows, predictors
 
 
@@ -87,21 +87,34 @@ def other_runtime_key(artifact: str, backend: str) -> str:
     return f"{artifact}@{backend}"
 
 
-def _other_runtime(layout: RunLayout, bundle: Bundle, predictors: dict, name: str) -> dict:
-    """Predictors of the artifacts backend NAME reads (where it is installed), to score against their own runtime."""
+def _other_runtime(layout: RunLayout, bundle: Bundle, predictors: dict, name: str, rows: list[ParityRow]) -> dict:
+    """Predictors of the artifacts backend NAME reads (where it is installed), to score against their own runtime.
+    A file it will not run gets its reason in the row's `other_runtimes`."""
     if name not in BACKENDS or not BACKENDS[name].reads:
         readers = ", ".join(b.name for b in BACKENDS.values() if b.reads)
         raise UsageError(f"--also-backend {name}: not a runtime that reads other runtimes' files ({readers})")
-    found = {}
+    found, missing = {}, None
     for record in (r for r in bundle.artifacts if r.name in predictors and r.format in BACKENDS[name].reads):
-        try:
-            found[other_runtime_key(record.name, name)] = Classifier.load(layout.bundle, artifact=record.name,
-                                                                          backend=name)
-        except UsageError:
-            break  # not installed here: no such rows
-        except Exception as exc:
-            logger.warning(f"{record.name}: {name} cannot run it ({str(exc).splitlines()[0][:200]})")
+        if missing is None:
+            try:
+                found[other_runtime_key(record.name, name)] = Classifier.load(layout.bundle, artifact=record.name,
+                                                                              backend=name)
+                continue
+            except UsageError as exc:  # not installed here: every row it would have says how to install it
+                missing = str(exc)
+            except Exception as exc:
+                reason = str(exc).splitlines()[0].removeprefix(f"{layout.bundle / record.file}: ")[:400]
+                logger.warning(f"{record.name}: {name} cannot run it ({reason})")
+                _refused(rows, record.name, name, reason)
+                continue
+        _refused(rows, record.name, name, missing)
     return found
+
+
+def _refused(rows: list[ParityRow], artifact: str, backend: str, reason: str) -> None:
+    row = next(r for r in rows if r.name == artifact)
+    row.other_runtimes = [*(row.other_runtimes or []),
+                          RuntimeParity(BACKENDS[backend].probe() or backend, backend=backend, error=reason)]
 
 
 @dataclass
@@ -147,8 +160,10 @@ def _other_runtimes(name: str, probs: np.ndarray, predictors: dict, streamed: St
     found = []
     for key, other in streamed.probs.items():
         if key.startswith(f"{name}@"):
+            session = predictors[key].session
             found.append(RuntimeParity(predictors[key].runtime, float(np.mean(other.argmax(1) == probs.argmax(1))),
-                                       float(np.abs(other.astype(np.float64) - probs).max()), accuracy(other, labels)))
+                                       float(np.abs(other.astype(np.float64) - probs).max()), accuracy(other, labels),
+                                       backend=key.split("@", 1)[1], arena_bytes=getattr(session, "arena_bytes", None)))
     return found
 
 
@@ -171,7 +186,8 @@ def score(layout: RunLayout, bundle: Bundle, rows: list[ParityRow], predictors: 
         if info.unknown_threshold is not None:  # what the device (and MediaPipe, from the metadata) answers "unknown" to
             figures["unknown_rejection_rate"] = float(np.mean(probs.max(axis=1) < info.unknown_threshold))
         row.merge(ParityStage(runtime=predictor.runtime, **figures))
-        row.other_runtimes = _other_runtimes(row.name, probs, predictors, streamed, labels) or None
+        row.other_runtimes = [*(row.other_runtimes or []), *_other_runtimes(row.name, probs, predictors, streamed,
+                                                                            labels)] or None
         latency_ms, settings = quick_latency(predictor, streamed.first_chunk[:1], row.sha256)
         row.merge(LatencyStage(latency_ms=latency_ms))
         row.merge(TimingStage(latency_settings=settings))

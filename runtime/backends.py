@@ -13,6 +13,7 @@ from .errors import ModelLoadError, UsageError
 from .onnx_session import OnnxSession, onnx_external_data, onnx_providers, probe_onnx, refuse_onnx_external_data  # noqa: F401 - re-exported
 from .session import Session, image_size, read_model_file  # noqa: F401 - re-exported
 from .tflite_session import TFLiteSession, probe_tflite
+from .tflm_session import TFLMSession, probe_tflm
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Backend:
     reads: tuple[str, ...] = ()  # other runtimes' file formats it also computes: bench rows, --also-backend
     providers: tuple[str | None, ...] = (None,)  # one bench row per provider (ONNX Runtime: cpu, cuda, tensorrt)
     install: str = ""  # what to pip install when `probe` finds nothing
+    bench_default: bool = True  # in `bench --backend all`; False: only when named (a slow reference interpreter)
 
     @property
     def reads_other_formats(self) -> bool:
@@ -86,6 +88,16 @@ register_backend(Backend("onnxruntime", (".onnx", ".ort"), _open_onnx, probe_onn
 # OpenVINO reads the .tflite and .onnx files the other two run; chosen by name only (--backend openvino)
 register_backend(Backend("openvino", (), _open_openvino, _probe_openvino, reads=("tflite", "onnx"),
                          install="edgeship[openvino]"))
+
+
+def _open_tflm(path: Path, threads: int | None = None, data: bytes | None = None, **_):
+    return TFLMSession(path, threads=threads, data=data)
+
+
+# TensorFlow Lite Micro reads the .tflite files (the microcontroller's interpreter and reference kernels): parity
+# with `export --also-backend tflm`, the arena a microcontroller needs, bench rows when named (it is slow here)
+register_backend(Backend("tflm", (), _open_tflm, probe_tflm, reads=("tflite",), install="edgeship[mcu]",
+                         bench_default=False))
 
 
 def backend_for(path: Path, name: str = "auto") -> Backend:

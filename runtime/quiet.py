@@ -52,3 +52,43 @@ def quiet_native_stderr():
                         if line.strip() and not is_chatter(line)]
                 if kept:
                     os.write(2, "".join(kept).encode("utf-8"))
+
+
+class Captured:
+    """What a C library wrote to a descriptor while `captured_native` ran (text, after the block ends)."""
+
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_native(fd: int):
+    """Run the block with descriptor FD (1 or 2) pointed at a temporary file and hand its text back, written nowhere
+    else: TFLM prints its arena figures and its reasons for refusing a model to stderr."""
+    captured = Captured()
+    with _redirecting:
+        stream = sys.stdout if fd == 1 else sys.stderr
+        try:
+            stream.flush()
+            saved = os.dup(fd)
+        except (OSError, ValueError, AttributeError):
+            yield captured
+            return
+        with tempfile.TemporaryFile(mode="w+b") as sink:
+            os.dup2(sink.fileno(), fd)
+            try:
+                yield captured
+            finally:
+                _flush_c_streams()  # C's stdio buffers what it prints: flushed into the file, not after it
+                os.dup2(saved, fd)
+                os.close(saved)
+                sink.seek(0)
+                captured.text = sink.read().decode("utf-8", "replace")
+
+
+def _flush_c_streams() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to ask (not a POSIX system): nothing buffered we could reach
+        pass
