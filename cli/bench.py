@@ -23,6 +23,10 @@ def add_arguments(p) -> None:
                                                     "tflite,onnxruntime-cpu")
     p.add_argument("--target", action="append", metavar="ssh://user@host[:port]", help="also bench there (repeatable)")
     p.add_argument("--no-local", action="store_true", help="bench only on the --target machines")
+    p.add_argument("--npu", action="append", metavar="CONFIG",
+                   help="also compile each int8 .tflite with Arm's Vela for this Ethos-U configuration (ethos-u55-128, "
+                        "ethos-u65-256, ...; repeatable): operators on the NPU or CPU and why, cycles, SRAM, flash and "
+                        "estimated time, into the run's report (edgeship[mcu])")
     p.add_argument("--profile", action="store_true", help="also the time per node and per op type of each TFLite "
                                                           "and ONNX artifact here (bench.md: top ops, a plot per op type)")
     add_ssh_flags(p)
@@ -57,7 +61,32 @@ def run(args) -> int:
         from edgeship.runtime.fileio import atomic_write_json
 
         atomic_write_json(args.json, outcome.result)
+    if args.npu:
+        _print_npu(args.models, args.npu)
     return _exit_code(outcome)
+
+
+def _print_npu(models, configs) -> None:
+    """Vela's estimates for each int8 .tflite of each run: one line per (artifact, configuration), then one line
+    per operator left on the CPU with Vela's reason."""
+    from pathlib import Path
+
+    from edgeship.bench.npu import compile_for_npu, map_run
+
+    for model in models:
+        path = Path(model)
+        found = ([(path.name, compile_for_npu(path, c)) for c in configs] if path.is_file() else map_run(path, configs))
+        for name, m in found:
+            if m.error:
+                print(f"NPU {m.config} {name}: {m.error}")
+                continue
+            share = "?" if m.npu_mac_share is None else f"{m.npu_mac_share:.0%}"
+            print(f"NPU {m.config} {name}: {m.npu_ops}/{m.npu_ops + m.cpu_ops} operators on the NPU ({share} of the "
+                  f"MACs), {m.cycles:,} cycles = {m.estimated_ms:.3f} ms at {m.clock_hz / 1e6:g} MHz (estimated, "
+                  f"{m.system_config}, {m.memory_mode}), SRAM {m.sram_bytes / 1024:.1f} KiB, flash "
+                  f"{m.flash_bytes / 1024:.1f} KiB, DRAM {m.dram_bytes / 1024:.1f} KiB")
+            for op in m.cpu_operators:
+                print(f"  CPU {op.op} {op.name or ''}: {op.reason or 'no reason given'}")
 
 
 def _exit_code(outcome) -> int:

@@ -14,8 +14,8 @@ from .arguments import (BUDGET_TYPES, add_model_hint_flags, add_ssh_flags, add_t
 NAME = "gate"
 HELP = "exit 1 when an artifact loses too much accuracy against Keras"
 INTERRUPTED = "; nothing was gated"
-_TYPES = {**BUDGET_TYPES, "factor": number(float, 0.0, low_open=True, what="a factor such as 1.5")}
-_METAVARS = {"pp": "PP", "share": "FRAC", "fraction": "P", "factor": "X", "bytes": "SIZE"}
+_TYPES = {**BUDGET_TYPES, "factor": number(float, 0.0, low_open=True, what="a factor such as 1.5"), "name": str}
+_METAVARS = {"pp": "PP", "share": "FRAC", "fraction": "P", "factor": "X", "bytes": "SIZE", "name": "NAME"}
 
 
 def add_arguments(p) -> None:

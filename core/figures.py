@@ -221,3 +221,46 @@ class QuantizationRecord(_Record):
 
     NESTED: ClassVar[dict[str, type]] = {"cost": QuantCost}
     LISTS: ClassVar[dict[str, type]] = {"trials": QuantTrial}
+
+
+@dataclass
+class NpuOperator(_Record):
+    """One operator as Vela placed it: on the NPU with its cycles, or on the CPU with Vela's reason."""
+
+    op: str  # the TFLite operator (Conv2D, Softmax, ...)
+    target: str  # NPU | CPU
+    name: str | None = None  # its output tensor: the name the diagnosis and the explorer use
+    kernel: str | None = None  # what Vela lowered it to (a Softmax becomes several NPU operations)
+    cycles: int | None = None
+    macs: int | None = None
+    reason: str | None = None  # why Vela left it on the CPU, in Vela's words
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NpuMapping(_Record):
+    """An int8 .tflite compiled by Vela for one Ethos-U configuration: estimates, never measured latency."""
+
+    config: str  # ethos-u55-128, ethos-u65-256, ...
+    estimated: bool = True
+    system_config: str | None = None
+    memory_mode: str | None = None
+    clock_hz: float | None = None
+    cycles: int | None = None
+    estimated_ms: float | None = None  # cycles at the configuration's clock
+    npu_ops: int | None = None
+    cpu_ops: int | None = None
+    npu_mac_share: float | None = None
+    sram_bytes: int | None = None
+    flash_bytes: int | None = None  # where the memory mode keeps weights in flash (Ethos-U55's default)
+    dram_bytes: int | None = None  # where it keeps them in DRAM (Ethos-U65's default: Dedicated_Sram)
+    vela: str | None = None  # the compiler's version
+    error: str | None = None
+    operators: list[NpuOperator] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    LISTS: ClassVar[dict[str, type]] = {"operators": NpuOperator}
+
+    @property
+    def cpu_operators(self) -> list[NpuOperator]:
+        return [o for o in self.operators if o.target != "NPU"]

@@ -8,7 +8,7 @@ Their JSON Schemas (core/schemas/) are generated from these classes (core/schema
 
     ParityReport ── reference: Reference
                  └─ artifacts: [ParityRow] = ArtifactFile + Conversion + Parity + Latency + Timing + Quantization
-                 │                           + Readiness + Cost + OtherRuntimes stages
+                 │                           + Readiness + Cost + OtherRuntimes + Npu stages
                  └─ targets: [TargetRun] ── artifacts: [TargetRow]  (a ParityRow, plus the drift against the host)
     BenchRow = ArtifactFile + LatencyStage + BenchStage + CostStage
 """
@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from .figures import (AcceleratorVerdict, LatencySettings, NodeTime, OpProfile, QuantCost, QuantizationRecord,
                       QuantTrial, Readiness, RuntimeParity, Speedup, StaticCost)
 from .record_base import _Record, now_utc
-from .stages import (ArtifactFile, ConversionStage, CostStage, LatencyStage, OtherRuntimesStage, ParityStage,
+from .stages import (ArtifactFile, ConversionStage, CostStage, LatencyStage, NpuStage, OtherRuntimesStage, ParityStage,
                      QuantizationStage, ReadinessStage, TimingStage, lists_of, nested_of)
 
 REPORT_SCHEMA = "edgeship.report/1"
@@ -29,7 +29,7 @@ REPORT_SCHEMA_VERSION = 1
 BENCH_SCHEMA = "edgeship.bench/1"
 BENCH_SCHEMA_VERSION = 1
 
-ROW_STAGES = (OtherRuntimesStage, CostStage, ReadinessStage, QuantizationStage, TimingStage, LatencyStage, ParityStage,
+ROW_STAGES = (NpuStage, OtherRuntimesStage, CostStage, ReadinessStage, QuantizationStage, TimingStage, LatencyStage, ParityStage,
               ConversionStage, ArtifactFile)
 
 

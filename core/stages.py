@@ -9,6 +9,7 @@
     ReadinessStage      which phone accelerator takes the file whole                          (export's readiness)
     CostStage           parameters, multiply-adds, peak activation memory                     (static cost)
     OtherRuntimesStage  the same file under another runtime                                   (export --also-backend)
+    NpuStage            Vela's NPU placement, cycles and memory per Ethos-U configuration     (bench --npu)
 
 `ParityRow` and `BenchRow` share LatencyStage and CostStage. Every stage but ArtifactFile is keyword-only, so a
 row's positional arguments stay its identity (`ParityRow(name, format, precision, ...)`). A stage writes its record into a row with
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .figures import LatencySettings, QuantizationRecord, Readiness, RuntimeParity, Speedup, StaticCost
+from .figures import LatencySettings, NpuMapping, QuantizationRecord, Readiness, RuntimeParity, Speedup, StaticCost
 from .record_base import _Record
 
 
@@ -125,6 +126,14 @@ class OtherRuntimesStage(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
     LISTS: ClassVar[dict[str, type]] = {"other_runtimes": RuntimeParity}
+
+
+@dataclass(kw_only=True)
+class NpuStage(_Record):
+    npu: list[NpuMapping] | None = None  # Vela's estimates per Ethos-U configuration (`bench --npu`)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    LISTS: ClassVar[dict[str, type]] = {"npu": NpuMapping}
 
 
 def nested_of(*stages: type) -> dict[str, type]:

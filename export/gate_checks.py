@@ -15,7 +15,7 @@ from edgeship.core.metrics import describe_collapse, predictions_collapsed
 from edgeship.core.records import ParityRow, Readiness, Reference, Speedup
 from edgeship.runtime.errors import UsageError
 
-UNITS = ("pp", "share", "fraction", "factor", "bytes", "switch")  # how a value is written and checked (the CLI's types)
+UNITS = ("pp", "share", "fraction", "factor", "bytes", "name", "switch")  # how a value is written and checked (the CLI's types)
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class GateCheck:
         if self.unit == "switch":
             if not isinstance(value, bool):
                 raise UsageError(f"{self.key} must be true or false, got {value!r}")
+            return
+        if self.unit == "name":
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"{self.key} ({self.flag}) must be a name, got {value!r}")
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise UsageError(f"gate threshold {self.key} ({self.flag}) must be a finite number, got {value!r}")
@@ -163,6 +167,20 @@ def _arena(value, row: ParityRow, reference):
     return [f"tensor arena {tflm.arena_bytes:,} bytes > {value:,.0f}"] if tflm.arena_bytes > value else []
 
 
+def _npu(value, row: ParityRow, reference):
+    """An int8 .tflite that Vela does not map wholly onto Ethos-U configuration VALUE: one reason per operator left
+    on the CPU, in Vela's words."""
+    if row.format != "tflite" or row.precision != "int8":
+        return []
+    mapping = next((m for m in row.npu or [] if m.config == value), None)
+    if mapping is None:
+        return [f"no Vela figures for {value} in the report; run `edgeship bench RUN --npu {value}` (edgeship[mcu])"]
+    if mapping.error:
+        return [f"{value}: {mapping.error}"]
+    return [f"{value} leaves {op.op} {op.name or ''} on the CPU: {op.reason or 'no reason given'}"
+            for op in mapping.cpu_operators]
+
+
 def collapse_reasons(reference: Reference) -> list[str]:
     """A model whose predictions collapsed onto a few classes fails, however well its artifacts agree with it:
     the parity figures would vouch for a useless model. Waived only on purpose (allow_collapsed)."""
@@ -197,6 +215,10 @@ for _check in (
               "fail a .tflite whose tensor arena under TensorFlow Lite Micro is larger, e.g. 256KB (10^3 bytes) or "
               "256KiB (needs export --also-backend tflm)",
               lambda v: f"TFLM tensor arena <= {v:,.0f} bytes", row=_arena),
+    GateCheck("require_npu", "require_npu", "name", None,
+              "fail an int8 .tflite with any operator that Vela leaves on the CPU of this Ethos-U configuration, "
+              "e.g. ethos-u55-128 (needs bench --npu with the same configuration)",
+              lambda v: f"every int8 operator on the {v} NPU", row=_npu),
     GateCheck("allow_collapsed", "allow_collapsed", "switch", False,
               "pass a model that predicts only a few of its classes on the test split (it fails otherwise)",
               lambda v: "collapsed predictions allowed"),
