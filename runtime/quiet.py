@@ -26,38 +26,23 @@ def is_chatter(line: str) -> bool:
     return any(pattern.fullmatch(line.strip()) for pattern in CHATTER)
 
 
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Run the block with C-level stderr captured; pass on everything but LiteRT's known INFO lines."""
-    with _redirecting:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no descriptor 2 (a daemon, a closed stderr): nothing to hide
-            yield
-            return
-        with tempfile.TemporaryFile(mode="w+b") as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                try:
-                    sys.stderr.flush()
-                except (OSError, ValueError):
-                    pass
-                os.dup2(saved, 2)
-                os.close(saved)
-                sink.seek(0)
-                kept = [line for line in sink.read().decode("utf-8", "replace").splitlines(keepends=True)
-                        if line.strip() and not is_chatter(line)]
-                if kept:
-                    os.write(2, "".join(kept).encode("utf-8"))
-
-
 class Captured:
     """What a C library wrote to a descriptor while `captured_native` ran (text, after the block ends)."""
 
     text = ""
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Run the block with C-level stderr captured; pass on everything but LiteRT's known INFO lines."""
+    captured = Captured()
+    try:
+        with captured_native(2) as captured:
+            yield
+    finally:  # a failing load's own words are passed on too
+        kept = [line for line in captured.text.splitlines(keepends=True) if line.strip() and not is_chatter(line)]
+        if kept:
+            os.write(2, "".join(kept).encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -78,6 +63,10 @@ def captured_native(fd: int):
             try:
                 yield captured
             finally:
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
                 _flush_c_streams()  # C's stdio buffers what it prints: flushed into the file, not after it
                 os.dup2(saved, fd)
                 os.close(saved)
