@@ -85,6 +85,33 @@ def _matched(key: str, title: str, figures: list[tuple[str, float]], full, short
     return Overlay(key, title, values, **({"colours": colours} if colours else {}), unmatched=unmatched)
 
 
+CPU_COLOUR = "#c62828"  # an operator Vela leaves on the CPU: one colour, it is a yes/no
+
+
+def _npu_overlays(layout: RunLayout, record: ArtifactRecord, sha256: str, full, short) -> tuple[list, list[str]]:
+    """Per Ethos-U configuration in the report (`bench --npu`): Vela's cycles per operator, and the operators it left
+    on the CPU. Only figures of these very bytes (the report row's sha256)."""
+    from edgeship.core.report import load_report
+
+    if not layout.report_json.is_file():
+        return [], []
+    report, _ = load_report(layout.report_json)
+    row = next((a for a in report.artifacts if a.name == record.name and a.sha256 == sha256), None)
+    overlays = []
+    for m in (row.npu or []) if row is not None else []:
+        if m.error:
+            continue
+        overlays.append(_matched(f"npu_cycles_{m.config}", f"{m.config}: Vela's estimated cycles per op",
+                                 [(o.name, o.cycles) for o in m.operators if o.target == "NPU" and o.name], full, short))
+        if m.cpu_operators:
+            overlays.append(_matched(f"npu_cpu_{m.config}", f"{m.config}: left on the CPU",
+                                     [(o.name, 1.0) for o in m.cpu_operators if o.name], full, short,
+                                     thresholds=[{"value": 1, "bgColor": CPU_COLOUR}]))
+    notes = [] if overlays else [f"no NPU overlay: run `edgeship bench {layout.root} --npu ethos-u55-128` for Vela's "
+                                 f"placement of {record.name}"] if record.precision == "int8" else []
+    return overlays, notes
+
+
 def _profile_row(layout: RunLayout, record: ArtifactRecord, sha256: str) -> tuple[BenchRow | None, str | None]:
     """The bench row whose profile measured these bytes, or why there is none."""
     path = layout.root / "bench.json"
@@ -151,6 +178,9 @@ def build_overlays(run: str | Path, artifact: str | None = None) -> Exploration:
                                  short, thresholds=[{"value": 1, "bgColor": FLOAT_COLOUR}]))
     elif record.quantization:
         notes.append(f"no float-layer overlay: --max-drop kept every layer of {record.name} in int8")
+    npu, why_not = _npu_overlays(layout, record, sha256, full, short)
+    overlays += npu
+    notes += why_not
     # latency last: the viewer colours the graph by the last overlay it is given
     row, why = _profile_row(layout, record, sha256)
     if row is not None:

@@ -53,6 +53,17 @@ def test_the_demo_model_maps_wholly_and_its_estimates_add_up(run_copy, capsys):
     bench_rows = json.loads((run_copy / "bench.json").read_text())["rows"]
     assert bench_rows and not any("npu" in r or "ethos" in str(r.get("backend")) for r in bench_rows)
 
+    from edgeship.cli.explore_overlays import build_overlays
+
+    overlays = {o.key: o for o in build_overlays(run_copy).overlays}  # Model Explorer: cycles per node
+    cycles = overlays["npu_cycles_ethos-u55-128"].values
+    named = {}
+    for o in mappings["ethos-u55-128"]["operators"]:  # an op lowered to several NPU operations: its worst
+        if o["target"] == "NPU":
+            named[o["name"]] = max(o["cycles"], named.get(o["name"], 0))
+    assert len(cycles) >= 8 and max(cycles.values()) == max(named.values())
+    assert "npu_cpu_ethos-u55-128" not in overlays  # nothing left on the CPU: no such layer
+
     assert main(["gate", str(run_copy), "--require-npu", "ethos-u55-128", "--max-drop", "100",
                  "--min-agreement", "0"]) == 0
     assert "PASS tflite_int8" in capsys.readouterr().out
