@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--diagnose", action="store_true",
                    help="per-layer quantization error of every int8 artifact in the report (always done for one "
                         "that loses more than the budget)")
-    others = [name for name, backend in BACKENDS.items() if backend.reads_other_formats]
+    others = [name for name, backend in BACKENDS.items() if backend.reads]
     p.add_argument("--also-backend", action="append", choices=others, default=[], metavar="NAME",
                    help="parity of each artifact this backend reads under it too, against the artifact's own "
                         f"runtime (repeatable; {', '.join(others)})")

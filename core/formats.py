@@ -29,7 +29,6 @@ class ExportFormat:
     embedder: Callable = keep_as_is  # (bytes, metadata) -> bytes with edgeship's metadata inside
     int8_strategy: type | None = None  # a quant_search strategy class: val check, diagnosis, the --max-drop search
     takes_io: bool = False  # `export --io uint8|int8|float` sets its input/output type
-    timed: bool = False  # export times it at one thread so the report can say what quantization buys
     readiness: Callable | None = None  # (path, scratch) -> which accelerator would take it whole
     default: bool = True  # written by `export` without --formats; False: only when named (or with `all`)
 

@@ -15,7 +15,7 @@ from edgeship.core.tfenv import import_keras
 from .embed import embed_onnx
 from .readiness import onnx_readiness
 
-ONNX = dict(backend="onnxruntime", embedder=embed_onnx, timed=True, readiness=onnx_readiness)
+ONNX = dict(backend="onnxruntime", embedder=embed_onnx, readiness=onnx_readiness)
 
 OPSET = 17
 

@@ -26,7 +26,7 @@ def embed_ort(data: bytes, metadata: dict) -> bytes:
     return to_ort(embed_onnx(data, metadata))
 
 
-ORT = dict(backend="onnxruntime", embedder=embed_ort, timed=True, readiness=ort_readiness, default=False)
+ORT = dict(backend="onnxruntime", embedder=embed_ort, readiness=ort_readiness, default=False)
 
 
 def fixed_batch(data: bytes, batch: int = 1) -> bytes:

@@ -12,7 +12,7 @@ from edgeship.core.tfenv import import_keras
 from .embed import embed_tflite
 from .readiness import tflite_readiness
 
-TFLITE = dict(backend="tflite", embedder=embed_tflite, timed=True, readiness=tflite_readiness)
+TFLITE = dict(backend="tflite", embedder=embed_tflite, readiness=tflite_readiness)
 
 
 def _converter(job):

@@ -27,10 +27,6 @@ class Backend:
     install: str = ""  # what to pip install when `probe` finds nothing
     bench_default: bool = True  # in `bench --backend all`; False: only when named (a slow reference interpreter)
 
-    @property
-    def reads_other_formats(self) -> bool:
-        return bool(self.reads)
-
 
 BACKENDS: dict[str, Backend] = {}
 

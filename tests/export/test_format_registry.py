@@ -76,7 +76,7 @@ def new_family():
     register_backend(Backend("tfl", (".tfl",), open_tfl, probe_tflite))
 
     @export_format("tfl_float32", "model_float32.tfl", "float32", "tfl", "TFLite bytes as a .tfl file",
-                   embedder=embed_tflite, timed=True, readiness=tflite_readiness)
+                   embedder=embed_tflite, readiness=tflite_readiness)
     def convert(job):
         return float32(job)
 
