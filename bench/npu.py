@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from edgeship.core.figures import NpuMapping, NpuOperator
+from edgeship.runtime.fileio import atomic_write_bytes, sha256_bytes
 from edgeship.runtime.errors import UsageError
 
 VELA = "import sys; from ethosu.vela.vela import main; sys.exit(main())"
@@ -39,8 +40,9 @@ def vela_version() -> str | None:
         return None
 
 
-def compile_for_npu(model: Path, config: str, scratch: Path | None = None) -> NpuMapping:
-    """MODEL compiled by Vela for CONFIG with its default system configuration and memory mode."""
+def compile_for_npu(model: Path, config: str, scratch: Path | None = None, keep: Path | None = None) -> NpuMapping:
+    """MODEL compiled by Vela for CONFIG with its default system configuration and memory mode; Vela's optimized
+    .tflite is written to KEEP (atomically) when given."""
     if config not in npu_configs():
         raise UsageError(f"--npu {config}: not an Ethos-U configuration Vela knows; choose from "
                          f"{', '.join(npu_configs())}")
@@ -53,7 +55,13 @@ def compile_for_npu(model: Path, config: str, scratch: Path | None = None) -> Np
         if done.returncode != 0 or summary is None or layers is None:
             last = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()][-1:]
             return NpuMapping(config, vela=vela_version(), error=f"Vela failed: {last[0][:300] if last else 'no output'}")
-        return _mapping(config, done.stdout, _rows(summary)[0], _rows(layers))
+        mapping = _mapping(config, done.stdout, _rows(summary)[0], _rows(layers))
+        optimized = next(Path(out).glob("*_vela.tflite"), None)
+        if keep is not None and optimized is not None:
+            data = optimized.read_bytes()
+            atomic_write_bytes(keep, data)
+            mapping.file, mapping.sha256 = keep.name, sha256_bytes(data)
+        return mapping
 
 
 def _rows(path: Path) -> list[dict]:
@@ -87,7 +95,7 @@ def _mapping(config: str, log: str, summary: dict, layers: list[dict]) -> NpuMap
 def map_run(run: str | Path, configs: list[str]) -> list[tuple[str, NpuMapping]]:
     """Every int8 .tflite of RUN compiled for each of CONFIGS (its bytes checked against the bundle record first);
     the mappings merged into the run's report as its NpuStage. (artifact name, mapping) pairs."""
-    from edgeship.core.layout import RunLayout
+    from edgeship.core.layout import NPU_DIR, RunLayout
     from edgeship.core.report_store import update_report
     from edgeship.core.stages import NpuStage
     from edgeship.runtime.spec import Bundle
@@ -99,7 +107,11 @@ def map_run(run: str | Path, configs: list[str]) -> list[tuple[str, NpuMapping]]
         for record in (r for r in bundle.artifacts if r.ok and r.format == "tflite" and r.precision == "int8"):
             model = Path(tmp, record.file)
             model.write_bytes(bundle.read_artifact(layout.bundle, record))
-            found += [(record.name, compile_for_npu(model, config, Path(tmp))) for config in configs]
+            for config in configs:  # RUN/npu/model_int8.ethos-u55-128_vela.tflite
+                keep = layout.root / NPU_DIR / f"{Path(record.file).stem}.{config}_vela.tflite"
+                mapping = compile_for_npu(model, config, Path(tmp), keep)
+                mapping.file = f"{NPU_DIR}/{mapping.file}" if mapping.file else None
+                found.append((record.name, mapping))
 
     def merge(report) -> None:
         for row in report.artifacts:

@@ -84,7 +84,8 @@ def _print_npu(models, configs) -> None:
             print(f"NPU {m.config} {name}: {m.npu_ops}/{m.npu_ops + m.cpu_ops} operators on the NPU ({share} of the "
                   f"MACs), {m.cycles:,} cycles = {m.estimated_ms:.3f} ms at {m.clock_hz / 1e6:g} MHz (estimated, "
                   f"{m.system_config}, {m.memory_mode}), SRAM {m.sram_bytes / 1024:.1f} KiB, flash "
-                  f"{m.flash_bytes / 1024:.1f} KiB, DRAM {m.dram_bytes / 1024:.1f} KiB")
+                  f"{m.flash_bytes / 1024:.1f} KiB, DRAM {m.dram_bytes / 1024:.1f} KiB"
+                  + (f"; optimized: {Path(model, m.file)}" if m.file else ""))
             for op in m.cpu_operators:
                 print(f"  CPU {op.op} {op.name or ''}: {op.reason or 'no reason given'}")
 

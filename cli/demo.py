@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -24,7 +25,30 @@ def run(args) -> int:
 
 
 def _step(number: int, text: str) -> None:
-    print(f"\n[{number}/6] {text}", flush=True)
+    print(f"\n[{number}/7] {text}", flush=True)
+
+
+DEMO_NPUS = ("ethos-u55-128", "ethos-u65-256")
+
+
+def _microcontrollers(out: Path, report):
+    """The int8 .tflite on TensorFlow Lite Micro (arena, agreement) and, where Vela is installed, on two Ethos-U
+    NPUs (Vela's estimates, into the report): one line each. The report as it now stands."""
+    from edgeship.core.report import load_report
+
+    _step(6, "microcontrollers: the tensor arena TFLM allocates; Ethos-U NPUs: Vela's estimates")
+    for row in (a for a in report.artifacts if a.format == "tflite"):
+        for other in (o for o in row.other_runtimes or [] if o.backend == "tflm"):
+            print(f"TFLM {row.name}: " + (other.error or f"agreement {other.agreement:.2%} with LiteRT, arena "
+                                          f"{other.arena_bytes:,} bytes, flash {other.flash_bytes:,} bytes"))
+    if importlib.util.find_spec("ethosu") is not None:
+        from edgeship.bench.npu import map_run
+
+        for name, m in map_run(out, list(DEMO_NPUS)):
+            print(f"NPU {m.config} {name}: " + (m.error or f"{m.npu_ops}/{m.npu_ops + m.cpu_ops} operators on the NPU, "
+                                                 f"{m.estimated_ms:.3f} ms estimated, optimized file {m.file}"))
+        report, _ = load_report(out)
+    return report
 
 
 def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path | None = None,
@@ -34,7 +58,9 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     from edgeship.core.report import SUMMARY_HEADERS, summary_rows, text_table
     from edgeship.core.splits import SplitManifest
     from edgeship.export import export_run
+    from edgeship.export.formats import DEFAULT_FORMATS
     from edgeship.export.gate import GateThresholds, evaluate_gate
+    from edgeship.runtime.backends import BACKENDS
     from edgeship.runtime.classifier import Classifier
     from edgeship.train import SplitConfig, TrainConfig, train, write_digits_dataset
 
@@ -52,9 +78,12 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
                                           splits=SplitConfig(seed=0), overwrite=True))
     print(f"Keras test accuracy {result.test_accuracy:.2%} after {result.epochs_run} epochs")
 
-    _step(3, "export: Keras, TFLite float32 / float16 / int8 (with MediaPipe metadata), ONNX float32 / int8; "
-             "parity on the test split")
-    exported = export_run(out)
+    micro = BACKENDS["tflm"].probe() is not None  # the `mcu` extra: TensorFlow Lite Micro (and Vela)
+    _step(3, "export: Keras, TFLite float32 / float16 / int8 (with MediaPipe metadata), ONNX float32 / int8"
+             + (", int8 as C source; parity on the test split, the .tflite files on TensorFlow Lite Micro too"
+                if micro else "; parity on the test split"))
+    exported = export_run(out, [*DEFAULT_FORMATS, *(["tflite_int8_c"] if micro else [])],
+                          also_backends=("tflm",) if micro else ())
 
     _step(4, "gate: max drop 1.0 pp, min agreement 0.98")
     verdicts = evaluate_gate(exported.parity, GateThresholds(max_drop_pp=1.0, min_agreement=0.98))
@@ -66,8 +95,9 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     report, report_md = benched
     for failure in benched.failed:  # GPU rows on a machine without one are "unavailable", not failures
         print(f"failed: {failure}")
+    report = _microcontrollers(out, report) if micro else report
 
-    _step(6, "predict: the int8 TFLite model on three test images, no TensorFlow needed")
+    _step(7, "predict: the int8 TFLite model on three test images, no TensorFlow needed")
     manifest = SplitManifest.read(result.layout.bundle / "splits.csv")
     classifier = Classifier.load(result.layout.bundle, artifact="tflite_int8")
     test_rows = manifest.select("test")

@@ -19,9 +19,15 @@ def add_arguments(p) -> None:
     p.add_argument("data", help="image folder (class sub-folders) or Food-101-style root")
     p.add_argument("--out", required=True, help="sweep folder: study.db, measure/, trials/RUN, sweep.json/md, pareto.png")
     p.add_argument("--target", action="append", help="where latency is measured and judged: local (default) or "
-                                                      "ssh://[user@]host[:port]; repeat for several")
+                                                      "ssh://[user@]host[:port]; repeat for several; tflm: a "
+                                                      "microcontroller (TFLM's arena and parity decide, nothing is timed)")
     p.add_argument("--max-latency", help="p50 at batch 1 on every real target, e.g. 20ms, 800us")
     p.add_argument("--max-size", help="artifact file size, e.g. 4MB (10^6 bytes), 4MiB, 500KB")
+    p.add_argument("--max-arena", help="TensorFlow Lite Micro's tensor arena, e.g. 256KB (implies --target tflm)")
+    p.add_argument("--max-flash", help="the file plus TFLM's code allowance, e.g. 1MB (implies --target tflm)")
+    p.add_argument("--npu", metavar="CONFIG", help="an Ethos-U configuration Vela estimates every int8 candidate for, "
+                                                   "e.g. ethos-u55-128 (edgeship[mcu])")
+    p.add_argument("--max-npu-ms", help="Vela's estimated time on --npu, e.g. 10ms")
     p.add_argument("--max-drop", type=points, metavar="PP", default=Budget().max_drop_pp,
                    help="accuracy an artifact may lose to its Keras model on the validation split: 1, 1pp and 1%% "
                         f"all mean 1 pp (default {Budget().max_drop_pp:g})")
@@ -49,7 +55,11 @@ def run(args) -> int:
     from edgeship.sweep import Budget, SweepOptions, TrainingPlan, parse_latency, parse_size, run_sweep
 
     budget = Budget(parse_latency(args.max_latency) if args.max_latency else None,
-                    parse_size(args.max_size) if args.max_size else None, args.max_drop)
+                    parse_size(args.max_size) if args.max_size else None, args.max_drop,
+                    max_arena_bytes=parse_size(args.max_arena, "--max-arena") if args.max_arena else None,
+                    max_flash_bytes=parse_size(args.max_flash, "--max-flash") if args.max_flash else None,
+                    npu=args.npu,
+                    max_npu_ms=parse_latency(args.max_npu_ms, "--max-npu-ms") if args.max_npu_ms else None)
     options = SweepOptions(budget=budget, targets=args.target or ("local",), space=args.space, trials=args.trials,
                            storage=args.storage, study=args.study, finalists=args.finalists, threads=args.threads,
                            ssh=ssh_options(args), bench_runs=args.bench_runs, trust_code=args.trust_code,
@@ -60,6 +70,8 @@ def run(args) -> int:
     print(f"pick: {pick.key} {pick.format}: val {pick.val_accuracy:.2%}, test "
           f"{'—' if test is None else format(test, '.2%')} (final figure, not used to choose), p50 "
           + ", ".join(f"{t} {ms:.3g} ms" for t, ms in (pick.bench_ms or {}).items())
+          + (f", TFLM arena {pick.arena_bytes} bytes" if pick.arena_bytes else "")
+          + (f", {args.npu} est. {pick.npu_ms:.3g} ms" if pick.npu_ms else "")
           + f", {pick.size_bytes} bytes; run: {pick.run}")
     print(f"sweep: {result.markdown}")
     return 0

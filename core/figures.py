@@ -117,6 +117,8 @@ class RuntimeParity(_Record):
     accuracy: float | None = None
     backend: str | None = None  # the registry name of that runtime (runtime.backends.BACKENDS)
     arena_bytes: int | None = None  # the memory it allocated for the model, where it says (TFLM's tensor arena)
+    flash_bytes: int | None = None  # what a microcontroller stores: the file plus the runtime's code (an allowance)
+    io_bytes: int | None = None  # the input and output buffers, inside the arena
     error: str | None = None  # it would not run the file: its own reason (an op it lacks, and which)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -256,6 +258,8 @@ class NpuMapping(_Record):
     dram_bytes: int | None = None  # where it keeps them in DRAM (Ethos-U65's default: Dedicated_Sram)
     vela: str | None = None  # the compiler's version
     error: str | None = None
+    file: str | None = None  # Vela's optimized .tflite, relative to the run (it runs on the board's TFLM with the
+    sha256: str | None = None  # Ethos-U custom op; its parity is that of the artifact it was compiled from)
     operators: list[NpuOperator] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -31,6 +31,7 @@ class ExportFormat:
     takes_io: bool = False  # `export --io uint8|int8|float` sets its input/output type
     readiness: Callable | None = None  # (path, scratch) -> which accelerator would take it whole
     default: bool = True  # written by `export` without --formats; False: only when named (or with `all`)
+    source: str | None = None  # made from this format's final bytes (the C array of tflite_int8): exported with it
 
     def convert(self, job):
         return self.converter(job)
@@ -48,7 +49,7 @@ class ExportFormat:
         """Runs with edgeship.runtime (no TensorFlow): what ships to a phone or a board."""
         from edgeship.runtime.backends import BACKENDS
 
-        return self.backend in BACKENDS
+        return self.backend in BACKENDS and self.source is None  # a source's copy is judged as its source
 
     def runs_here(self) -> str | None:
         """What runs this format on this machine ('ai-edge-litert 2.3.0', ...), or None."""
@@ -113,7 +114,10 @@ def resolve_formats(names) -> list[ExportFormat]:
     unknown = [n for n in names if n not in FORMATS]
     if unknown:
         raise UsageError(f"unknown format(s) {', '.join(unknown)}; valid: {', '.join(FORMATS)}, all")
-    return [FORMATS[n] for n in dict.fromkeys(names)]
+    chosen: list[str] = []
+    for name in names:  # a format made from another's bytes comes after it (the C array after tflite_int8)
+        chosen += [n for n in (FORMATS[name].source, name) if n is not None and n not in chosen]
+    return [FORMATS[n] for n in chosen]
 
 
 def device_file_formats() -> set[str]:

@@ -27,6 +27,7 @@ REPORT_MD = "report.md"
 REFERENCE_PROBS = "reference_probs.npy"  # Keras' probabilities per test image: on-target gates compare with them
 RUN_MARKER = ".edgeship-run"  # written first: a run killed in its first second is still recognised as ours
 LOCK_FILE = ".edgeship.lock"
+NPU_DIR = "npu"  # Vela's optimized .tflite files, one per artifact and Ethos-U configuration (bench --npu)
 TMP_DIR = ".edgeship-tmp"  # conversions' scratch space: inside the run, so a killed export's leftovers are found
 
 # Paths (globs relative to the run root) that edgeship writes. `train --overwrite` removes these and
@@ -37,7 +38,7 @@ OWNED = (
     REPORT_JSON, REPORT_MD, REFERENCE_PROBS, "report_accuracy.png", "report_layers.png", "bench.json", "bench.csv", "bench.md", "bench_pareto.png", "bench_profile.png",
     f"{BUNDLE_DIR}/{MANIFEST_NAME}", f"{BUNDLE_DIR}/model.keras", f"{BUNDLE_DIR}/splits.csv",
     f"{BUNDLE_DIR}/labels.txt", f"{BUNDLE_DIR}/model_*.tflite", f"{BUNDLE_DIR}/model_*.onnx", f"{BUNDLE_DIR}/model_*.ort",
-    f"{BUNDLE_DIR}/saved_model", *BUNDLE_TEMP_PATTERNS, f"{TRAINING_DIR}/.*.tmp",
+    f"{BUNDLE_DIR}/model_*_c", f"{BUNDLE_DIR}/saved_model", NPU_DIR, *BUNDLE_TEMP_PATTERNS, f"{TRAINING_DIR}/.*.tmp",
     f"{TRAINING_DIR}/state.json", f"{TRAINING_DIR}/history*.csv", f"{TRAINING_DIR}/*.weights.h5",
     f"{TRAINING_DIR}/backup", f"{TRAINING_DIR}/*.png", f"{TRAINING_DIR}/report.md", f"{TRAINING_DIR}/report.json",
     "explain/*_gradcam_*.png", "explore", TMP_DIR,

@@ -197,23 +197,50 @@ def _static_cost_section(report: ParityReport) -> list[str]:
             markdown_table(("artifact", "format", "precision", *STATIC_COST_HEADERS, "p50 ms", "read by"), table), ""]
 
 
+def _delta_pp(there, own) -> str:
+    from edgeship.core.integrity import finite
+
+    return f"{(there - own) * 100:+.2f}" if finite(there) and finite(own) else "–"
+
+
 def _other_runtimes_section(report: ParityReport) -> list[str]:
     rows = [(a, other) for a in report.artifacts for other in a.other_runtimes or []]
     if not rows:
         return []
     table = [[a.name, a.runtime or "?", other.runtime, format_value(other.agreement, ".2%"),
               format_value(other.max_abs_prob_diff, ".2e"), format_value(other.accuracy, ".2%"),
-              format_value(a.accuracy, ".2%"), size_text(other.arena_bytes) if other.arena_bytes else "–"]
-             for a, other in rows]
+              format_value(a.accuracy, ".2%"), _delta_pp(other.accuracy, a.accuracy),
+              size_text(other.arena_bytes) if other.arena_bytes else "–",
+              size_text(other.flash_bytes) if other.flash_bytes else "–"] for a, other in rows]
     refused = [f"- {md(a.name)} under {md(other.runtime)}: {md(other.error)}" for a, other in rows if other.error]
     return ["## Other runtimes", "",
             "The same file run by another runtime on the same test images, against its own runtime: OpenVINO reads "
             "the .tflite and .onnx artifacts directly (float32 arithmetic for float32 files); TensorFlow Lite Micro "
             "runs the .tflite files with a microcontroller's kernels, and its tensor arena is measured by allocating "
-            "it.", "",
+            "it; its flash is the file plus a 64 KiB allowance for the runtime's code (an estimate).", "",
             markdown_table(("artifact", "own runtime", "other runtime", "top-1 agreement", "max |Δp|",
-                            "accuracy there", "accuracy (own)", "arena"), table), "",
+                            "accuracy there", "accuracy (own)", "Δ pp", "arena", "flash"), table), "",
             *([*refused, ""] if refused else [])]
+
+
+def _npu_section(report: ParityReport) -> list[str]:
+    rows = [(a, m) for a in report.artifacts for m in a.npu or []]
+    if not rows:
+        return []
+    table = [[a.name, m.config, m.error or f"{m.npu_ops}/{(m.npu_ops or 0) + (m.cpu_ops or 0)}",
+              format_value(m.npu_mac_share, ".0%"), f"{m.cycles:,}" if m.cycles else "–",
+              format_value(m.estimated_ms, ".3f"), size_text(m.sram_bytes) if m.sram_bytes else "–",
+              size_text(m.flash_bytes or m.dram_bytes) if (m.flash_bytes or m.dram_bytes) else "–",
+              f"`{md(m.file)}`" if m.file else "–"] for a, m in rows]
+    cpu = [f"- {md(a.name)} on {md(m.config)}: {md(o.op)} {md(o.name or '')} stays on the CPU: {md(o.reason or '?')}"
+           for a, m in rows for o in m.cpu_operators]
+    return ["## Ethos-U NPUs (Vela's estimates)", "",
+            "Each int8 .tflite compiled by Arm's Vela for an Ethos-U configuration with its default system "
+            "configuration and memory mode: operators placed on the NPU, cycles and the time at its clock. These "
+            "are the compiler's estimates, not measurements; the optimized file runs on the board's TensorFlow "
+            "Lite Micro with the Ethos-U operator, and its parity is the artifact's.", "",
+            markdown_table(("artifact", "configuration", "operators on NPU", "MACs on NPU", "cycles", "est. ms",
+                            "SRAM", "weights", "optimized file"), table), "", *([*cpu, ""] if cpu else [])]
 
 
 def _speedup_section(report: ParityReport) -> list[str]:
@@ -277,6 +304,7 @@ def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: st
     parts += _latency_section(report)
     parts += _static_cost_section(report)
     parts += _other_runtimes_section(report)
+    parts += _npu_section(report)
     parts += _quantization_section(report, layers_plot)
     parts += _speedup_section(report)
     parts += _readiness_section(report)

@@ -50,6 +50,7 @@ class ConversionJob:
     more_calibration: Callable[[], np.ndarray | None] | None = None  # the whole calib split, on demand
     warnings: list[str] = field(default_factory=list)
     scratch_root: Path | None = None  # RUN/.edgeship-tmp: every temporary file of this export goes below it
+    converted: dict[str, bytes] = field(default_factory=dict)  # format -> its final file (what a `source` reads)
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _prepared_onnx: Path | None = field(default=None, repr=False)
 
@@ -121,6 +122,8 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
                                    "versions": library_versions()}}
         data = fmt.embed(data, metadata)
         size, digest = _store(data, directory / fmt.filename)
+        if isinstance(data, bytes):
+            job.converted[fmt.name] = data
     except Exception as exc:  # one failing format must not stop the others
         if disk_failure(exc):
             raise  # a full or read-only disk fails every format: stop, keep the previous files and records

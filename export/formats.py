@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from edgeship.core.formats import FORMATS, ExportFormat, default_formats, export_format, register_format, resolve_formats, unregister_format
 
-from . import tf_models, tflite_convert, onnx_convert, ort_convert, int8_strategies  # noqa: F401,I001 - registers, in this order
+from . import tf_models, tflite_convert, c_array_convert, onnx_convert, ort_convert, int8_strategies  # noqa: F401,I001 - registers, in this order
 
 DEFAULT_FORMATS = default_formats()  # the built-in rows `export` writes unasked
 

@@ -153,18 +153,34 @@ def _gpu_delegate(value, row: ParityRow, reference):
     return ["no phone accelerator takes it whole, it would fall back to the CPU (" + "; ".join(worst) + ")"]
 
 
-def _arena(value, row: ParityRow, reference):
-    """A .tflite whose tensor arena under TensorFlow Lite Micro (measured by allocating it) exceeds VALUE bytes."""
+def _tflm_row(row: ParityRow):
+    """The row's TensorFlow Lite Micro figures, or why there are none ([] for a file TFLM does not read)."""
     if row.format != "tflite":
         return []
     tflm = next((r for r in row.other_runtimes or [] if r.backend == "tflm"), None)
     if tflm is None:
         return ["no TensorFlow Lite Micro figures in the report; export with --also-backend tflm (edgeship[mcu])"]
-    if tflm.error:
-        return [tflm.error]
+    return [tflm.error] if tflm.error else tflm
+
+
+def _arena(value, row: ParityRow, reference):
+    """A .tflite whose tensor arena under TensorFlow Lite Micro (measured by allocating it) exceeds VALUE bytes."""
+    tflm = _tflm_row(row)
+    if isinstance(tflm, list):
+        return tflm
     if not finite(tflm.arena_bytes):
         return ["no tensor-arena figure for TensorFlow Lite Micro in the report"]
     return [f"tensor arena {tflm.arena_bytes:,} bytes > {value:,.0f}"] if tflm.arena_bytes > value else []
+
+
+def _flash(value, row: ParityRow, reference):
+    """A .tflite whose flash on a microcontroller (the file plus TFLM's code allowance) exceeds VALUE bytes."""
+    tflm = _tflm_row(row)
+    if isinstance(tflm, list):
+        return tflm
+    if not finite(tflm.flash_bytes):
+        return ["no flash figure for TensorFlow Lite Micro in the report; export with --also-backend tflm again"]
+    return [f"flash {tflm.flash_bytes:,} bytes (file + runtime) > {value:,.0f}"] if tflm.flash_bytes > value else []
 
 
 def _npu(value, row: ParityRow, reference):
@@ -215,6 +231,10 @@ for _check in (
               "fail a .tflite whose tensor arena under TensorFlow Lite Micro is larger, e.g. 256KB (10^3 bytes) or "
               "256KiB (needs export --also-backend tflm)",
               lambda v: f"TFLM tensor arena <= {v:,.0f} bytes", row=_arena),
+    GateCheck("max_flash_bytes", "max_flash", "bytes", None,
+              "fail a .tflite whose flash on a microcontroller (the file plus a 64 KiB allowance for TFLM's code) is "
+              "larger, e.g. 1MB (needs export --also-backend tflm)",
+              lambda v: f"TFLM flash (file + runtime) <= {v:,.0f} bytes", row=_flash),
     GateCheck("require_npu", "require_npu", "name", None,
               "fail an int8 .tflite with any operator that Vela leaves on the CPU of this Ethos-U configuration, "
               "e.g. ethos-u55-128 (needs bench --npu with the same configuration)",

@@ -32,6 +32,7 @@ from edgeship.runtime.fileio import atomic_write_bytes, sha256_file
 from edgeship.runtime.spec import Bundle, ModelInfo
 
 from .collapse_causes import collapsed, explain_collapse
+from .formats import FORMATS
 from .parity import accuracy, compare_predictions, describe_flipped, majority_accuracy
 from .readiness import readiness
 
@@ -163,7 +164,9 @@ def _other_runtimes(name: str, probs: np.ndarray, predictors: dict, streamed: St
             session = predictors[key].session
             found.append(RuntimeParity(predictors[key].runtime, float(np.mean(other.argmax(1) == probs.argmax(1))),
                                        float(np.abs(other.astype(np.float64) - probs).max()), accuracy(other, labels),
-                                       backend=key.split("@", 1)[1], arena_bytes=getattr(session, "arena_bytes", None)))
+                                       backend=key.split("@", 1)[1], arena_bytes=getattr(session, "arena_bytes", None),
+                                       flash_bytes=getattr(session, "flash_bytes", None),
+                                       io_bytes=getattr(session, "io_bytes", None)))
     return found
 
 
@@ -188,7 +191,9 @@ def score(layout: RunLayout, bundle: Bundle, rows: list[ParityRow], predictors: 
         row.merge(ParityStage(runtime=predictor.runtime, **figures))
         row.other_runtimes = [*(row.other_runtimes or []), *_other_runtimes(row.name, probs, predictors, streamed,
                                                                             labels)] or None
-        latency_ms, settings = quick_latency(predictor, streamed.first_chunk[:1], row.sha256)
+        fmt = FORMATS.get(row.name)  # a copy of another artifact (the C source of tflite_int8) is timed as that one
+        latency_ms, settings = (quick_latency(predictor, streamed.first_chunk[:1], row.sha256)
+                                if fmt is None or fmt.on_device else (None, None))
         row.merge(LatencyStage(latency_ms=latency_ms))
         row.merge(TimingStage(latency_settings=settings))
         if collapsed(row.accuracy, accuracy(reference, labels), len(info.labels)):

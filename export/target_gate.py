@@ -47,6 +47,7 @@ from edgeship.runtime.errors import IntegrityError, UsageError
 from edgeship.runtime.progress import progress_counter
 from edgeship.runtime.spec import Bundle
 
+from .formats import FORMATS
 from .gate import GateThresholds, row_verdict
 from .parity import compare_predictions
 
@@ -65,7 +66,9 @@ def evaluate_on_targets(run: str | Path, targets: list[str], options: SSHOptions
         raise UsageError(f"{report_path}: no per-image Keras probabilities beside it (written by an older edgeship); "
                          f"re-run `edgeship export {layout.root}`")
     bundle = Bundle.load(layout.bundle)
-    records = [r for r in bundle.artifacts if r.ok and r.backend in BACKENDS]
+    # a copy of another artifact (the C source of tflite_int8) is judged on the target as that one
+    records = [r for r in bundle.artifacts if r.ok and r.backend in BACKENDS
+               and (r.name not in FORMATS or FORMATS[r.name].on_device)]
     if not records:
         raise UsageError(f"{layout.bundle}: no artifact the device runtime runs (tflite, onnx); export some first")
     paths, labels = SplitManifest.read(layout.bundle / bundle.split_manifest).paths_and_indices("test", bundle.info.labels)

@@ -14,6 +14,7 @@ from .onnx_session import OnnxSession, onnx_external_data, onnx_providers, probe
 from .session import Session, image_size, read_model_file  # noqa: F401 - re-exported
 from .tflite_session import TFLiteSession, probe_tflite
 from .tflm_session import TFLMSession, probe_tflm
+from .c_array import open_c_array
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,11 @@ def _open_tflm(path: Path, threads: int | None = None, data: bytes | None = None
 # with `export --also-backend tflm`, the arena a microcontroller needs, bench rows when named (it is slow here)
 register_backend(Backend("tflm", (), _open_tflm, probe_tflm, reads=("tflite",), install="edgeship[mcu]",
                          bench_default=False))
+
+
+# the C array a microcontroller project compiles (export's tflite_int8_c): LiteRT on the bytes read back from the
+# source, so its parity row is measured on what the C compiler puts in flash; chosen by a bundle record only
+register_backend(Backend("c_array", (), open_c_array, probe_tflite, install="ai-edge-litert", bench_default=False))
 
 
 def backend_for(path: Path, name: str = "auto") -> Backend:

@@ -61,8 +61,7 @@ def _pick_artifact(bundle: Bundle, directory: Path, name: str | None) -> Artifac
     for record in bundle.artifacts:
         if not record.ok or record.backend not in BACKENDS:
             continue  # failed, or a TensorFlow-only format (keras, saved_model)
-        backend = backend_for(directory / record.file)
-        if backend.probe():
+        if BACKENDS[record.backend].probe():
             return record
     recorded = {r.file for r in bundle.artifacts}
     unrecorded = sorted(p.name for suffix in {s for b in BACKENDS.values() for s in b.suffixes}
@@ -181,7 +180,13 @@ class Classifier:
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)
             file = path / record.file
-            session = _open(file, backend, threads, provider, data=bundle.read_artifact(path, record))
+            if file.is_dir():  # a folder artifact (the C source of a model): its tree checked, then read by its backend
+                bundle.verify_artifact(path, record)
+                data = None
+            else:
+                data = bundle.read_artifact(path, record)
+            own = record.backend if backend == "auto" and record.backend in BACKENDS else backend
+            session = _open(file, own, threads, provider, data=data)
             _check_embedded(session, bundle.info, file)
             return cls(session, bundle.info, file, record.name, record.precision, threads)
         if not path.exists():

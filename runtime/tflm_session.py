@@ -6,6 +6,9 @@ arena the model needs, measured by allocating it in the interpreter (not estimat
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,10 @@ from .session import image_layout, parse_embedded, quantize, read_model_file
 from .spec import EMBEDDED_KEY
 from .tflite_metadata import read_tflite_metadata
 
+# The runtime's own flash, added to the model file for `flash_bytes`. An allowance, not a measurement (its code is
+# built for the board, not here): TFLM's README puts the core at 16 KB on a Cortex-M3 and a keyword model's op set
+# at 22 KB in all; an image classifier's kernels (conv, depthwise, pooling, softmax) are budgeted at 64 KiB.
+RUNTIME_FLASH_BYTES = 64 * 1024
 _ARENA = re.compile(r"Arena allocation total (\d+) bytes")
 # What to do about an op TFLM would not run, by op (the rest: its list of supported ops)
 FIXES = {"DEQUANTIZE": "float16 weights are widened to float at run time; ship the full-integer tflite_int8",
@@ -53,6 +60,39 @@ def refusal(log: str, error: Exception) -> str:
     return check or (lines[-1] if lines else str(error))
 
 
+# Loads the model from stdin, allocates and invokes it once on zeros: a kernel that aborts does so in this child
+_TRIAL = """
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+try:
+    interpreter = runtime.Interpreter.from_bytes(sys.stdin.buffer.read())
+except Exception:
+    sys.exit(3)  # a refusal with a reason: the parent loads it again and reports TFLM's words
+d = interpreter.get_input_details(0)
+interpreter.set_input(np.zeros(d["shape"], d["dtype"]), 0)
+interpreter.invoke()
+"""
+TRIAL_TIMEOUT_S = 300
+
+
+def survives(data: bytes, path: Path) -> None:
+    """Load, allocate and invoke DATA once in a child process first: some TFLM kernels abort the process on shapes
+    they do not handle (MobileNetV2 int8 at 32 and 48 px, alpha 0.35: SIGABRT without a word, tflite-micro
+    0.dev20261023), which would take export or sweep down with them. A model that kills the child is refused with
+    the signal named."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _TRIAL], input=data, capture_output=True,
+                              timeout=TRIAL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ModelLoadError(f"{path}: TensorFlow Lite Micro did not load and run it once within "
+                             f"{TRIAL_TIMEOUT_S} s") from None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise ModelLoadError(f"{path}: TensorFlow Lite Micro aborted the process ({name}) loading or running it "
+                             f"once; one of its kernels does not handle this model's shapes (LiteRT runs it)")
+
+
 class TFLMSession:
     """One TFLM interpreter on one model (batch 1: a microcontroller's input tensor holds one image)."""
 
@@ -64,6 +104,7 @@ class TFLMSession:
         self._data = data if data is not None else read_model_file(self.path)
         self.embedded = parse_embedded(read_tflite_metadata(self._data, str(path)).get(EMBEDDED_KEY), str(path))
         runtime = _runtime()
+        survives(self._data, self.path)
         with captured_native(2) as log:
             try:
                 self._interpreter = runtime.Interpreter.from_bytes(self._data)
@@ -83,6 +124,8 @@ class TFLMSession:
         self._out_q = _scale(out)
         self.output_dtype = np.dtype(out["dtype"])
         self.arena_bytes = self._arena_bytes()
+        self.flash_bytes = len(self._data) + RUNTIME_FLASH_BYTES
+        self.io_bytes = sum(int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for d in (inp, out))
 
     def _arena_bytes(self) -> int | None:
         """The tensor arena TFLM allocated for this model (its recording allocator's total)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from edgeship.runtime.errors import EdgeshipError
 
 from .budget import Budget
-from .measure import LOCAL, target_label
+from .measure import LOCAL, TFLM, target_label, timed_targets
 from .record import CandidateRow
 
 
@@ -39,9 +39,12 @@ def _bench_real(run: str, targets, options) -> dict:
     """Format -> target -> p50 of RUN's exported artifacts with their real weights (bench.json lands in RUN)."""
     from edgeship.bench.runner import BenchSettings, run_bench
 
+    timed = timed_targets(targets)
+    if not timed:  # a microcontroller's sweep: its figures are TFLM's, from the export
+        return {}
     outcome = run_bench([run], BenchSettings(runs=options.bench_runs, threads=(options.threads,),
                                              backend="tflite,onnxruntime-cpu", show_progress=False),
-                        targets=[t for t in targets if t != LOCAL], ssh=options.ssh, local=LOCAL in targets,
+                        targets=[t for t in timed if t != LOCAL], ssh=options.ssh, local=LOCAL in timed,
                         out_dir=run)
     labels = {target_label(t): t for t in targets}
     figures: dict[str, dict] = {}
@@ -65,18 +68,38 @@ def _final_figures(row: CandidateRow, benched: dict, targets, emulated: set[str]
         row.reasons = [f"its report cannot be trusted: {str(exc)[:200]}"]
         return
     artifact = next((a for a in parity.artifacts if a.name == row.format), None)
-    verdict = next((v for v in evaluate_gate(parity, GateThresholds(max_drop_pp=budget.max_drop_pp))
-                    if v.artifact == row.format), None)
+    thresholds = GateThresholds(max_drop_pp=budget.max_drop_pp, max_arena_bytes=budget.max_arena_bytes,
+                                max_flash_bytes=budget.max_flash_bytes)
+    verdict = next((v for v in evaluate_gate(parity, thresholds) if v.artifact == row.format), None)
     row.gate = None if verdict is None else {"passed": verdict.passed, "reasons": verdict.reasons}
     if artifact is not None:
         row.test = {"accuracy": artifact.accuracy, "accuracy_delta_pp": artifact.accuracy_delta_pp,
                     "agreement": artifact.agreement, "n_images": parity.reference.n_test}
         row.size_bytes = artifact.size_bytes or row.size_bytes
-    row.reasons = budget.cost_problems(row.size_bytes, {t: row.bench_ms.get(t) for t in targets},
-                                       {t: t in emulated for t in targets})
+    tflm = _tflm_parity(artifact, thresholds.min_agreement) if TFLM in targets else []
+    if artifact is not None and TFLM in targets:  # the exported file's own figures replace the untrained ones
+        micro = next((r for r in artifact.other_runtimes or [] if r.backend == TFLM), None)
+        row.arena_bytes, row.flash_bytes = (micro.arena_bytes, micro.flash_bytes) if micro else (None, None)
+    timed = timed_targets(targets)
+    row.reasons = budget.cost_problems(row.size_bytes, {t: row.bench_ms.get(t) for t in timed},
+                                       {t: t in emulated for t in timed},
+                                       {"arena_bytes": row.arena_bytes, "flash_bytes": row.flash_bytes,
+                                        "npu_ms": row.npu_ms}) + tflm
     if verdict is None or not verdict.passed:  # a pick passes its gate or is not the pick
         why = verdict.reasons[0] if verdict is not None and verdict.reasons else "no figures on the test split"
         row.reasons.append(f"gate failed on the test split: {why}")
+
+
+def _tflm_parity(artifact, min_agreement: float) -> list[str]:
+    """Why the finalist does not answer on TensorFlow Lite Micro as on LiteRT (empty: it does)."""
+    micro = next((r for r in (artifact.other_runtimes or []) if r.backend == TFLM), None) if artifact else None
+    if micro is None:
+        return ["no TensorFlow Lite Micro parity in its report"]
+    if micro.error:
+        return [f"TensorFlow Lite Micro: {micro.error}"]
+    if micro.agreement is None or micro.agreement < min_agreement:
+        return [f"TensorFlow Lite Micro agrees with LiteRT on {micro.agreement or 0:.2%} < {min_agreement:.2%}"]
+    return []
 
 
 def _real(row: CandidateRow, emulated: set[str]) -> float:
@@ -90,6 +113,10 @@ def _excess(row: CandidateRow, budget: Budget, emulated: set[str]) -> float:
         ratios.append(row.size_bytes / budget.max_size_bytes)
     if budget.max_latency_ms:
         ratios.append(_real(row, emulated) / budget.max_latency_ms)
+    for limit, value in ((budget.max_arena_bytes, row.arena_bytes), (budget.max_flash_bytes, row.flash_bytes),
+                         (budget.max_npu_ms, row.npu_ms)):
+        if limit and value:
+            ratios.append(value / limit)
     if row.val is not None and budget.max_drop_pp:
         ratios.append(max(0.0, row.val["drop_pp"]) / budget.max_drop_pp)
     return max(ratios) + (0 if row.val is not None else 0.001)

@@ -21,6 +21,7 @@ from .space import Architecture
 
 logger = logging.getLogger("edgeship")
 LOCAL = "local"
+TFLM = "tflm"  # a target that is measured, not timed: TensorFlow Lite Micro's arena and flash (and Vela's estimate)
 BENCH_BACKENDS = {"tflite": "tflite", "onnxruntime": "onnxruntime-cpu"}  # a format's runtime -> bench's backend
 CALIBRATION_IMAGES = 8  # random pixels: the ranges do not change the speed or the size of an int8 model
 
@@ -37,6 +38,14 @@ class FormatCost:
     latency_ms: dict[str, float | None] = field(default_factory=dict)  # target -> p50 at batch 1
     emulated: dict[str, bool] = field(default_factory=dict)  # target -> measured under QEMU user mode
     error: str | None = None
+    arena_bytes: int | None = None  # TFLM's tensor arena (target tflm)
+    flash_bytes: int | None = None  # the file plus TFLM's code allowance
+    npu_ms: float | None = None  # Vela's estimate on the budget's Ethos-U configuration
+    npu_cpu_ops: int | None = None  # operators Vela leaves on the CPU
+    micro_error: str | None = None  # why TFLM or Vela gave no figure
+
+    def micro(self) -> dict:
+        return {"arena_bytes": self.arena_bytes, "flash_bytes": self.flash_bytes, "npu_ms": self.npu_ms}
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -70,6 +79,36 @@ def bench_files(files: Sequence[Path], targets: Sequence[str], threads: int = 1,
     return figures
 
 
+def timed_targets(targets: Sequence[str]) -> list[str]:
+    """The targets bench times (every one but the microcontroller's runtime)."""
+    return [t for t in targets if t != TFLM]
+
+
+def micro_figures(cost: FormatCost, path: Path, tflm: bool, npu: str | None) -> None:
+    """TFLM's arena and flash (TFLM), Vela's estimate (NPU) of one untrained file, into COST: none depends on the
+    weights. A file they will not take is a reason in `micro_error`, never a failed sweep."""
+    from edgeship.bench.npu import compile_for_npu
+    from edgeship.runtime.errors import ModelLoadError
+    from edgeship.runtime.tflm_session import TFLMSession
+
+    if FORMATS[cost.format].file_format != "tflite":
+        cost.micro_error = "TensorFlow Lite Micro and Vela take .tflite files only"
+        return
+    if tflm:
+        try:
+            session = TFLMSession(path)
+        except ModelLoadError as exc:
+            cost.micro_error = str(exc).removeprefix(f"{path}: ")[:300]
+            return
+        cost.arena_bytes, cost.flash_bytes = session.arena_bytes, session.flash_bytes
+    if npu and FORMATS[cost.format].precision == "int8":
+        mapping = compile_for_npu(path, npu, path.parent)
+        if mapping.error:
+            cost.micro_error = mapping.error
+        else:
+            cost.npu_ms, cost.npu_cpu_ops = mapping.estimated_ms, mapping.cpu_ops
+
+
 def target_label(target: str) -> str:
     """The name bench gives TARGET's rows: `local`, or ssh's user@host:port."""
     from edgeship.targets.ssh import SSHTarget
@@ -79,9 +118,9 @@ def target_label(target: str) -> str:
 
 def measure_architecture(arch: Architecture, formats: Sequence[str], n_classes: int, folder: Path,
                          targets: Sequence[str], threads: int = 1, seed: int = 0,
-                         bench: BenchFiles | None = None) -> dict[str, FormatCost]:
-    """Random weights -> every format's file under FOLDER -> bench on TARGETS. A format that fails to convert
-    is a cost with an error (never trained), not a failed sweep."""
+                         bench: BenchFiles | None = None, npu: str | None = None) -> dict[str, FormatCost]:
+    """Random weights -> every format's file under FOLDER -> bench on TARGETS (TFLM: its arena and flash; NPU:
+    Vela's estimate). A format that fails to convert is a cost with an error (never trained), not a failed sweep."""
     from edgeship.core.tfenv import import_keras
     from edgeship.export.exporter import ConversionJob
     from edgeship.runtime.spec import InputSpec, ModelInfo
@@ -111,12 +150,15 @@ def measure_architecture(arch: Architecture, formats: Sequence[str], n_classes: 
             read = static_cost(path)
             cost.file, cost.size_bytes = path.name, len(data)
             cost.macs, cost.params = (read.macs, read.params) if read is not None else (None, None)
+            if TFLM in targets or npu:
+                micro_figures(cost, path, TFLM in targets, npu)
             costs[name] = cost
             files.append(path)
     finally:
         job.cleanup()
         keras.backend.clear_session()
-    figures = (bench or bench_files)(files, list(targets), threads) if files else {}  # bench: see BenchFiles
+    timed = timed_targets(targets)
+    figures = (bench or bench_files)(files, timed, threads) if files and timed else {}  # bench: see BenchFiles
     for cost in costs.values():
         for target, (ms, emulated) in figures.get(cost.file, {}).items():
             cost.latency_ms[target], cost.emulated[target] = ms, emulated

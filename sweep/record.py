@@ -13,6 +13,8 @@ from pathlib import Path
 
 from edgeship.runtime.fileio import atomic_write_json, atomic_write_text
 
+from .measure import TFLM
+
 SCHEMA_VERSION = 1
 
 
@@ -38,6 +40,9 @@ class CandidateRow:
     bench_ms: dict | None = None  # finalists: target -> p50 of the exported artifact with its real weights
     gate: dict | None = None  # finalists: passed, reasons (test split)
     test: dict | None = None  # finalists: accuracy, accuracy_delta_pp, agreement (test split, final figures)
+    arena_bytes: int | None = None  # target tflm: TFLM's tensor arena (untrained; finalists: the exported file's)
+    flash_bytes: int | None = None  # target tflm: the file plus TFLM's code allowance
+    npu_ms: float | None = None  # --npu: Vela's estimated time on that Ethos-U configuration
 
     @property
     def val_accuracy(self) -> float | None:
@@ -80,10 +85,13 @@ def _pct(value) -> str:
 
 def markdown(record: SweepRecord, plot: Path | None) -> str:
     budget = record.budget
+    micro_budget = "".join(f"{what} ≤ {budget[key]} {unit}, " for key, what, unit in (
+        ("max_arena_bytes", "TFLM arena", "bytes"), ("max_flash_bytes", "flash", "bytes"),
+        ("max_npu_ms", f"{budget.get('npu')} estimate", "ms")) if budget.get(key) is not None)
     lines = ["# edgeship sweep", "",
              f"Budget: p50 ≤ {budget['max_latency_ms'] if budget['max_latency_ms'] is not None else '—'} ms, "
              f"size ≤ {budget['max_size_bytes'] if budget['max_size_bytes'] is not None else '—'} bytes, "
-             f"drop ≤ {budget['max_drop_pp']} pp (validation split). Targets: "
+             f"{micro_budget}drop ≤ {budget['max_drop_pp']} pp (validation split). Targets: "
              + ", ".join(t["target"] + (" (emulated: timings shown, never judged)" if t["emulated"] else "")
                          for t in record.targets) + ".",
              f"{len({r.key for r in record.rows})} architectures × formats = {len(record.rows)} candidates; "
@@ -99,8 +107,11 @@ def markdown(record: SweepRecord, plot: Path | None) -> str:
         lines += [f"**No candidate meets the budget**: {record.impossible}", ""]
     if plot is not None:
         lines += [f"![Pareto: validation accuracy against latency]({plot.name})", ""]
-    targets = [t["target"] for t in record.targets]
+    micro = [t["target"] for t in record.targets if t["target"] == TFLM]
+    targets = [t["target"] for t in record.targets if t["target"] != TFLM]
+    npu = record.budget.get("npu")
     header = ["candidate", "format", "verdict", "size", "MACs", *[f"p50 {t} (untrained)" for t in targets],
+              *(["TFLM arena", "flash"] if micro else []), *([f"{npu} est. ms"] if npu else []),
               "epochs", "val acc", "val drop pp", *[f"p50 {t} (real)" for t in targets], "test acc", "gate"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = {"pick": 0, "finalist": 1, "trained": 2, "pruned": 3, "failed": 4, "over-budget": 5}
@@ -108,6 +119,8 @@ def markdown(record: SweepRecord, plot: Path | None) -> str:
         cells = [row.key, row.format, row.verdict + (f" ({'; '.join(row.reasons)})" if row.reasons else ""),
                  str(row.size_bytes or "—"), str(row.macs or "—"),
                  *[_ms(row.latency_ms.get(t)) + (" (emulated)" if row.emulated.get(t) else "") for t in targets],
+                 *([str(row.arena_bytes or "—"), str(row.flash_bytes or "—")] if micro else []),
+                 *([_ms(row.npu_ms)] if npu else []),
                  str(row.epochs or "—"), _pct(row.val_accuracy),
                  "—" if row.val is None else f"{row.val['drop_pp']:+.2f}",
                  *[_ms((row.bench_ms or {}).get(t)) for t in targets],
@@ -127,7 +140,9 @@ def pareto_plot(record: SweepRecord, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    targets = [t for t in record.targets]
+    targets = [t for t in record.targets if t["target"] != TFLM]  # a microcontroller has no p50 to plot
+    if not targets:
+        return None
     fig, axes = plt.subplots(1, len(targets), figsize=(6.4 * len(targets), 4.8), squeeze=False)
     budget = record.budget.get("max_latency_ms")
     for ax, target in zip(axes[0], targets):

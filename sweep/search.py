@@ -29,7 +29,7 @@ from edgeship.runtime.errors import EdgeshipError, UsageError
 from . import ledger as ledgers
 from .budget import Budget
 from .measure_cache import MeasureCache
-from .measure import LOCAL, BenchFiles, FormatCost, bench_files, measure_architecture
+from .measure import LOCAL, TFLM, BenchFiles, FormatCost, bench_files, measure_architecture, timed_targets
 from .finalize import finalize
 from .record import CandidateRow, SweepRecord
 from .space import Architecture, Space, load_space
@@ -84,9 +84,26 @@ def _targets(targets: Sequence[str]) -> list[str]:
 
     chosen = list(dict.fromkeys(targets or (LOCAL,)))
     for target in chosen:
-        if target != LOCAL:
+        if target not in (LOCAL, TFLM):
             SSHTarget.parse(target)  # a bad URL is one line before any work
     return chosen
+
+
+def _micro_preflight(targets: list[str], budget: Budget) -> list[str]:
+    """TARGETS with tflm added where the budget names its arena or flash; TFLM and Vela checked installed and the
+    NPU configuration known, in one line each before any work."""
+    from edgeship.bench.npu import npu_configs
+    from edgeship.runtime.tflm_session import probe_tflm
+
+    if budget.micro and TFLM not in targets:
+        targets = [*targets, TFLM]
+    if TFLM in targets and probe_tflm() is None:
+        raise UsageError("--target tflm measures with TensorFlow Lite Micro, which is not installed here; "
+                         "pip install 'edgeship[mcu]'")
+    if budget.npu is not None and budget.npu not in npu_configs():
+        raise UsageError(f"--npu {budget.npu}: not an Ethos-U configuration Vela knows; choose from "
+                         f"{', '.join(npu_configs())}")
+    return targets
 
 
 def preflight(space: Space, targets: list[str], options: SweepOptions, say=logger.info) -> None:
@@ -98,7 +115,7 @@ def preflight(space: Space, targets: list[str], options: SweepOptions, say=logge
     from edgeship.train.backbones import build_backbone
 
     for target in targets:
-        if target != LOCAL:
+        if target not in (LOCAL, TFLM):
             try:
                 run_ssh(SSHTarget.parse(target), options.ssh or SSHOptions(), ["true"], timeout=60)
             except RemoteError as exc:
@@ -140,6 +157,7 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
     if not data.is_dir():
         raise UsageError(f"{data}: no such data directory")
     space, targets = load_space(options.space, options.trust_code), _targets(options.targets)
+    targets = _micro_preflight(targets, options.budget)
     if options.trials is not None and options.trials < 1:
         raise UsageError(f"--trials must be an integer >= 1, got {options.trials}")
     dataset, _ = scan_dataset(data, show_progress=False)
@@ -153,8 +171,8 @@ def run_sweep(data: str | Path, out: str | Path, options: SweepOptions | None = 
 
     measured, costs, emulated, real = _measure_stage(storage, name, settings, space, dataset, out, targets, options,
                                                      say, ran)
-    _, trained = _train_stage(storage, name, settings, space, costs, emulated, real or targets, data, out,
-                                 options, say, ran)
+    _, trained = _train_stage(storage, name, settings, space, costs, emulated, real or timed_targets(targets),
+                              data, out, options, say, ran, TFLM in targets)
 
     # 3. finalize (one worker at a time; the next finds it done) and 4. record
     with _lock(out / ".finalize.lock"):
@@ -181,7 +199,9 @@ def _measure_stage(storage, name: str, settings: dict, space: Space, dataset, ou
     measure = ledgers.Ledger(storage, f"{name}/measure", ["minimize", "minimize"], settings)
     measure.queue_once([a.key for a in space.architectures])
     # injected timings (tests) are not measurements: they neither read nor fill the cache
-    cache = None if options.bench is not None else MeasureCache(storage, len(dataset.classes), options.threads,
+    # nor are a microcontroller's figures kept: they are measured again with every sweep that asks for them
+    micro = TFLM in targets or options.budget.npu is not None
+    cache = None if options.bench is not None or micro else MeasureCache(storage, len(dataset.classes), options.threads,
                                                                 options.bench_runs)
     _work(measure, "measure", say, options.show_progress, ran["measure"], lambda trial, key: _measure_trial(
         trial, by_key[key], space, len(dataset.classes), out, targets, options, cache))
@@ -189,15 +209,16 @@ def _measure_stage(storage, name: str, settings: dict, space: Space, dataset, ou
     costs = {key: {f: FormatCost.from_json(c) for f, c in t.user_attrs["costs"].items()}
              for key, t in measured.items()}
     emulated = _emulated_targets(costs)
-    real = [t for t in targets if t not in emulated]
+    real = [t for t in timed_targets(targets) if t not in emulated]
     if options.budget.max_latency_ms is not None and not real:
-        raise UsageError(f"{', '.join(targets)}: emulated (QEMU user mode), so its timings cannot judge "
+        raise UsageError(f"{', '.join(timed_targets(targets)) or TFLM}: emulated (QEMU user mode), so its "
+                         f"timings cannot judge "
                          f"--max-latency; add a real target (--target ssh://… or local) or drop --max-latency")
     return measured, costs, emulated, real
 
 
 def _train_stage(storage, name: str, settings: dict, space: Space, costs: dict, emulated, judged: list[str],
-                 data: Path, out: Path, options: SweepOptions, say, ran: dict):
+                 data: Path, out: Path, options: SweepOptions, say, ran: dict, tflm: bool = False):
     """2. Train what fits, cheapest first (at most --trials, spread over the range of cost): (fits, trained)."""
     import optuna
 
@@ -214,7 +235,7 @@ def _train_stage(storage, name: str, settings: dict, space: Space, costs: dict, 
         return fits, {}
     training.queue_once(feasible)
     _work(training, "train", say, options.show_progress, ran["train"], lambda trial, key: _train_trial(
-        trial, by_key[key], fits[key], data, out, options))
+        trial, by_key[key], fits[key], data, out, options, tflm))
     return fits, training.finished()
 
 
@@ -261,7 +282,7 @@ def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out:
     costs = cache.lookup(arch.cost_key, space.formats, targets) if cache is not None else None
     if costs is None:
         costs = measure_architecture(arch, space.formats, n_classes, out / "measure", targets, options.threads,
-                                     options.plan.seed, bench)
+                                     options.plan.seed, bench, options.budget.npu)
         if cache is not None:
             cache.store(arch.cost_key, costs, targets)
     else:
@@ -269,7 +290,7 @@ def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out:
     trial.set_user_attr("costs", {f: c.to_json() for f, c in costs.items()})
     trial.set_user_attr("architecture", arch.to_json())
     emulated = _emulated_targets({arch.key: costs})
-    judged = [t for t in targets if t not in emulated] or list(targets)
+    judged = [t for t in timed_targets(targets) if t not in emulated] or timed_targets(targets)
     best = min(costs.values(), key=lambda c: _latency(c, judged))
     within = [f for f, c in costs.items() if not _cost_problems(options.budget, c, emulated)]
     line = (f"{', '.join(within)} within budget" if within else "over budget, never trained: "
@@ -278,12 +299,13 @@ def _measure_trial(trial, arch: Architecture, space: Space, n_classes: int, out:
     return TrialState.COMPLETE, [_latency(best, judged), float(best.size_bytes or 0)], line
 
 
-def _train_trial(trial, arch: Architecture, formats: list[str], data: Path, out: Path, options: SweepOptions):
+def _train_trial(trial, arch: Architecture, formats: list[str], data: Path, out: Path, options: SweepOptions,
+                 tflm: bool = False):
     from optuna.trial import TrialState
 
     trial.set_user_attr("architecture", arch.to_json())
     outcome = train_candidate(trial, arch, data, out / "trials" / arch.key, formats, options.plan,
-                              options.budget.max_drop_pp)
+                              options.budget.max_drop_pp, also_backends=("tflm",) if tflm else ())
     trial.set_user_attr("trained", outcome.__dict__)
     if outcome.pruned_at is not None:
         return TrialState.PRUNED, None, f"pruned at epoch {outcome.pruned_at}"
@@ -295,8 +317,11 @@ def _train_trial(trial, arch: Architecture, formats: list[str], data: Path, out:
 
 
 def _latency(cost: FormatCost, targets) -> float:
+    """The slowest p50 over TARGETS; with no timed target, Vela's estimate where there is one (else 0)."""
     values = [cost.latency_ms.get(t) for t in targets]
-    return float("inf") if cost.error or any(v is None for v in values) else max(values)
+    if cost.error or cost.micro_error or any(v is None for v in values):
+        return float("inf")
+    return max(values) if values else (cost.npu_ms or 0.0)
 
 
 def _cheapest(per: dict[str, FormatCost], targets) -> float:
@@ -304,9 +329,10 @@ def _cheapest(per: dict[str, FormatCost], targets) -> float:
 
 
 def _cost_problems(budget: Budget, cost: FormatCost, emulated: set[str]) -> list[str]:
-    if cost.error:
-        return [cost.error]
-    return budget.cost_problems(cost.size_bytes, cost.latency_ms, {t: t in emulated for t in cost.latency_ms})
+    if cost.error or cost.micro_error:  # it does not convert, or TFLM / Vela will not take it where asked to
+        return [cost.error or cost.micro_error]
+    return budget.cost_problems(cost.size_bytes, cost.latency_ms, {t: t in emulated for t in cost.latency_ms},
+                                cost.micro())
 
 
 def _emulated_targets(costs: dict[str, dict[str, FormatCost]]) -> set[str]:
@@ -319,7 +345,8 @@ def _rows(space: Space, costs, measured, trained, budget: Budget, emulated: set[
         for fmt, cost in costs.get(arch.key, {}).items():
             row = CandidateRow(arch.key, fmt, arch.to_json(), "over-budget", size_bytes=cost.size_bytes,
                                macs=cost.macs, params=cost.params, latency_ms=dict(cost.latency_ms),
-                               emulated=dict(cost.emulated), measure_trial=measured[arch.key].number)
+                               emulated=dict(cost.emulated), measure_trial=measured[arch.key].number,
+                               **cost.micro())
             row.reasons = _cost_problems(budget, cost, emulated)
             trial = trained.get(arch.key)
             if not row.reasons and trial is not None:

@@ -58,8 +58,10 @@ def _trained(run: Path) -> bool:
 
 
 def train_candidate(trial, arch: Architecture, data: Path, run: Path, formats: Sequence[str], plan: TrainingPlan,
-                    max_drop: float, on_epoch: Callable[[int], None] | None = None) -> TrainedCandidate:
-    """Train ARCH into RUN (resuming what a killed attempt left), reporting to TRIAL; export FORMATS unless pruned."""
+                    max_drop: float, on_epoch: Callable[[int], None] | None = None,
+                    also_backends: Sequence[str] = ()) -> TrainedCandidate:
+    """Train ARCH into RUN (resuming what a killed attempt left), reporting to TRIAL; export FORMATS unless pruned
+    (with parity under ALSO_BACKENDS too: tflm for a microcontroller's sweep)."""
     from edgeship.export import export_run
     from edgeship.export.val_check import val_figures
     from edgeship.train import train
@@ -87,7 +89,8 @@ def train_candidate(trial, arch: Architecture, data: Path, run: Path, formats: S
     outcome = TrainedCandidate(arch.key, str(run), epochs, pruned[0] if pruned else None)
     if pruned:
         return outcome
-    exported = export_run(run, formats=list(formats), max_drop=max_drop, show_progress=False)
+    exported = export_run(run, formats=list(formats), max_drop=max_drop, show_progress=False,
+                          also_backends=tuple(also_backends))
     outcome.export_failed = list(exported.failed)
     ok = [name for name in formats if name not in exported.failed]
     outcome.val = {name: figures.to_json() for name, figures in val_figures(run, ok).items()}

@@ -50,6 +50,15 @@ def test_the_demo_model_maps_wholly_and_its_estimates_add_up(run_copy, capsys):
         assert m["estimated_ms"] == pytest.approx(m["cycles"] / m["clock_hz"] * 1000)
         assert 0 < sum(o["cycles"] for o in m["operators"]) <= m["cycles"]
     assert mappings["ethos-u65-256"]["cycles"] < mappings["ethos-u55-128"]["cycles"]  # the bigger NPU
+    from edgeship.runtime.fileio import sha256_file
+
+    for config, m in mappings.items():  # Vela's optimized file is the run's, with its digest in the report
+        assert m["file"] == f"npu/model_int8.{config}_vela.tflite" and f"; optimized: {run_copy / m['file']}" in printed
+        assert sha256_file(run_copy / m["file"]) == m["sha256"]
+        assert (run_copy / m["file"]).read_bytes() != (run_copy / "bundle" / "model_int8.tflite").read_bytes()
+    report_md = (run_copy / "report.md").read_text()
+    assert "## Ethos-U NPUs (Vela's estimates)" in report_md
+    assert f"| tflite_int8 | ethos-u55-128 | {mappings['ethos-u55-128']['npu_ops']}/" in report_md
     bench_rows = json.loads((run_copy / "bench.json").read_text())["rows"]
     assert bench_rows and not any("npu" in r or "ethos" in str(r.get("backend")) for r in bench_rows)
 

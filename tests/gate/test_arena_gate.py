@@ -1,4 +1,4 @@
-"""`gate --max-arena`: the tensor arena a microcontroller needs, measured under TensorFlow Lite Micro at export
+"""`gate --max-arena` and `--max-flash`: the tensor arena a microcontroller needs, measured under TensorFlow Lite Micro at export
 (`--also-backend tflm`), decides; a file TFLM will not run fails with TFLM's reason; no figure fails closed."""
 
 from __future__ import annotations
@@ -37,4 +37,16 @@ def test_the_arena_gate_reads_what_tflm_measured(run_copy, tmp_path, capsys):
     from edgeship.core.report import size_text
 
     report_md = (run_copy / "report.md").read_text()
-    assert "| arena |" in report_md and f"| {size_text(int8['arena_bytes'])} |" in report_md
+    assert "| arena | flash |" in report_md and f"| {size_text(int8['arena_bytes'])} |" in report_md
+
+    # flash: the file plus TFLM's code allowance; the input and output buffers are the arena's own
+    from edgeship.runtime.tflm_session import RUNTIME_FLASH_BYTES
+
+    size = (run_copy / "bundle" / "model_int8.tflite").stat().st_size
+    assert int8["flash_bytes"] == size + RUNTIME_FLASH_BYTES and int8["io_bytes"] == 32 * 32 * 3 + 4
+    capsys.readouterr()
+    assert main(["gate", str(run_copy), "--max-flash", str(int8["flash_bytes"] - 1), "--max-drop", "100"]) == 1
+    assert f"FAIL tflite_int8: flash {int8['flash_bytes']:,} bytes (file + runtime) > " in capsys.readouterr().out
+    config.write_text(f"[tool.edgeship.gate]\nmax_flash = {int8['flash_bytes']}\nmax_drop = 100\n")
+    main(["gate", str(run_copy), "--config", str(config)])
+    assert "PASS tflite_int8" in capsys.readouterr().out
