@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from edgeship.runtime.errors import UsageError
+
 from .arguments import add_ssh_flags, add_trust_flag, int_list, non_negative_float, non_negative_int, positive_int, ssh_options
 
 NAME = "bench"
@@ -42,6 +44,13 @@ def run(args) -> int:
     from edgeship.bench.runner import BenchSettings, run_bench
     from edgeship.core.report import text_table
 
+    if args.npu:  # Vela installed and every configuration known, before anything is timed
+        from edgeship.bench.npu import npu_configs
+
+        unknown = [c for c in args.npu if c not in npu_configs()]
+        if unknown:
+            raise UsageError(f"--npu {unknown[0]}: not an Ethos-U configuration Vela knows; choose from "
+                             f"{', '.join(npu_configs())}")
     settings = BenchSettings(runs=args.runs, warmup=args.warmup, min_seconds=args.min_seconds,
                              threads=args.threads or (None,), batches=args.batch or (1,), backend=args.backend,
                              trust_code=args.trust_code, profile=args.profile)

@@ -51,17 +51,26 @@ def _microcontrollers(out: Path, report):
     return report
 
 
+def _predict_three(bundle: Path) -> None:
+    from edgeship.core.splits import SplitManifest
+    from edgeship.runtime.classifier import Classifier
+
+    classifier = Classifier.load(bundle, artifact="tflite_int8")
+    test_rows = SplitManifest.read(bundle / "splits.csv").select("test")
+    for row in test_rows[:: max(1, len(test_rows) // 3)][:3]:  # three different classes
+        top = classifier.predict(row.path, top_k=1)[0]
+        print(f"{row.path.name}: {top.describe()}, true label {row.label}")
+
+
 def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path | None = None,
              bench_runs: int = 200) -> int:
     from edgeship.bench import bench_run
     from edgeship.core.layout import RunLayout
     from edgeship.core.report import SUMMARY_HEADERS, summary_rows, text_table
-    from edgeship.core.splits import SplitManifest
     from edgeship.export import export_run
     from edgeship.export.formats import DEFAULT_FORMATS
     from edgeship.export.gate import GateThresholds, evaluate_gate
     from edgeship.runtime.backends import BACKENDS
-    from edgeship.runtime.classifier import Classifier
     from edgeship.train import SplitConfig, TrainConfig, train, write_digits_dataset
 
     started = time.time()
@@ -98,12 +107,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 15, data: str | Path |
     report = _microcontrollers(out, report) if micro else report
 
     _step(7, "predict: the int8 TFLite model on three test images, no TensorFlow needed")
-    manifest = SplitManifest.read(result.layout.bundle / "splits.csv")
-    classifier = Classifier.load(result.layout.bundle, artifact="tflite_int8")
-    test_rows = manifest.select("test")
-    for row in test_rows[:: max(1, len(test_rows) // 3)][:3]:  # three different classes
-        top = classifier.predict(row.path, top_k=1)[0]
-        print(f"{row.path.name}: {top.describe()}, true label {row.label}")
+    _predict_three(result.layout.bundle)
 
     print()
     print(text_table(SUMMARY_HEADERS, summary_rows(report)))

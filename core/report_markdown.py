@@ -231,7 +231,7 @@ def _npu_section(report: ParityReport) -> list[str]:
               format_value(m.npu_mac_share, ".0%"), f"{m.cycles:,}" if m.cycles else "–",
               format_value(m.estimated_ms, ".3f"), size_text(m.sram_bytes) if m.sram_bytes else "–",
               size_text(m.flash_bytes or m.dram_bytes) if (m.flash_bytes or m.dram_bytes) else "–",
-              f"`{md(m.file)}`" if m.file else "–"] for a, m in rows]
+              md(m.file) if m.file else "–"] for a, m in rows]
     cpu = [f"- {md(a.name)} on {md(m.config)}: {md(o.op)} {md(o.name or '')} stays on the CPU: {md(o.reason or '?')}"
            for a, m in rows for o in m.cpu_operators]
     return ["## Ethos-U NPUs (Vela's estimates)", "",

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .backends import BACKENDS, backend_for, read_model_file
+from .c_array import SOURCE as C_SOURCE
 from .errors import IntegrityError, ModelLoadError, UsageError
 from .fileio import sha256_bytes
 from .foreign import ModelHints, foreign_info
@@ -176,7 +177,10 @@ class Classifier:
         path = Path(path)
         if path.is_dir() and not (path / MANIFEST_NAME).is_file() and (path / "bundle" / MANIFEST_NAME).is_file():
             path = path / "bundle"  # a run directory, accepted wherever a bundle is
-        if path.is_dir():
+        c_source = path.is_dir() and not (path / MANIFEST_NAME).is_file() and (path / C_SOURCE).is_file()
+        if c_source:  # a model_int8_c folder on its own: the model its C array holds
+            backend = "c_array" if backend == "auto" else backend
+        elif path.is_dir():
             bundle = Bundle.load(path)
             record = _pick_artifact(bundle, path, artifact)
             file = path / record.file
@@ -191,14 +195,16 @@ class Classifier:
             return cls(session, bundle.info, file, record.name, record.precision, threads)
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or bundle directory")
-        data = read_model_file(path)
+        data = None if c_source else read_model_file(path)
         session = _open(path, backend, threads, provider, data=data)
         if session.embedded is None:
             sibling = path.parent / MANIFEST_NAME
             if sibling.is_file():
                 bundle = Bundle.load(path.parent)
                 record = bundle.record_for_file(path.name)
-                if record is not None:  # the bytes loaded are the bytes checked
+                if record is not None and data is None:  # a folder: its tree checked
+                    bundle.verify_artifact(path.parent, record)
+                elif record is not None:  # the bytes loaded are the bytes checked
                     bundle.check_digest(path, record, sha256_bytes(data))
                 return cls(session, bundle.info, path, record.name if record else None,
                            record.precision if record else None, threads)

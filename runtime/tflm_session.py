@@ -55,7 +55,9 @@ def refusal(log: str, error: Exception) -> str:
                   or "Didn't find op" in line), None)
     if node:
         op = node.group(1)
-        fix = FIXES.get(op, "TFLM's reference kernels lack this op or this type of it; see its supported ops")
+        fix = ("a dynamic-range (hybrid) model: TFLM runs full-integer ones; ship tflite_int8"
+               if check and "Hybrid models" in check else
+               FIXES.get(op, "TFLM's reference kernels lack this op or this type of it; see its supported ops"))
         return f"op {op} (node {node.group(2)}) failed to {node.group(3)} ({check or 'no reason given'}); {fix}"
     return check or (lines[-1] if lines else str(error))
 

@@ -93,7 +93,7 @@ def test_an_edited_array_is_refused_with_the_file_and_the_fix(run_copy):
         Classifier.load(run_copy / "bundle", artifact="tflite_int8_c")
 
 
-def test_the_cli_exports_the_c_array_with_its_source_model(run_copy, cli):
+def test_the_cli_exports_the_c_array_with_its_source_model(run_copy, small_digits, cli):
     from edgeship.runtime import Classifier
 
     (run_copy / "bundle" / "model_int8.tflite").unlink()
@@ -104,3 +104,7 @@ def test_the_cli_exports_the_c_array_with_its_source_model(run_copy, cli):
     litert = Classifier.load(run_copy, artifact="tflite_int8")
     pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     assert np.array_equal(c_array.predict_proba(pixels), litert.predict_proba(pixels))
+    image = next(small_digits.rglob("*.png"))
+    done = cli("predict", run_copy / "bundle" / "model_int8_c", image, "--json")  # the folder alone, as typed
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == cli("predict", run_copy / "bundle" / "model_int8.tflite", image, "--json").stdout
