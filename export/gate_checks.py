@@ -163,24 +163,18 @@ def _tflm_row(row: ParityRow):
     return [tflm.error] if tflm.error else tflm
 
 
-def _arena(value, row: ParityRow, reference):
-    """A .tflite whose tensor arena under TensorFlow Lite Micro (measured by allocating it) exceeds VALUE bytes."""
-    tflm = _tflm_row(row)
-    if isinstance(tflm, list):
-        return tflm
-    if not finite(tflm.arena_bytes):
-        return ["no tensor-arena figure for TensorFlow Lite Micro in the report"]
-    return [f"tensor arena {tflm.arena_bytes:,} bytes > {value:,.0f}"] if tflm.arena_bytes > value else []
-
-
-def _flash(value, row: ParityRow, reference):
-    """A .tflite whose flash on a microcontroller (the file plus TFLM's code allowance) exceeds VALUE bytes."""
-    tflm = _tflm_row(row)
-    if isinstance(tflm, list):
-        return tflm
-    if not finite(tflm.flash_bytes):
-        return ["no flash figure for TensorFlow Lite Micro in the report; export with --also-backend tflm again"]
-    return [f"flash {tflm.flash_bytes:,} bytes (file + runtime) > {value:,.0f}"] if tflm.flash_bytes > value else []
+def _tflm_bytes(attribute: str, what: str):
+    """A check that fails a .tflite whose TensorFlow Lite Micro figure ATTRIBUTE (bytes) exceeds the threshold:
+    the arena TFLM allocated, or the file plus its code allowance."""
+    def check(value, row: ParityRow, reference):
+        tflm = _tflm_row(row)
+        if isinstance(tflm, list):
+            return tflm
+        figure = getattr(tflm, attribute)
+        if not finite(figure):
+            return [f"no {what} figure for TensorFlow Lite Micro in the report; export with --also-backend tflm again"]
+        return [f"{what} {figure:,} bytes > {value:,.0f}"] if figure > value else []
+    return check
 
 
 def _npu(value, row: ParityRow, reference):
@@ -230,11 +224,12 @@ for _check in (
     GateCheck("max_arena_bytes", "max_arena", "bytes", None,
               "fail a .tflite whose tensor arena under TensorFlow Lite Micro is larger, e.g. 256KB (10^3 bytes) or "
               "256KiB (needs export --also-backend tflm)",
-              lambda v: f"TFLM tensor arena <= {v:,.0f} bytes", row=_arena),
+              lambda v: f"TFLM tensor arena <= {v:,.0f} bytes", row=_tflm_bytes("arena_bytes", "tensor arena")),
     GateCheck("max_flash_bytes", "max_flash", "bytes", None,
               "fail a .tflite whose flash on a microcontroller (the file plus a 64 KiB allowance for TFLM's code) is "
               "larger, e.g. 1MB (needs export --also-backend tflm)",
-              lambda v: f"TFLM flash (file + runtime) <= {v:,.0f} bytes", row=_flash),
+              lambda v: f"TFLM flash (file + runtime) <= {v:,.0f} bytes",
+              row=_tflm_bytes("flash_bytes", "flash (file + runtime)")),
     GateCheck("require_npu", "require_npu", "name", None,
               "fail an int8 .tflite with any operator that Vela leaves on the CPU of this Ethos-U configuration, "
               "e.g. ethos-u55-128 (needs bench --npu with the same configuration)",

@@ -46,7 +46,7 @@ def test_the_arena_gate_reads_what_tflm_measured(run_copy, tmp_path, capsys):
     assert int8["flash_bytes"] == size + RUNTIME_FLASH_BYTES and int8["io_bytes"] == 32 * 32 * 3 + 4
     capsys.readouterr()
     assert main(["gate", str(run_copy), "--max-flash", str(int8["flash_bytes"] - 1), "--max-drop", "100"]) == 1
-    assert f"FAIL tflite_int8: flash {int8['flash_bytes']:,} bytes (file + runtime) > " in capsys.readouterr().out
+    assert f"FAIL tflite_int8: flash (file + runtime) {int8['flash_bytes']:,} bytes > " in capsys.readouterr().out
     config.write_text(f"[tool.edgeship.gate]\nmax_flash = {int8['flash_bytes']}\nmax_drop = 100\n")
     main(["gate", str(run_copy), "--config", str(config)])
     assert "PASS tflite_int8" in capsys.readouterr().out
