@@ -1,0 +1,78 @@
+"""Quantization-aware training's building blocks (#32, first part): a trained model rewritten with BatchNorm folded
+and fake quantization on every tensor the int8 graph keeps; the TFLite converter writes a full-integer file from
+those learned ranges (no re-calibration), which answers as the fake-quantized Keras model does; fine-tuning keeps
+the best validation epoch; the model saves and loads in Keras' safe mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _split(run, name):
+    from edgeship.core.pixels import load_pixels
+    from edgeship.core.splits import SplitManifest
+    from edgeship.runtime.spec import Bundle
+
+    info = Bundle.load(run / "bundle").info
+    rows = SplitManifest.read(run / "bundle" / "splits.csv").select(name)
+    return load_pixels([r.path for r in rows], info.input), np.array([info.labels.index(r.label) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def qat(trained_run):
+    from edgeship.core.tfenv import import_keras
+    from edgeship.train.qat import calibrate, quantize_model
+
+    _, keras = import_keras()
+    model = keras.saving.load_model(trained_run / "bundle" / "model.keras")
+    quantized = quantize_model(model)
+    calibrate(quantized, [_split(trained_run, "calib")[0]])
+    return model, quantized
+
+
+def test_batchnorm_folds_and_every_kept_tensor_gets_a_range(qat, trained_run):
+    from edgeship.train.qat import fake_quant_layers
+
+    model, quantized = qat
+    kinds = {type(layer).__name__ for layer in quantized.layers}
+    assert "BatchNormalization" not in kinds and "FoldedConv" in kinds
+    ranges = {q.name: (float(q.low), float(q.high)) for q in fake_quant_layers(quantized)}
+    assert ranges["fq_input"] == (0.0, 255.0) and ranges["fq_normalize"] == pytest.approx((0.0, 1.0))
+    assert all(low <= 0 < high for low, high in ranges.values())  # seeded from the calibration images
+    test = _split(trained_run, "test")[0]
+    float_probs, fake_probs = model.predict(test, verbose=0), quantized.predict(test, verbose=0)
+    assert np.mean(float_probs.argmax(1) == fake_probs.argmax(1)) >= 0.97  # folding kept the function
+
+
+def test_the_int8_file_uses_the_learned_ranges_and_answers_as_the_fake_quantized_model(qat, trained_run):
+    from edgeship.runtime.tflite_session import TFLiteSession, _tflite_interpreter
+    from edgeship.train.qat import convert_qat, fake_quant_layers
+
+    _, quantized = qat
+    data = convert_qat(quantized)
+    interpreter = _tflite_interpreter()[0](model_content=data)
+    tensors = interpreter.get_tensor_details()
+    assert {t["dtype"].__name__ for t in tensors} <= {"int8", "uint8", "int32"}  # full integer
+    scales = [t["quantization"][0] for t in tensors if t["quantization"][0]]
+    for q in fake_quant_layers(quantized):  # each learned range is a tensor's scale: nothing re-calibrated it
+        assert any(abs(s - (float(q.high) - float(q.low)) / 255) <= 1e-6 * max(s, 1e-9) + 1e-9 for s in scales), q.name
+    test = _split(trained_run, "test")[0]
+    ours = TFLiteSession(trained_run / "qat.tflite", data=data).run(test)
+    fake = quantized.predict(test, verbose=0)
+    assert np.mean(ours.argmax(1) == fake.argmax(1)) >= 0.97 and np.abs(ours - fake).max() <= 4 / 256
+
+
+def test_fine_tuning_keeps_the_best_validation_epoch_and_the_model_loads_safely(qat, trained_run, tmp_path):
+    from edgeship.core.tfenv import import_keras
+    from edgeship.train.qat import fine_tune
+
+    _, keras = import_keras()
+    _, quantized = qat
+    train, val = _split(trained_run, "train"), _split(trained_run, "val")
+    scores = fine_tune(quantized, train, val, epochs=2, batch_size=16)
+    assert len(scores) == 3
+    assert np.mean(quantized.predict(val[0], verbose=0).argmax(1) == val[1]) == max(scores)
+    quantized.save(tmp_path / "qat.keras")
+    loaded = keras.saving.load_model(tmp_path / "qat.keras")  # safe mode: registered layers, no code from the file
+    assert np.allclose(loaded.predict(val[0][:8], verbose=0), quantized.predict(val[0][:8], verbose=0), atol=1e-6)
