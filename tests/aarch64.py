@@ -147,6 +147,9 @@ class EmulatedTarget:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        (self.root / "run" / f"edgeship_sshd_{self.port}").unlink(missing_ok=True)
+        if any((self.root / "run").glob("edgeship_sshd_*")):
+            return  # another pytest worker's sshd still runs in this userland: its /dev and /proc stay
         for mount in ("dev", "proc"):
             subprocess.run(["umount", "-l", str(self.root / mount)], capture_output=True)
 
@@ -163,19 +166,23 @@ def start_target(workdir: Path) -> EmulatedTarget:
     user_key = keygen(workdir / "user_key")
     host_key = keygen(workdir / "host_key")
     ssh_dir = root / "etc/ssh"
-    shutil.copy(host_key, ssh_dir / "edgeship_host_key")
-    shutil.copy(f"{host_key}.pub", ssh_dir / "edgeship_host_key.pub")
-    (ssh_dir / "edgeship_host_key").chmod(0o600)
-    (root / "root/.ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
-    (root / "root/.ssh/authorized_keys").write_text((workdir / "user_key.pub").read_text())
-    (root / "run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    # One userland serves every pytest worker: each sshd gets its own host key, authorized keys and config by port
+    # (sshd re-reads its host key per connection; a shared file let one worker's key replace another's)
     port = free_port()
-    (ssh_dir / "sshd_config_edgeship").write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", "HostKey /etc/ssh/edgeship_host_key",
-        "AuthorizedKeysFile /root/.ssh/authorized_keys", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+    key, config, authorized = f"edgeship_host_key_{port}", f"sshd_config_edgeship_{port}", f"authorized_keys_{port}"
+    shutil.copy(host_key, ssh_dir / key)
+    shutil.copy(f"{host_key}.pub", ssh_dir / f"{key}.pub")
+    (ssh_dir / key).chmod(0o600)
+    (root / "root/.ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
+    (root / "root/.ssh" / authorized).write_text((workdir / "user_key.pub").read_text())
+    (root / "run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    (root / "run" / f"edgeship_sshd_{port}").write_text(str(os.getpid()))
+    (ssh_dir / config).write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey /etc/ssh/{key}",
+        f"AuthorizedKeysFile /root/.ssh/{authorized}", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
         "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
         f"SetEnv QEMU_CPU={QEMU_CPU}", "LogLevel ERROR", ""]))
-    process = subprocess.Popen(["chroot", str(root), "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config_edgeship"],
+    process = subprocess.Popen(["chroot", str(root), "/usr/sbin/sshd", "-D", "-e", "-f", f"/etc/ssh/{config}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "QEMU_CPU": QEMU_CPU})
     wait_for_port(process, port, 60, "the emulated sshd")
     known_hosts, _ = write_known_hosts(workdir, port, host_key)

@@ -130,15 +130,20 @@ def _mount_tmpfs(target: Path, size: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+def _megabytes(tree: Path) -> int:
+    return sum(p.stat().st_size for p in tree.rglob("*") if p.is_file()) // 2 ** 20 + 1
+
+
 def _fill(directory: Path) -> None:
-    with open(directory / "filler", "wb") as handle:
-        chunk = b"\0" * (1 << 16)
-        try:
+    """Write until the disk is full (it may be full already: a tmpfs can refuse the new file itself)."""
+    try:
+        with open(directory / "filler", "wb") as handle:
+            chunk = b"\0" * (1 << 16)
             while True:
                 handle.write(chunk)
                 handle.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
 
 
 def _artifact_digests(run: Path) -> dict:
@@ -149,7 +154,7 @@ def _artifact_digests(run: Path) -> dict:
 def test_a_full_disk_is_one_line_and_keeps_the_previous_artifacts(exported_run, small_digits, tmp_path, monkeypatch,
                                                                    capsys):
     disk = tmp_path / "disk"
-    if _mount_tmpfs(disk, "64m"):
+    if _mount_tmpfs(disk, f"{_megabytes(exported_run) + 32}m"):  # the run, and room that the filler then takes
         try:
             run = disk / "run"
             shutil.copytree(exported_run, run)
