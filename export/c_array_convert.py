@@ -33,7 +33,7 @@ def c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def c_source(data: bytes) -> str:
+def c_source(data: bytes, labels) -> str:
     lines = [", ".join(f"0x{b:02x}" for b in data[i:i + BYTES_PER_LINE]) for i in range(0, len(data), BYTES_PER_LINE)]
     body = ",\n  ".join(lines)
     return (f"// The model as TensorFlow Lite Micro reads it, written by edgeship export (tflite_int8_c).\n"
@@ -41,10 +41,10 @@ def c_source(data: bytes) -> str:
             f"alignas({ALIGNMENT}) const unsigned char {ARRAY}[] = {{\n  {body}\n}};\n"
             f"const unsigned int {LENGTH} = {len(data)}u;\n\n"
             f"const char* const g_model_labels[EDGESHIP_NUM_CLASSES] = {{\n  "
-            + ",\n  ".join(c_string(label) for label in _labels(data)) + "\n};\n")
+            + ",\n  ".join(c_string(label) for label in labels) + "\n};\n")
 
 
-def c_header(data: bytes, info: ModelInfo, arena_bytes: int | None, quantization: dict) -> str:
+def c_header(info: ModelInfo, arena_bytes: int | None, quantization: dict) -> str:
     spec = info.input
     arena = (f"#define EDGESHIP_TENSOR_ARENA_BYTES {arena_bytes}  // allocated by TFLM's reference kernels on the "
              f"workstation; optimized kernels (CMSIS-NN) may need a few kB more\n" if arena_bytes is not None else
@@ -63,10 +63,6 @@ def c_header(data: bytes, info: ModelInfo, arena_bytes: int | None, quantization
             f"#define EDGESHIP_INPUT_MIN {float(spec.value_range[0])!r}f  // pixel values the model takes "
             f"({spec.color}, resized {spec.resize})\n"
             f"#define EDGESHIP_INPUT_MAX {float(spec.value_range[1])!r}f\n{q}\n#endif  // {GUARD}\n")
-
-
-def _labels(data: bytes) -> tuple[str, ...]:
-    return _info(data).labels
 
 
 def _info(data: bytes) -> ModelInfo:
@@ -101,6 +97,7 @@ def c_array(job) -> Path:
         raise UsageError("tflite_int8_c is made from tflite_int8, which did not convert in this export")
     quantization = BACKENDS["tflite"].open(Path("model_int8.tflite"), data=data).quantization
     folder = Path(tempfile.mkdtemp(prefix="c-array-", dir=job.scratch_root))
-    atomic_write_bytes(folder / SOURCE, c_source(data).encode("ascii"))
-    atomic_write_bytes(folder / HEADER, c_header(data, _info(data), measured_arena(data), quantization).encode("ascii"))
+    info = _info(data)  # the labels and input spec embedded in the file, as every runtime reads them
+    atomic_write_bytes(folder / SOURCE, c_source(data, info.labels).encode("ascii"))
+    atomic_write_bytes(folder / HEADER, c_header(info, measured_arena(data), quantization).encode("ascii"))
     return folder

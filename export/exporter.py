@@ -122,8 +122,8 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
                                    "versions": library_versions()}}
         data = fmt.embed(data, metadata)
         size, digest = _store(data, directory / fmt.filename)
-        if isinstance(data, bytes):
-            job.converted[fmt.name] = data
+        if isinstance(data, bytes) and any(f.source == fmt.name for f in FORMATS.values()):
+            job.converted[fmt.name] = data  # kept only where another format is made from it
     except Exception as exc:  # one failing format must not stop the others
         if disk_failure(exc):
             raise  # a full or read-only disk fails every format: stop, keep the previous files and records

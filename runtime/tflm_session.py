@@ -92,7 +92,7 @@ def survives(data: bytes, path: Path) -> None:
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name
         raise ModelLoadError(f"{path}: TensorFlow Lite Micro aborted the process ({name}) loading or running it "
-                             f"once; one of its kernels does not handle this model's shapes (LiteRT runs it)")
+                             f"once; one of its kernels does not handle this model's shapes")
 
 
 class TFLMSession:
