@@ -38,7 +38,8 @@ def _microcontrollers(out: Path, report):
 
     _step(6, "microcontrollers: the tensor arena TFLM allocates; Ethos-U NPUs: Vela's estimates")
     for row in (a for a in report.artifacts if a.format == "tflite"):
-        for other in (o for o in row.other_runtimes or [] if o.backend == "tflm"):
+        other = row.other_runtime("tflm")
+        if other is not None:
             print(f"TFLM {row.name}: " + (other.error or f"agreement {other.agreement:.2%} with LiteRT, arena "
                                           f"{other.arena_bytes:,} bytes, flash {other.flash_bytes:,} bytes"))
     if importlib.util.find_spec("ethosu") is not None:

@@ -127,6 +127,10 @@ class OtherRuntimesStage(_Record):
 
     LISTS: ClassVar[dict[str, type]] = {"other_runtimes": RuntimeParity}
 
+    def other_runtime(self, backend: str) -> RuntimeParity | None:
+        """This file's figures under runtime BACKEND (`tflm`, `openvino`), if it was run there."""
+        return next((r for r in self.other_runtimes or [] if r.backend == backend), None)
+
 
 @dataclass(kw_only=True)
 class NpuStage(_Record):

@@ -157,7 +157,7 @@ def _tflm_row(row: ParityRow):
     """The row's TensorFlow Lite Micro figures, or why there are none ([] for a file TFLM does not read)."""
     if row.format != "tflite":
         return []
-    tflm = next((r for r in row.other_runtimes or [] if r.backend == "tflm"), None)
+    tflm = row.other_runtime("tflm")
     if tflm is None:
         return ["no TensorFlow Lite Micro figures in the report; export with --also-backend tflm (edgeship[mcu])"]
     return [tflm.error] if tflm.error else tflm

@@ -76,9 +76,10 @@ def _final_figures(row: CandidateRow, benched: dict, targets, emulated: set[str]
         row.test = {"accuracy": artifact.accuracy, "accuracy_delta_pp": artifact.accuracy_delta_pp,
                     "agreement": artifact.agreement, "n_images": parity.reference.n_test}
         row.size_bytes = artifact.size_bytes or row.size_bytes
-    tflm = _tflm_parity(artifact, thresholds.min_agreement) if TFLM in targets else []
-    if artifact is not None and TFLM in targets:  # the exported file's own figures replace the untrained ones
-        micro = next((r for r in artifact.other_runtimes or [] if r.backend == TFLM), None)
+    tflm = []
+    if TFLM in targets:  # the exported file's own figures replace the untrained ones
+        micro = artifact.other_runtime(TFLM) if artifact is not None else None
+        tflm = _tflm_parity(micro, thresholds.min_agreement)
         row.arena_bytes, row.flash_bytes = (micro.arena_bytes, micro.flash_bytes) if micro else (None, None)
     timed = timed_targets(targets)
     row.reasons = budget.cost_problems(row.size_bytes, {t: row.bench_ms.get(t) for t in timed},
@@ -90,9 +91,9 @@ def _final_figures(row: CandidateRow, benched: dict, targets, emulated: set[str]
         row.reasons.append(f"gate failed on the test split: {why}")
 
 
-def _tflm_parity(artifact, min_agreement: float) -> list[str]:
-    """Why the finalist does not answer on TensorFlow Lite Micro as on LiteRT (empty: it does)."""
-    micro = next((r for r in (artifact.other_runtimes or []) if r.backend == TFLM), None) if artifact else None
+def _tflm_parity(micro, min_agreement: float) -> list[str]:
+    """Why the finalist does not answer on TensorFlow Lite Micro as on LiteRT (MICRO: its TFLM figures; empty: it
+    does)."""
     if micro is None:
         return ["no TensorFlow Lite Micro parity in its report"]
     if micro.error:
