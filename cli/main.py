@@ -16,7 +16,7 @@ from edgeship.runtime.errors import EdgeshipError
 
 from .arguments import OneLineParser
 
-COMMANDS = ("train", "explain", "explore", "sweep", "outlier", "export", "gate", "bench", "predict", "demo",
+COMMANDS = ("train", "explain", "explore", "sweep", "outlier", "qat", "export", "gate", "bench", "predict", "demo",
             "formats", "backbones")
 
 

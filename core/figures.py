@@ -183,6 +183,8 @@ class QuantTrial(_Record):
     val_drop_pp: float | None = None
     val_agreement: float | None = None
     p50_ms: float | None = None
+    speedup_vs_float32: float | None = None  # the float32 file's p50 here / this trial's, same run and threads
+    seconds: float | None = None  # making and measuring this trial (quantization-aware training's fine-tuning too)
     meets_budget: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -219,6 +221,7 @@ class QuantizationRecord(_Record):
     equalization_skipped: list[str] | None = None  # pairs behind a layer that does not commute with a scale
     bias_corrected_layers: list[str] | None = None  # empirical bias correction: "conv1 → bn1 (|shift| up to …)"
     bias_correction_skipped: list[str] | None = None  # convolutions with nowhere to put a correction
+    quantization_aware: dict[str, Any] | None = None  # the last rung's fine-tuning (core.qat.QatOutcome), when run
     extra: dict[str, Any] = field(default_factory=dict)
 
     NESTED: ClassVar[dict[str, type]] = {"cost": QuantCost}

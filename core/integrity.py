@@ -88,3 +88,17 @@ def load_verified_report(path: str | Path) -> tuple[ParityReport, Path]:
 def finite(value) -> bool:
     """A figure a gate may pass on: a real, finite number (NaN, inf, None and strings are not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def trained_files(layout: RunLayout, bundle: Bundle) -> tuple[Path, Path]:
+    """The run's model.keras and splits.csv, after checking they are the files the bundle was trained with."""
+    model_path = layout.bundle / (bundle.keras_model or "model.keras")
+    split_path = layout.bundle / (bundle.split_manifest or "splits.csv")
+    for path, recorded in ((model_path, bundle.provenance.get("model_sha256")),
+                           (split_path, bundle.provenance.get("split", {}).get("sha256"))):
+        if not path.is_file():
+            raise IntegrityError(f"{path}: missing from the bundle; re-run `edgeship train`")
+        if recorded is not None and sha256_file(path) != recorded:
+            raise IntegrityError(f"{path}: changed since training (sha256 differs from {MANIFEST_NAME}'s record); "
+                                 f"re-run `edgeship train`")
+    return model_path, split_path

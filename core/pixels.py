@@ -55,3 +55,16 @@ def iter_pixel_chunks(paths: Sequence[Path], spec: InputSpec, chunk_size: int = 
             bar.update(len(jobs))
             yield start, chunk
     bar.close()
+
+
+def load_split(manifest, labels: Sequence[str], spec: InputSpec, split: str, most: int | None = None,
+               show_progress: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """SPLIT's images (at most MOST, every class evenly: memory stays bounded on a large split) and their label
+    indices, from a SplitManifest; None when the split is empty."""
+    from .splits import stratified_indices
+
+    paths, indices = manifest.paths_and_indices(split, tuple(labels))
+    if not len(paths):
+        return None
+    keep = stratified_indices(indices, most) if most is not None and len(paths) > most else np.arange(len(paths))
+    return load_pixels([paths[i] for i in keep], spec, f"load {split} images", show_progress), indices[keep]

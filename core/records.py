@@ -113,6 +113,7 @@ class ParityReport(_Record):
     environment: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)  # images, seconds per step (decode, keras, artifacts)
     targets: list[TargetRun] = field(default_factory=list)  # `gate --target`: the same artifacts on devices
+    fake_quant_reference: dict[str, Any] | None = None  # a QAT run: its fake-quantized model.keras on the test split
     schema: str = REPORT_SCHEMA
     schema_version: int = REPORT_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

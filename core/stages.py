@@ -70,6 +70,7 @@ class ParityStage(_Record):
     per_class: list[dict] | None = None
     diagnosis: list[str] | None = None
     unknown_rejection_rate: float | None = None  # share of test images answered `unknown`
+    vs_fake_quant: dict[str, Any] | None = None  # a QAT run: agreement and Δ against its fake-quantized Keras model too
     extra: dict[str, Any] = field(default_factory=dict)
 
 

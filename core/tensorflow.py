@@ -116,6 +116,8 @@ def load_keras_model(path: Path, trust_code: bool = False, bundle=None):
         refuse_untrusted(path, bundle)
     else:
         archive_config(path)  # sizes and nesting are checked whoever wrote it
+    from . import qat_layers  # noqa: F401 - registers the layers a quantization-aware model is made of
+
     try:
         with captured_output():
             return keras.models.load_model(path, safe_mode=not trust_code, compile=False)

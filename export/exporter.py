@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from edgeship.core.errors import DatasetError, disk_failure
+from edgeship.core.integrity import trained_files
 from edgeship.core.layout import RunLayout, run_lock
 from edgeship.core.pixels import load_pixels
 from edgeship.core.records import (ParityReport)
@@ -22,12 +23,13 @@ from edgeship.core.splits import SplitManifest, stratified_indices
 from edgeship.core.tensorflow import load_keras_model, reference_predictor
 from edgeship.core.tfenv import captured_output
 from edgeship.runtime.environment import library_versions
-from edgeship.runtime.errors import IntegrityError, UsageError
+from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import atomic_replace_tree, atomic_write_bytes, sha256_bytes, sha256_file, tree_digest
 from edgeship.runtime.progress import progress
-from edgeship.runtime.spec import MANIFEST_NAME, ArtifactRecord, Bundle, ModelInfo
+from edgeship.runtime.spec import ArtifactRecord, Bundle, ModelInfo
 
 from .formats import FORMATS, ExportFormat, resolve_formats
+from .qat_sources import ladder_trainer, load_qat_model, qat_model_path
 from .quant_search import ValidationSet, refine_int8
 from .parity_run import evaluate_run
 
@@ -51,8 +53,11 @@ class ConversionJob:
     warnings: list[str] = field(default_factory=list)
     scratch_root: Path | None = None  # RUN/.edgeship-tmp: every temporary file of this export goes below it
     converted: dict[str, bytes] = field(default_factory=dict)  # format -> its final file (what a `source` reads)
+    qat_model: object | None = None  # fake-quantized: the int8 formats convert from its learned ranges (core.qat)
+    qat_trainer: Callable[[], object] | None = None  # --max-drop's last rung: a QatOutcome, made once on demand
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _prepared_onnx: Path | None = field(default=None, repr=False)
+    _qat: object | None = field(default=None, repr=False)
 
     def temp_dir(self, prefix: str) -> tempfile.TemporaryDirectory:
         """A temporary folder under this export's scratch root, passed explicitly: the process-wide
@@ -64,14 +69,21 @@ class ConversionJob:
             self._workdir = self.temp_dir("edgeship-export-")
         return Path(self._workdir.name)
 
-    def saved_model(self) -> str:
-        """The model exported once as a SavedModel: every TFLite conversion starts from it, which saves
-        re-tracing the Keras model per format (MobileNetV2 224 px: 6 s once, then 5 s per format instead of 10 s)."""
-        path = self._scratch() / "saved_model"
+    def saved_model(self, fake_quantized: bool = False) -> str:
+        """The model (or with FAKE_QUANTIZED its QAT twin) exported once as a SavedModel: every TFLite conversion
+        starts from it, which saves re-tracing the Keras model per format (MobileNetV2 224 px: 6 s once, then 5 s
+        per format instead of 10 s)."""
+        path = self._scratch() / ("saved_model_qat" if fake_quantized else "saved_model")
         if not path.exists():
             with captured_output():
-                self.model.export(str(path), format="tf_saved_model")
+                (self.qat_model if fake_quantized else self.model).export(str(path), format="tf_saved_model")
         return str(path)
+
+    def quantization_aware(self):
+        """The QatOutcome of --max-drop's last rung, fine-tuned once for every int8 format of this export."""
+        if self._qat is None and self.qat_trainer is not None:
+            self._qat = self.qat_trainer()
+        return self._qat
 
     def prepared_onnx(self) -> Path:
         """The float ONNX model after `quant_pre_process`, made once: onnx_int8, onnx_dynamic and the int8 search
@@ -106,7 +118,7 @@ def _convert_one(fmt: ExportFormat, job: ConversionJob, bundle: Bundle, director
     try:
         with captured_output() as output:
             data = fmt.convert(job)
-            if fmt.int8_strategy is not None and job.val is not None:
+            if fmt.int8_strategy is not None and job.val is not None and job.qat_model is None:
                 refinement = refine_int8(fmt.int8_strategy, job, data, job.val, job.max_drop,
                                          job.diagnose)
                 data, record.io = refinement.data, refinement.io or record.io
@@ -201,10 +213,12 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
             logger.warning(warning)
         job = ConversionJob(model, bundle.info, calibration, int8_io,
                             keras_path=layout.bundle / (bundle.keras_model or "model.keras"),
-                            max_drop=max_drop, diagnose=diagnose, scratch_root=scratch)
+                            max_drop=max_drop, diagnose=diagnose, scratch_root=scratch,
+                            qat_model=load_qat_model(layout.bundle, bundle, trust_code))
         if any(f.int8_strategy is not None for f in chosen):
             job.val = _validation_set(manifest, bundle, model, show_progress)
             job.more_calibration = lambda: _calibration(manifest, bundle, MORE_CALIB, False)[0]
+            job.qat_trainer = ladder_trainer(manifest, bundle, model, job) if max_drop is not None else None
         converted = []
         try:
             for fmt in progress(chosen, total=len(chosen), desc="export", enabled=show_progress):
@@ -220,7 +234,8 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         layout.report_json.unlink(missing_ok=True)  # describes the previous files from here on
         bundle.save(layout.bundle)
         return _report_parity(layout, bundle, model, manifest, show_progress, warnings + job.warnings,
-                              trust_code, scratch, tuple(also_backends), made_here={r.name for r in converted if r.ok})
+                              trust_code, scratch, tuple(also_backends), made_here={r.name for r in converted if r.ok},
+                              fake_quant=job.qat_model)
 
 
 def _remade_graphs(bundle: Bundle, chosen: list[ExportFormat]) -> list[ExportFormat]:
@@ -275,24 +290,22 @@ def _open_run(run: str | Path | RunLayout, trust_code: bool = False):
     and splits.csv are the files the bundle was trained with."""
     layout = run if isinstance(run, RunLayout) else RunLayout.find(run)
     bundle = Bundle.load(layout.bundle)
-    model_path = layout.bundle / (bundle.keras_model or "model.keras")
-    split_path = layout.bundle / (bundle.split_manifest or "splits.csv")
-    for path, recorded in ((model_path, bundle.provenance.get("model_sha256")),
-                           (split_path, bundle.provenance.get("split", {}).get("sha256"))):
-        if not path.is_file():
-            raise IntegrityError(f"{path}: missing from the bundle; re-run `edgeship train`")
-        if recorded is not None and sha256_file(path) != recorded:
-            raise IntegrityError(f"{path}: changed since training (sha256 differs from {MANIFEST_NAME}'s record); "
-                                 f"re-run `edgeship train`")
+    model_path, split_path = trained_files(layout, bundle)
     model = load_keras_model(model_path, trust_code, bundle)
     manifest = SplitManifest.read(split_path)
     return layout, bundle, model, manifest
 
 
 def _report_parity(layout, bundle, model, manifest, show_progress: bool, warnings=(), trust_code: bool = False,
-                   scratch: Path | None = None, also_backends: Sequence[str] = (), made_here=frozenset()) -> ExportResult:
+                   scratch: Path | None = None, also_backends: Sequence[str] = (), made_here=frozenset(),
+                   fake_quant=None) -> ExportResult:
+    if fake_quant is None:  # a QAT run re-checked: its fake-quantized model is the second reference still
+        fake_quant = load_qat_model(layout.bundle, bundle, trust_code)
     parity = evaluate_run(layout, bundle, model, manifest, show_progress, trust_code=trust_code, scratch=scratch,
-                          also_backends=also_backends, made_here=made_here)
+                          also_backends=also_backends, made_here=made_here, fake_quant=fake_quant)
+    if parity.fake_quant_reference is not None:  # bound to the bytes it describes, like the float reference
+        path = qat_model_path(layout.bundle, bundle)
+        parity.fake_quant_reference.update(path=f"{layout.bundle.name}/{path.name}", sha256=sha256_file(path))
     parity.warnings = list(warnings)
     report_md = store_report(layout, parity)
     return ExportResult(parity, report_md, [row.name for row in parity.artifacts if not row.ok])

@@ -57,6 +57,20 @@ class _Equalizing:
         self._job(alone)
         return [alone] if self.bias_correction.layers else []
 
+    def quantization_aware(self) -> Candidate | None:
+        """(d): the format converted from the export's quantization-aware fine-tune (made once, shared by both int8
+        formats), from its learned ranges; None when the export has no training split to fine-tune on."""
+        outcome = self.job.quantization_aware()
+        if outcome is None:
+            return None
+        from dataclasses import replace as copy_job
+
+        twin = copy_job(self.job, qat_model=outcome.model, _workdir=None, _prepared_onnx=None)
+        try:
+            return Candidate(Recipe(self.plain.method, quantization_aware=True), type(self).from_learned_ranges(twin))
+        finally:
+            twin.cleanup()
+
     def _close_equalized(self) -> None:
         for twin in self.__dict__.get("_twins", {}).values():
             twin.cleanup()
@@ -66,6 +80,7 @@ class _Equalizing:
 class TFLiteStrategy(_Equalizing):
     backend = "tflite"
     plain = Recipe("min-max")
+    from_learned_ranges = staticmethod(tflite_convert.full_int8)
 
     def __init__(self, job):
         self.job = job
@@ -111,6 +126,7 @@ class TFLiteStrategy(_Equalizing):
 class OnnxStrategy(_Equalizing):
     backend = "onnxruntime"
     plain = Recipe("MinMax")
+    from_learned_ranges = staticmethod(onnx_convert.static_int8)
     VARIANTS = (Recipe("Entropy"), Recipe("Percentile"), Recipe("MinMax", per_channel=False))
 
     def __init__(self, job):

@@ -143,8 +143,28 @@ def quantize_qdq(prepared: Path, output: Path, calibration: np.ndarray, method: 
                description="ONNX static QDQ int8 (uint8 activations, int8 weights), per-channel, calibrated on the "
                            "calib split", **ONNX)
 def static_int8(job) -> bytes:
+    if getattr(job, "qat_model", None) is not None:
+        return learned_ranges(job)
     with job.temp_dir("edgeship-onnx-int8-") as tmp:
         return quantize_qdq(job.prepared_onnx(), Path(tmp, "int8.onnx"), job.calibration)
+
+
+def learned_ranges(job) -> bytes:
+    """QDQ ONNX with the scales quantization-aware training learned: tf2onnx reads the full-integer TFLite model
+    made from them (float IO), every int8 tensor becoming a QuantizeLinear/DequantizeLinear pair with its scale.
+    (tf2onnx's own FakeQuant handler takes neither per-channel nor narrow-range weights.)"""
+    import tf2onnx
+    import tf2onnx.utils
+
+    from .tflite_convert import learned_ranges as tflite_learned_ranges
+
+    with job.temp_dir("edgeship-onnx-qat-") as tmp:
+        source = Path(tmp, "qat.tflite")
+        source.write_bytes(tflite_learned_ranges(job, "float"))
+        with _TF2ONNX:
+            tf2onnx.utils.INTERNAL_NAME = 1
+            model_proto, _ = tf2onnx.convert.from_tflite(str(source), opset=OPSET)
+    return renumbered(model_proto).SerializeToString()
 
 
 @export_format("onnx_dynamic", "model_dynamic.onnx", "dynamic-int8", default=False,

@@ -39,19 +39,44 @@ from .readiness import readiness
 logger = logging.getLogger("edgeship")
 
 
+FAKE_QUANT = "@fake_quant"  # the predictor key of a QAT run's fake-quantized Keras model
+
+
 def evaluate_run(layout: RunLayout, bundle: Bundle, model, manifest: SplitManifest, show_progress: bool,
                  chunk_size: int = CHUNK_IMAGES, trust_code: bool = False, scratch: Path | None = None,
-                 also_backends: Sequence[str] = (), made_here=frozenset()) -> ParityReport:
+                 also_backends: Sequence[str] = (), made_here=frozenset(), fake_quant=None) -> ParityReport:
     """Parity of every exported artifact with Keras on the test split: open the artifacts, stream the test
     images through them and the reference, score what came out. MADE_HERE: artifacts this process just
-    converted from the safe-mode model (a SavedModel among them loads without TRUST_CODE)."""
+    converted from the safe-mode model (a SavedModel among them loads without TRUST_CODE). FAKE_QUANT: a QAT
+    run's fake-quantized model, a second reference each artifact is also set against (`vs_fake_quant`)."""
     paths, labels = manifest.paths_and_indices("test", bundle.info.labels)
     if not len(paths):
         raise DatasetError("the split manifest's test split is empty; nothing to measure parity on")
     rows, predictors = open_artifacts(layout, bundle, trust_code, scratch, also_backends, made_here)
+    if fake_quant is not None:
+        predictors[FAKE_QUANT] = reference_predictor(fake_quant, bundle.info)
     streamed = stream_test_split(paths, bundle.info, reference_predictor(model, bundle.info), predictors, rows,
                                  chunk_size, show_progress)
-    return score(layout, bundle, rows, predictors, streamed, paths, labels)
+    second = streamed.probs.pop(FAKE_QUANT, None)
+    report = score(layout, bundle, rows, predictors, streamed, paths, labels)
+    if second is not None:
+        _against_fake_quant(report, rows, streamed, second, labels)
+    return report
+
+
+def _against_fake_quant(report: ParityReport, rows: list[ParityRow], streamed: "Streamed", fake: np.ndarray,
+                        labels: np.ndarray) -> None:
+    """The second Δ of a QAT run: each artifact against the fake-quantized Keras model it was converted from
+    (the first, `accuracy_delta_pp`, is against the float model the user trained)."""
+    fake_accuracy = accuracy(fake, labels)
+    report.fake_quant_reference = {"accuracy": fake_accuracy, "n_test": int(len(labels)),
+                                   "agreement_with_float": float(np.mean(fake.argmax(1) == streamed.reference.argmax(1)))}
+    for row in rows:
+        probs = streamed.probs.get(row.name)
+        if probs is not None:
+            row.vs_fake_quant = {"agreement": float(np.mean(probs.argmax(1) == fake.argmax(1))),
+                                 "accuracy_delta_pp": round((accuracy(probs, labels) - fake_accuracy) * 100.0, 4),
+                                 "max_abs_prob_diff": float(np.abs(probs.astype(np.float64) - fake).max())}
 
 
 def open_artifacts(layout: RunLayout, bundle: Bundle, trust_code: bool = False, scratch: Path | None = None,

@@ -6,7 +6,10 @@ split, try the usual fixes cheapest first and keep the fastest artifact that mee
 (b) 16-bit activations (TFLite 16x8, the whole model: the TF converter cannot do it per layer);
 (c) keeping the worst layers in float, added greedily in the order of the per-layer diagnosis until the
     budget holds (TFLite QuantizationDebugger `denylisted_nodes`, ONNX `nodes_to_exclude`); then each earlier
-    layer group is dropped again when the budget still holds without it.
+    layer group is dropped again when the budget still holds without it;
+(d) quantization-aware training (core/qat.py), the last rung, only when no full-int8 variant held the budget: a
+    brief fine-tune with fake quantization on the training split, converted from its learned ranges. It keeps all
+    of int8's speed, so it wins over a slower float-layer variant.
 Every choice is made on the validation split (the calib split when there is none); the test split is read
 only afterwards, by parity, so the gate's figures stay honest. Each trial is recorded: calibration, layers
 left float, validation accuracy, latency here at 1 thread.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -62,6 +66,7 @@ class Recipe:
     float_nodes: tuple[str, ...] = ()  # kept in float (TFLite denylisted_nodes, ONNX nodes_to_exclude)
     equalized: bool = False  # cross-layer equalization of the Keras model first (export/equalize.py)
     bias_corrected: bool = False  # then empirical bias correction on the calibration images (export/bias_correction.py)
+    quantization_aware: bool = False  # fine-tuned with fake quantization, converted from the learned ranges
 
     @property
     def plain(self) -> bool:
@@ -69,6 +74,8 @@ class Recipe:
 
     @property
     def calibration(self) -> str:
+        if self.quantization_aware:
+            return "ranges learned by quantization-aware training"
         if self.method == "min-max":
             if self.activation_bits == 16:
                 return "min-max, int16 activations"
@@ -77,6 +84,8 @@ class Recipe:
 
     @property
     def label(self) -> str:
+        if self.quantization_aware:
+            return "quantization-aware training (QAT)"
         prefix = ", ".join(["equalized"] * self.equalized + ["bias-corrected"] * self.bias_corrected)
         if self.float_nodes:
             return f"{prefix + ', ' if prefix else ''}{len(self.float_nodes)} node(s) float"
@@ -117,13 +126,15 @@ class Trial:
     drop_pp: float
     p50_ms: float
     meets_budget: bool
+    seconds: float = 0.0
 
-    def record(self) -> QuantTrial:
+    def record(self, float32_p50_ms: float) -> QuantTrial:
         c = self.candidate
         return QuantTrial(label=c.label, calibration=c.calibration, float_layers=c.float_layers,
                           val_accuracy=round(self.val_accuracy, 6), val_drop_pp=round(self.drop_pp, 4),
                           val_agreement=round(self.val_agreement, 6), p50_ms=round(self.p50_ms, 4),
-                          meets_budget=self.meets_budget)
+                          speedup_vs_float32=round(float32_p50_ms / self.p50_ms, 3) if self.p50_ms else None,
+                          seconds=round(self.seconds, 2), meets_budget=self.meets_budget)
 
 
 class Int8Strategy(Protocol):
@@ -140,6 +151,10 @@ class Int8Strategy(Protocol):
 
     def with_float_layers(self, base: Candidate, nodes: list[str]) -> Candidate:
         """(c): BASE's recipe with NODES kept in float."""
+
+    def quantization_aware(self) -> Candidate | None:
+        """(d): the file converted from a fake-quantized fine-tune of the model; None where the export cannot
+        train one (no training split)."""
 
     def diagnose(self, plain: bytes, images: np.ndarray) -> list[LayerError]:
         """The per-layer quantization error of PLAIN on IMAGES, worst first."""
@@ -192,12 +207,14 @@ def refine_int8(strategy_class: Callable[..., Int8Strategy], job, plain: bytes, 
 def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: float | None, diagnose: bool) -> Refinement:
     budget = DEFAULT_BUDGET_PP if max_drop is None else max_drop
     trials: list[Trial] = []
+    clock = [time.perf_counter()]  # each trial's seconds: making it (inside the strategy) and measuring it
 
     def attempt(candidate: Candidate) -> Trial:
         accuracy, agreement, p50 = measure(strategy.backend, candidate.data, val, strategy.job.scratch_root)
         drop = (val.reference_accuracy - accuracy) * 100.0
         trial = Trial(candidate, accuracy, agreement, drop, p50,
-                      drop <= budget + 1e-9 and agreement >= MIN_AGREEMENT)
+                      drop <= budget + 1e-9 and agreement >= MIN_AGREEMENT, time.perf_counter() - clock[0])
+        clock[0] = time.perf_counter()
         trials.append(trial)
         logger.info(f"int8 trial {candidate.label}: {val.split} accuracy {accuracy:.2%} (Δ {-drop:+.2f} pp), "
                     f"{p50:.3f} ms")
@@ -213,6 +230,11 @@ def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: 
         return result
     if not plain_trial.meets_budget:
         _search(strategy, attempt, trials, layers or [])
+        if not _full_int8_holds(trials):
+            clock[0] = time.perf_counter()
+            candidate = strategy.quantization_aware()  # (d): the last rung
+            if candidate is not None:
+                attempt(candidate)
     passing = [t for t in trials if t.meets_budget]
     chosen = _fastest(passing) if passing else max(trials, key=lambda t: t.val_accuracy)
     if not passing:
@@ -225,15 +247,30 @@ def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: 
         reference_val_accuracy=val.reference_accuracy, chosen=chosen.candidate.label,
         chosen_trial=trials.index(chosen),  # labels may repeat (two different 3-node float sets)
         calibration=chosen.candidate.calibration, float_layers=chosen.candidate.float_layers,
-        met_budget=bool(passing), min_agreement=MIN_AGREEMENT, trials=[t.record() for t in trials],
+        met_budget=bool(passing), min_agreement=MIN_AGREEMENT, trials=[t.record(float_p50) for t in trials],
         equalized_pairs=strategy.equalization.pairs if strategy.equalization else None,
         equalization_skipped=strategy.equalization.skipped if strategy.equalization else None,
         bias_corrected_layers=strategy.bias_correction.layers if strategy.bias_correction else None,
         bias_correction_skipped=strategy.bias_correction.skipped if strategy.bias_correction else None,
+        quantization_aware=_qat_record(strategy, trials),
         cost=QuantCost(p50_ms=round(chosen.p50_ms, 4), plain_int8_p50_ms=round(plain_trial.p50_ms, 4),
                        vs_plain_int8=round(chosen.p50_ms / plain_trial.p50_ms, 3) if plain_trial.p50_ms else None,
                        float32_p50_ms=round(float_p50, 4), vs_float32=round(chosen.p50_ms / float_p50, 3)))
     return result
+
+
+def _full_int8_holds(trials: list[Trial]) -> bool:
+    """Whether a variant with every layer in int8 (8-bit activations) met the budget: then nothing later can be
+    faster, and quantization-aware training is not run."""
+    return any(t.meets_budget and t.candidate.recipe.activation_bits == 8 and not t.candidate.recipe.float_nodes
+               for t in trials)
+
+
+def _qat_record(strategy: Int8Strategy, trials: list[Trial]) -> dict | None:
+    if not any(t.candidate.recipe.quantization_aware for t in trials):
+        return None
+    outcome = strategy.job.quantization_aware()
+    return outcome.to_json() if outcome is not None else None
 
 
 def _fastest(passing: list[Trial]) -> Trial:
@@ -250,7 +287,7 @@ def _search(strategy: Int8Strategy, attempt, trials: list[Trial], layers: list[L
     for candidate in strategy.variants():
         attempt(candidate)  # a variant within budget may still be slow (16x8 has no fast kernels): go on
     int8_trials = [t for t in trials if t.candidate.recipe.activation_bits == 8]  # float layers go on int8 recipes
-    if any(t.meets_budget and not t.candidate.recipe.float_nodes for t in int8_trials):
+    if _full_int8_holds(trials):
         return  # an all-int8 variant holds the budget: layers left in float could only be slower
     base = max(int8_trials, key=lambda t: t.val_accuracy).candidate
     groups: list[list[str]] = []

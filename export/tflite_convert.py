@@ -77,10 +77,29 @@ def convert_quiet(converter) -> bytes:
                description="TFLite full integer, uint8 IO, calibrated on the calib split", **TFLITE)
 def full_int8(job, calibration=None) -> bytes:
     """Full-integer model. Default uint8 IO: with the Rescaling layer in front, input scale is 1.0 and
-    zero-point 0, so raw camera pixels feed it directly. int8 IO (zero-point -128) or float IO on request."""
+    zero-point 0, so raw camera pixels feed it directly. int8 IO (zero-point -128) or float IO on request.
+    A job with a fake-quantized model (quantization-aware training) converts that one from its learned ranges."""
+    if calibration is None and getattr(job, "qat_model", None) is not None:
+        return learned_ranges(job, getattr(job, "int8_io", "uint8"))
     tf, _ = import_keras()
     converter = int8_converter(job, calibration)
     io_type = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}[getattr(job, "int8_io", "uint8")]
     converter.inference_input_type = io_type
     converter.inference_output_type = io_type
+    return convert_quiet(converter)
+
+
+def learned_ranges(job, io: str = "uint8") -> bytes:
+    """The full-integer model of the job's fake-quantized model, every scale from a range training learned: no
+    representative dataset, so nothing re-calibrates (and undoes) them. IO: uint8, int8 or float."""
+    return from_fake_quantized(job.saved_model(fake_quantized=True), io)
+
+
+def from_fake_quantized(saved_model: str, io: str = "uint8") -> bytes:
+    """`learned_ranges` of a fake-quantized model already exported as a SavedModel (folder SAVED_MODEL)."""
+    tf, _ = import_keras()
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = converter.inference_output_type = {"uint8": tf.uint8, "int8": tf.int8,
+                                                                        "float": tf.float32}[io]
     return convert_quiet(converter)

@@ -22,7 +22,7 @@ def _split(run, name):
 @pytest.fixture(scope="module")
 def qat(trained_run):
     from edgeship.core.tfenv import import_keras
-    from edgeship.train.qat import calibrate, quantize_model
+    from edgeship.core.qat import calibrate, quantize_model
 
     _, keras = import_keras()
     model = keras.saving.load_model(trained_run / "bundle" / "model.keras")
@@ -32,7 +32,7 @@ def qat(trained_run):
 
 
 def test_batchnorm_folds_and_every_kept_tensor_gets_a_range(qat, trained_run):
-    from edgeship.train.qat import fake_quant_layers
+    from edgeship.core.qat import fake_quant_layers
 
     model, quantized = qat
     kinds = {type(layer).__name__ for layer in quantized.layers}
@@ -45,12 +45,14 @@ def test_batchnorm_folds_and_every_kept_tensor_gets_a_range(qat, trained_run):
     assert np.mean(float_probs.argmax(1) == fake_probs.argmax(1)) >= 0.97  # folding kept the function
 
 
-def test_the_int8_file_uses_the_learned_ranges_and_answers_as_the_fake_quantized_model(qat, trained_run):
+def test_the_int8_file_uses_the_learned_ranges_and_answers_as_the_fake_quantized_model(qat, trained_run, tmp_path):
     from edgeship.runtime.tflite_session import TFLiteSession, _tflite_interpreter
-    from edgeship.train.qat import convert_qat, fake_quant_layers
+    from edgeship.core.qat import fake_quant_layers
+    from edgeship.export.tflite_convert import from_fake_quantized
 
     _, quantized = qat
-    data = convert_qat(quantized)
+    quantized.export(str(tmp_path / "qat_saved_model"), format="tf_saved_model", verbose=False)
+    data = from_fake_quantized(str(tmp_path / "qat_saved_model"))
     interpreter = _tflite_interpreter()[0](model_content=data)
     tensors = interpreter.get_tensor_details()
     assert {t["dtype"].__name__ for t in tensors} <= {"int8", "uint8", "int32"}  # full integer
@@ -58,14 +60,14 @@ def test_the_int8_file_uses_the_learned_ranges_and_answers_as_the_fake_quantized
     for q in fake_quant_layers(quantized):  # each learned range is a tensor's scale: nothing re-calibrated it
         assert any(abs(s - (float(q.high) - float(q.low)) / 255) <= 1e-6 * max(s, 1e-9) + 1e-9 for s in scales), q.name
     test = _split(trained_run, "test")[0]
-    ours = TFLiteSession(trained_run / "qat.tflite", data=data).run(test)
+    ours = TFLiteSession(tmp_path / "qat.tflite", data=data).run(test)
     fake = quantized.predict(test, verbose=0)
     assert np.mean(ours.argmax(1) == fake.argmax(1)) >= 0.97 and np.abs(ours - fake).max() <= 4 / 256
 
 
 def test_fine_tuning_keeps_the_best_validation_epoch_and_the_model_loads_safely(qat, trained_run, tmp_path):
     from edgeship.core.tfenv import import_keras
-    from edgeship.train.qat import fine_tune
+    from edgeship.core.qat import fine_tune
 
     _, keras = import_keras()
     _, quantized = qat

@@ -1,4 +1,4 @@
-"""Quantization-aware training for Keras 3, the building blocks (issue #32, first part): a trained float model
+"""Quantization-aware training for Keras 3: a trained float model
 rewritten so that every tensor the int8 graph keeps is fake-quantized, with BatchNorm folded into the convolution
 before it. TensorFlow Model Optimization needs Keras 2; Keras 3's `model.quantize` is post-training. What makes
 this work is `keras.quantizers.fake_quant_with_min_max_vars`, which on the TensorFlow backend is TensorFlow's own
@@ -13,112 +13,39 @@ representative dataset to re-calibrate (and undo) what training learned.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
+from edgeship.core.qat_layers import FUSED_ACTIVATIONS, FakeQuant, FoldedConv
 from edgeship.core.tfenv import import_keras
 
 _, keras = import_keras()
 ops = keras.ops
 
-MOMENTUM = 0.99  # the moving average of each activation range while fine-tuning (TF-MOT's default is 0.999)
+QAT_PROVENANCE = "quantization_aware"  # the bundle provenance key `edgeship qat` writes and export reads
+QAT_MODEL = "model_qat.keras"  # the fake-quantized model beside a QAT run's float model.keras
+TRAIN_MAX = 2000  # training images held in memory for a fine-tune, every class evenly
 FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")  # layers a following BatchNormalization folds into
-FUSED_ACTIVATIONS = {"relu": (0.0, None), "relu6": (0.0, 6.0), "linear": (None, None)}
 PASS_THROUGH = ("Dropout", "Identity", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape")
 
 
-@keras.saving.register_keras_serializable(package="edgeship")
-class FakeQuant(keras.layers.Layer):
-    """One activation tensor's int8 range. `calibrating`: widen the range to every batch seen (the seed);
-    training: follow each batch's min/max by a moving average; otherwise: the stored range."""
-
-    def __init__(self, low: float = -6.0, high: float = 6.0, **kwargs):
-        super().__init__(**kwargs)
-        self.initial, self.calibrating = (float(low), float(high)), False
-
-    def build(self, shape):
-        self.low = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.initial[0]),
-                                   trainable=False, name="low")
-        self.high = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.initial[1]),
-                                    trainable=False, name="high")
-        self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False, name="seen")
-
-    def call(self, x, training=None):
-        if self.calibrating or training:
-            low = ops.minimum(ops.min(x), 0.0)  # the range holds 0: zero padding is exact in int8
-            high = ops.maximum(ops.max(x), 0.0)
-            first = ops.equal(self.seen, 0.0)
-            if self.calibrating:
-                low = ops.where(first, low, ops.minimum(self.low, low))
-                high = ops.where(first, high, ops.maximum(self.high, high))
-            else:
-                low = ops.where(first, low, MOMENTUM * self.low + (1 - MOMENTUM) * low)
-                high = ops.where(first, high, MOMENTUM * self.high + (1 - MOMENTUM) * high)
-            self.low.assign(low)
-            self.high.assign(high)
-            self.seen.assign(1.0)
-        return keras.quantizers.fake_quant_with_min_max_vars(x, self.low, self.high, num_bits=8)
-
-    def get_config(self):
-        return {**super().get_config(), "low": self.initial[0], "high": self.initial[1]}
-
-
-@keras.saving.register_keras_serializable(package="edgeship")
-class FoldedConv(keras.layers.Layer):
-    """A Conv2D, DepthwiseConv2D or Dense with its BatchNorm folded in and its activation fused, its kernel
-    fake-quantized per output channel (symmetric, narrow range) on every call."""
-
-    def __init__(self, kind: str, config: dict, activation: str = "linear", **kwargs):
-        super().__init__(**kwargs)
-        self.kind, self.inner_config, self.activation = kind, dict(config), activation
-        self.inner = getattr(keras.layers, kind).from_config({**config, "activation": "linear", "use_bias": True,
-                                                              "name": f"{self.name}_inner"})
-
-    def build(self, shape):
-        self.inner.build(shape)
-
-    def _kernel(self):
-        return self.inner.depthwise_kernel if self.kind == "DepthwiseConv2D" else self.inner.kernel
-
-    def call(self, x):
-        kernel = self._kernel()
-        if self.kind == "Dense":  # per tensor, as TF-MOT does: the converter transposes a Dense kernel
-            channel_axes, axis = None, None  # and refuses a per-channel axis through the transpose
-        elif self.kind == "DepthwiseConv2D":  # (kh, kw, in, multiplier 1): one range per input channel
-            channel_axes, axis = (0, 1, 3), 2
-        else:
-            channel_axes, axis = (0, 1, 2), -1
-        bound = ops.maximum(ops.max(ops.abs(kernel), axis=channel_axes), 1e-8)
-        quantized = keras.quantizers.fake_quant_with_min_max_vars(kernel, -bound, bound, num_bits=8,
-                                                                  narrow_range=True, axis=axis)
-        y = self._apply(x, quantized) + self.inner.bias
-        low, high = FUSED_ACTIVATIONS[self.activation]
-        return y if low is None else (ops.relu(y) if high is None else ops.relu6(y))
-
-    def _apply(self, x, kernel):
-        c = self.inner_config
-        if self.kind == "Dense":
-            return ops.matmul(x, kernel)
-        if self.kind == "Conv2D":
-            return ops.conv(x, kernel, strides=c.get("strides", 1), padding=c.get("padding", "valid"),
-                            dilation_rate=c.get("dilation_rate", 1))
-        return ops.depthwise_conv(x, kernel, strides=c.get("strides", 1), padding=c.get("padding", "valid"),
-                                  dilation_rate=c.get("dilation_rate", 1))
-
-    def get_config(self):
-        return {**super().get_config(), "kind": self.kind, "config": self.inner_config,
-                "activation": self.activation}
+def _nodes(model) -> list:
+    """MODEL's own call nodes in the order Keras runs them (deepest first), inputs left out."""
+    ordered = []
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        ordered += [n for n in model._nodes_by_depth[depth] if n.operation is not None and not n.is_input]
+    return ordered
 
 
 def _consumers(model) -> dict[str, list]:
-    """Layer name -> the layers that take its output."""
+    """Operation name -> the operations (layers and Keras ops such as `x + 3.0`) that take its output."""
     found: dict[str, list] = {}
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                source = tensor._keras_history.operation
-                found.setdefault(source.name, []).append(layer)
+    for node in _nodes(model):
+        for tensor in node.input_tensors:
+            found.setdefault(tensor._keras_history.operation.name, []).append(node.operation)
     return found
 
 
@@ -141,7 +68,7 @@ def _out_channels(layer, kernel: np.ndarray) -> int:
 def _fold(layer, bn) -> tuple[np.ndarray, np.ndarray]:
     """LAYER's kernel and bias with BN (or nothing) folded in: w * gamma / sqrt(var + eps) per output channel."""
     depthwise = type(layer).__name__ == "DepthwiseConv2D"
-    kernel = np.asarray(layer.depthwise_kernel if depthwise else layer.kernel, np.float32)
+    kernel = np.asarray(layer.kernel, np.float32)
     bias = (np.asarray(layer.bias, np.float32) if getattr(layer, "use_bias", False)
             else np.zeros(_out_channels(layer, kernel), np.float32))
     if bn is None:
@@ -162,7 +89,7 @@ def _chains(model, consumers: dict) -> tuple[dict, set]:
     """Which layers fold: {conv name: (bn or None, fused activation, the chain's last layer)} and the names of the
     BatchNorm and activation layers folded away."""
     chains, folded_away = {}, set()
-    for layer in model.layers:
+    for layer in (node.operation for node in _nodes(model)):
         kind = type(layer).__name__
         if kind not in FOLDS_INTO:
             continue
@@ -180,31 +107,39 @@ def _chains(model, consumers: dict) -> tuple[dict, set]:
 
 
 def _rebuild(model, inputs, made: list):
-    """MODEL's graph called on INPUTS with folded convolutions and fake quantization; nested functional models are
-    rebuilt in place. MADE collects (new FoldedConv, kernel, bias) to set once built."""
+    """MODEL's graph called on INPUTS with folded convolutions and fake quantization, Keras ops (MobileNetV3's
+    `relu6(x + 3) / 6`) replayed with their constants; nested functional models are rebuilt in place. MADE collects
+    (new FoldedConv, kernel, bias) to set once built."""
     consumers = _consumers(model)
     chains, folded_away = _chains(model, consumers)
     tensors = {id(t): x for t, x in zip(model.inputs, inputs if isinstance(inputs, list) else [inputs])}
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
-        node = layer._inbound_nodes[0]  # each layer is called once in edgeship's graphs
-        args = [tensors[id(t)] for t in node.input_tensors]
-        x = args[0] if len(args) == 1 else args
+    for node in _nodes(model):
+        layer = node.operation
+        args, kwargs = node.arguments.fill_in(tensors)
         if isinstance(layer, keras.Model):
-            y = _rebuild(layer, x, made)
+            y = _rebuild(layer, args[0], made)
         elif layer.name in folded_away:
-            y = x
+            y = args[0]
         elif layer.name in chains:
-            y = _folded(layer, chains[layer.name], x, made)
+            y = _folded(layer, chains[layer.name], args[0], made)
+        elif type(layer).__name__ == "Rescaling" and np.any(np.asarray(layer.offset) != 0):
+            y = _rescaling(layer, args[0])
         else:
-            y = layer(x)
+            y = layer(*args, **kwargs)
         last = chains[layer.name][2] if layer.name in chains else layer
         if not isinstance(layer, keras.Model) and layer.name not in folded_away and _quantize_after(last):
             y = FakeQuant(name=f"fq_{last.name}")(y)
-        tensors[id(node.output_tensors[0])] = y
+        tensors[id(node.outputs[0])] = y
     outputs = [tensors[id(t)] for t in model.outputs]
     return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _rescaling(layer, x):
+    """`x * scale + offset` as two ops with a range between them: TFLite runs them as MUL and ADD, and without
+    that range the converter leaves both in float (a DEQUANTIZE at the model's input)."""
+    scale, offset = (np.asarray(v, np.float32) for v in (layer.scale, layer.offset))
+    y = FakeQuant(name=f"fq_{layer.name}_scaled")(ops.multiply(x, scale))
+    return ops.add(y, offset)
 
 
 def _folded(layer, chain, x, made: list):
@@ -217,6 +152,8 @@ def _folded(layer, chain, x, made: list):
     if own not in FUSED_ACTIVATIONS:  # a head's softmax: its int8 output range is fixed by TFLite, not learned
         y = FakeQuant(name=f"fq_{layer.name}_logits")(y)
         y = keras.layers.Activation(own, name=f"{layer.name}_{own}")(y)
+        if own != "softmax":  # EfficientNet's squeeze-excite: swish and sigmoid inside the convolution
+            y = FakeQuant(name=f"fq_{layer.name}_{own}")(y)
     return y
 
 
@@ -236,7 +173,7 @@ def quantize_model(model, input_range: tuple[float, float] = (0.0, 255.0)):
     x = FakeQuant(*input_range, name="fq_input")(inputs)
     outputs = _rebuild(model, x, made)
     for layer, kernel, bias in made:
-        target = layer.inner.depthwise_kernel if layer.kind == "DepthwiseConv2D" else layer.inner.kernel
+        target = layer.inner.kernel
         target.assign(kernel)
         layer.inner.bias.assign(bias)
     qat = keras.Model(inputs, outputs, name=f"{model.name}_qat")
@@ -261,20 +198,6 @@ def calibrate(model, batches: Iterable[np.ndarray]) -> None:
             layer.calibrating = False
 
 
-def convert_qat(model, io: str = "uint8") -> bytes:
-    """The full-integer .tflite of a fake-quantized MODEL from its own ranges (no representative dataset)."""
-    import tempfile
-
-    tf, _ = import_keras()
-    with tempfile.TemporaryDirectory(prefix="edgeship-qat-") as folder:
-        model.export(folder, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.inference_input_type = converter.inference_output_type = {"uint8": tf.uint8, "int8": tf.int8,
-                                                                            "float": tf.float32}[io]
-        return converter.convert()
-
-
 def fine_tune(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], epochs: int = 3,
               learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0) -> list[float]:
     """Fine-tune the fake-quantized MODEL briefly at a low learning rate (the ranges follow by moving average) and
@@ -296,3 +219,36 @@ def fine_tune(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray
 
 def _accuracy(model, data: tuple[np.ndarray, np.ndarray]) -> float:
     return float(np.mean(model.predict(data[0], verbose=0).argmax(axis=1) == data[1]))
+
+
+@dataclass
+class QatOutcome:
+    """A fake-quantized model fine-tuned from a float one, and what choosing it read: validation only."""
+
+    model: object
+    val_accuracy_by_epoch: list[float]  # epoch 0: the calibrated model before any fine-tuning
+    chosen_epoch: int
+    epochs: int
+    learning_rate: float
+    calibration_images: int
+    train_images: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"epochs": self.epochs, "chosen_epoch": self.chosen_epoch, "learning_rate": self.learning_rate,
+                "val_accuracy_by_epoch": [round(a, 6) for a in self.val_accuracy_by_epoch],
+                "calibration_images": self.calibration_images, "train_images": self.train_images,
+                "seconds": round(self.seconds, 2)}
+
+
+def quantization_aware(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+                       calibration: np.ndarray, epochs: int = 3, learning_rate: float = 1e-4,
+                       input_range: tuple[float, float] = (0.0, 255.0), batch_size: int = 32) -> QatOutcome:
+    """MODEL (left as it is) rewritten with fake quantization, its ranges seeded from CALIBRATION and fine-tuned
+    on TRAIN for EPOCHS, keeping the epoch that did best on VAL. The test split is not an argument."""
+    started = time.perf_counter()
+    quantized = quantize_model(model, input_range)
+    calibrate(quantized, (calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)))
+    scores = fine_tune(quantized, train, val, epochs, learning_rate, batch_size)
+    return QatOutcome(quantized, scores, int(np.argmax(scores)), epochs, learning_rate, int(len(calibration)),
+                      int(len(train[1])), time.perf_counter() - started)
