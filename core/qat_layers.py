@@ -86,18 +86,20 @@ class FoldedConv(keras.layers.Layer):
         return y if low is None else (ops.relu(y) if high is None else ops.relu6(y))
 
     def _apply(self, x, kernel):
-        c = self.inner_config
         if self.kind == "Dense":
             return ops.matmul(x, kernel)
-        if self.kind == "Conv2D":
-            return ops.conv(x, kernel, strides=c.get("strides", 1), padding=c.get("padding", "valid"),
-                            dilation_rate=c.get("dilation_rate", 1))
-        return ops.depthwise_conv(x, kernel, strides=c.get("strides", 1), padding=c.get("padding", "valid"),
-                                  dilation_rate=c.get("dilation_rate", 1))
+        c = self.inner_config  # a reloaded config holds lists (JSON) where ops want tuples
+        window = {"strides": _tuple(c.get("strides", 1)), "padding": c.get("padding", "valid"),
+                  "dilation_rate": _tuple(c.get("dilation_rate", 1))}
+        return (ops.conv if self.kind == "Conv2D" else ops.depthwise_conv)(x, kernel, **window)
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "config": self.inner_config,
                 "activation": self.activation}
+
+
+def _tuple(value):
+    return value if isinstance(value, (int, str)) else tuple(value)
 
 
 def is_fake_quantized(model) -> bool:

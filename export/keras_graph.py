@@ -47,6 +47,15 @@ def scale_pairs(model) -> list[ScalePair]:
         blocker = next((between for between in following[:consumer] if not commutes(between)), None)
         before = layers[index - 1] if index else None
         producer = before if type(before).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense") else None
-        pairs.append(ScalePair(layer, following[consumer], producer,
-                               f"{blocker.name} ({type(blocker).__name__})" if blocker is not None else None))
+        why = f"{blocker.name} ({type(blocker).__name__})" if blocker is not None else None
+        branch = next((x for x in [layer, *following[:consumer]] if len(readers(x)) > 1), None)
+        if why is None and branch is not None:  # a residual Add reads it too: the scale would reach the sum
+            other = next(r for r in readers(branch) if r not in (*following[:consumer + 1],))
+            why = f"{other.name} ({type(other).__name__}, also reads {branch.name})"
+        pairs.append(ScalePair(layer, following[consumer], producer, why))
     return pairs
+
+
+def readers(layer) -> list:
+    """The layers (and Keras ops) that take LAYER's output, in its graph."""
+    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]

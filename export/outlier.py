@@ -25,7 +25,7 @@ from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.spec import Bundle
 
-from .keras_graph import scale_pairs
+from .keras_graph import readers, scale_pairs
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,35 @@ def add_outlier_channel(model, factor: float = 300.0, batchnorm: str | None = No
     return OutlierChannel(layer.name, target.name, channel, float(factor))
 
 
+def add_residual_outlier(model, factor: float = 30.0, channel: int = 0) -> OutlierChannel:
+    """The same on a residual network whose BatchNorms feed ReLU6 (MobileNetV2), where no BatchNorm → conv pair is
+    free for equalization: channel c of both BatchNorms summed by the first residual Add is scaled by FACTOR, and
+    every convolution reading that channel (the next block's expansion, the one after the Add) divided by it. The
+    sum is linear, so the float model is unchanged; int8's per-tensor scale of the sum is not."""
+    if factor <= 0:
+        raise UsageError(f"factor must be positive, got {factor}")
+    for add in (layer for layer in leaf_layers(model) if type(layer).__name__ == "Add"):
+        sources = [tensor._keras_history.operation for tensor in add._inbound_nodes[0].input_tensors]
+        convs = [reader for source in sources for reader in readers(source) if reader is not add] + readers(add)
+        if (len(sources) == 2 and all(type(s).__name__ == "BatchNormalization" for s in sources)
+                and convs and all(type(r).__name__ == "Conv2D" for r in convs)):
+            for bn in sources:
+                gamma, beta, mean, variance = (np.array(w) for w in bn.get_weights())
+                if not 0 <= channel < gamma.shape[0]:
+                    raise UsageError(f"{bn.name} has {gamma.shape[0]} channels; channel {channel} does not exist")
+                gamma[channel] *= factor
+                beta[channel] *= factor
+                bn.set_weights([gamma, beta, mean, variance])
+            for conv in convs:
+                weights = [np.array(w) for w in conv.get_weights()]
+                weights[0][..., channel, :] /= factor
+                conv.set_weights(weights)
+            return OutlierChannel(" + ".join(s.name for s in sources), " and ".join(r.name for r in convs),
+                                  channel, float(factor))
+    raise UsageError("no residual Add of two BatchNorms read only by convolutions: --residual needs a MobileNetV2-"
+                     "style network")
+
+
 def outlier_run(run: str | Path, out: str | Path, factor: float = 300.0, trust_code: bool = False,
                 **where) -> OutlierChannel:
     """Copy RUN (bundle and training records, no exported artifacts or report) to OUT with an outlier channel
@@ -79,7 +108,11 @@ def outlier_run(run: str | Path, out: str | Path, factor: float = 300.0, trust_c
         raise UsageError(f"{out}: already exists; give a new directory")
     bundle = Bundle.load(layout.bundle)
     model = load_keras_model(layout.bundle / bundle.keras_model, trust_code, bundle)
-    change = add_outlier_channel(model, factor, **where)
+    residual = where.pop("residual", False)
+    if residual and where.get("batchnorm"):
+        raise UsageError("--residual picks the BatchNorms of the first residual Add itself; leave out --batchnorm")
+    change = add_residual_outlier(model, factor, where.get("channel", 0)) if residual else add_outlier_channel(
+        model, factor, **where)
     new_bundle = out / layout.bundle.name
     new_bundle.mkdir(parents=True)
     if (layout.bundle / "labels.txt").is_file():

@@ -69,6 +69,19 @@ def exported_run(trained_run) -> Path:
     return trained_run
 
 
+@pytest.fixture(scope="session")
+def qat_exported_run(trained_run, tmp_path_factory) -> Path:
+    """trained_run fine-tuned with fake quantization (`edgeship qat`, one epoch) into a new run, its int8 formats
+    exported from the ranges it learned."""
+    from edgeship.export import export_run
+    from edgeship.train.qat_run import qat_run
+
+    out = tmp_path_factory.mktemp("qat") / "run"
+    qat_run(trained_run, out, epochs=1, show_progress=False)
+    export_run(out, ["tflite", "tflite_int8", "onnx_int8"], show_progress=False)
+    return out
+
+
 @pytest.fixture()
 def run_copy(exported_run, tmp_path) -> Path:
     """A private copy of the exported run for tests that modify it."""

@@ -86,6 +86,34 @@ def test_equalization_keeps_the_function_and_skips_what_clips():
     assert np.abs(model.get_layer("bn0").get_weights()[0]).max() > 50 * np.median(np.abs(gamma))  # original untouched
 
 
+def test_a_residual_branch_is_no_equalization_pair_and_the_residual_outlier_keeps_the_function():
+    """MobileNetV2's block_1_project_BN feeds block_2_expand and, through the skip connection, block_2_add: a scale
+    moved into block_2_expand alone would change the sum, so the pair is refused and named. The residual outlier
+    scales both summed BatchNorms and every convolution reading the channel, and the float model stays the same."""
+    from edgeship.core.tfenv import import_keras
+    from edgeship.export.equalize import equalized_copy
+    from edgeship.export.keras_graph import scale_pairs
+    from edgeship.export.outlier import add_residual_outlier
+
+    _, keras = import_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False,
+                                           pooling="avg")
+    pairs = {p.batchnorm.name: p for p in scale_pairs(model)}
+    assert pairs["block_1_project_BN"].blocked_by == "block_2_add (Add, also reads block_1_project_BN)"
+    twin, done = equalized_copy(model)
+    assert not any(p.startswith("block_1_project_BN") for p in done.pairs)  # linear bottlenecks without a skip may
+    assert any(s.startswith("block_1_project_BN → block_2_expand: block_2_add") for s in done.skipped)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4, 32, 32, 3)).astype(np.float32)
+    before = model.predict(x, verbose=0)
+    change = add_residual_outlier(model, 30.0)
+    assert (change.batchnorm, change.conv) == ("block_1_project_BN + block_2_project_BN",
+                                               "block_2_expand and block_3_expand")
+    np.testing.assert_allclose(model.predict(x, verbose=0), before, rtol=1e-3, atol=1e-4)
+    gamma = np.abs(model.get_layer("block_2_project_BN").get_weights()[0])
+    assert gamma[0] > 10 * np.median(gamma)  # the channel's range is 30x wider in the sum int8 sees
+
+
 def test_outlier_channel_leaves_the_float_model_unchanged(well_trained_run, outlier):
     from edgeship.core.pixels import load_pixels
     from edgeship.core.splits import SplitManifest

@@ -28,10 +28,12 @@ def test_normalization_maps_pixels_onto_the_model_value_range(value_range):
     assert (255 - mean) / std == pytest.approx(value_range[1])
 
 
-@pytest.mark.parametrize("name", TFLITE_FORMATS)
-def test_tflite_carries_standard_metadata_and_labels_file(exported_run, name):
-    bundle = Bundle.load(exported_run / "bundle")
-    data = (exported_run / "bundle" / FORMATS[name].filename).read_bytes()
+@pytest.mark.parametrize("run, name", [("exported_run", name) for name in TFLITE_FORMATS]
+                         + [("qat_exported_run", "tflite_int8")])
+def test_tflite_carries_standard_metadata_and_labels_file(request, run, name):
+    folder = request.getfixturevalue(run)
+    bundle = Bundle.load(folder / "bundle")
+    data = (folder / "bundle" / FORMATS[name].filename).read_bytes()
     metadata = read_metadata(read_tflite_metadata(data)[STANDARD_KEY])
     image, = metadata.subgraphMetadata[0].inputTensorMetadata
     (unit,) = image.processUnits
@@ -62,12 +64,13 @@ def held_out_images(exported_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TFLITE_FORMATS)
-def test_mediapipe_image_classifier_agrees_with_edgeship_runtime(exported_run, held_out_images, name):
+@pytest.mark.parametrize("run, name", [("exported_run", name) for name in TFLITE_FORMATS]
+                         + [("qat_exported_run", "tflite_int8")])  # converted from quantization-aware ranges
+def test_mediapipe_image_classifier_agrees_with_edgeship_runtime(request, held_out_images, run, name):
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions, vision
 
-    path = exported_run / "bundle" / FORMATS[name].filename
+    path = request.getfixturevalue(run) / "bundle" / FORMATS[name].filename
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
     with vision.ImageClassifier.create_from_options(options) as classifier:
         mediapipe_top = [

@@ -78,3 +78,45 @@ def test_fine_tuning_keeps_the_best_validation_epoch_and_the_model_loads_safely(
     quantized.save(tmp_path / "qat.keras")
     loaded = keras.saving.load_model(tmp_path / "qat.keras")  # safe mode: registered layers, no code from the file
     assert np.allclose(loaded.predict(val[0][:8], verbose=0), quantized.predict(val[0][:8], verbose=0), atol=1e-6)
+
+
+def test_mobile_blocks_become_full_int8_and_reload_safely(tmp_path):
+    """What MobileNetV2/V3 and EfficientNet are made of: a Rescaling with an offset, depthwise convolutions with
+    BatchNorm and ReLU6, a residual Add, hard-sigmoid written as Keras ops (`relu6(x + 3) * (1 / 6)`, which Keras
+    marks sparse), squeeze-excite with swish and sigmoid inside the convolutions. Every tensor gets a range, the
+    converter leaves nothing in float, and the saved model reloads in safe mode (its strides read back as lists)."""
+    from edgeship.core.qat import calibrate, fake_quant_layers, quantize_model
+    from edgeship.core.tfenv import import_keras
+    from edgeship.export.tflite_convert import from_fake_quantized
+    from edgeship.runtime.tflite_session import _tflite_interpreter
+
+    _, keras = import_keras()
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.ReLU(6.0)(layers.BatchNormalization()(x))
+    y = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    y = layers.ReLU(6.0)(layers.BatchNormalization()(y))
+    y = layers.BatchNormalization()(layers.Conv2D(8, 1, use_bias=False)(y))
+    x = layers.Add()([x, y])
+    gate = layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)  # MobileNetV3's hard sigmoid
+    x = layers.Multiply()([x, gate])
+    se = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    se = layers.Conv2D(4, 1, activation="swish")(se)
+    se = layers.Conv2D(8, 1, activation="sigmoid")(se)
+    x = layers.Multiply()([x, se])
+    outputs = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).uniform(0, 255, (16, 16, 16, 3)).astype(np.float32)
+    quantized = quantize_model(model)
+    calibrate(quantized, [images])
+    assert len(fake_quant_layers(quantized)) >= 12
+    quantized.save(tmp_path / "qat.keras")
+    reloaded = keras.saving.load_model(tmp_path / "qat.keras")
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), quantized.predict(images, verbose=0), atol=1e-6)
+    reloaded.export(str(tmp_path / "saved"), format="tf_saved_model", verbose=False)
+    interpreter = _tflite_interpreter()[0](model_content=from_fake_quantized(str(tmp_path / "saved")))
+    kinds = {t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    assert kinds <= {"int8", "uint8", "int32"}, kinds  # no float tensor: every op runs in int8
