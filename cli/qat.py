@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .arguments import add_trust_flag, non_negative_int, number
 
+EPOCHS, LEARNING_RATE = 3, 5e-4  # core.qat's defaults, written here so `--help` does not import TensorFlow
+
 NAME = "qat"
 HELP = ("fine-tune a run with fake quantization (BatchNorm folded, per-channel int8 weights, learned activation "
         "ranges) into a new run whose int8 exports keep those ranges")
@@ -13,10 +15,10 @@ INTERRUPTED = "; nothing was written to --out (run it again)"
 def add_arguments(p) -> None:
     p.add_argument("run", help="run directory (or its bundle) to fine-tune from; it is left as it is")
     p.add_argument("--out", required=True, help="new run directory")
-    p.add_argument("--epochs", type=non_negative_int, default=3,
-                   help="fine-tuning epochs on the training split; the best on validation is kept (default 3)")
+    p.add_argument("--epochs", type=non_negative_int, default=EPOCHS,
+                   help=f"fine-tuning epochs on the training split; the best on validation is kept (default {EPOCHS})")
     p.add_argument("--learning-rate", type=number(float, 0.0, low_open=True, what="a positive learning rate"),
-                   default=1e-4, help="Adam's learning rate while fine-tuning (default 1e-4)")
+                   default=LEARNING_RATE, help=f"Adam's learning rate while fine-tuning (default {LEARNING_RATE:g})")
     add_trust_flag(p)
 
 

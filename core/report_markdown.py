@@ -165,11 +165,36 @@ def _search_lines(name: str, q: QuantizationRecord) -> list[str]:
                   f"{len(q.bias_corrected_layers)} layer(s) corrected ({'; '.join(q.bias_corrected_layers) or 'none'})"
                   + (f"; skipped: {'; '.join(q.bias_correction_skipped)}" if q.bias_correction_skipped else "") + ".",
                   ""]
+    if q.quantization_aware:
+        qat = q.quantization_aware
+        scores = ", ".join(f"{a:.2%}" for a in qat.get("val_accuracy_by_epoch", []))
+        lines += [f"Quantization-aware training (the last rung, run because no full-int8 trial held): "
+                  f"{qat.get('epochs')} epoch(s) on {qat.get('train_images')} training images in "
+                  f"{format_value(qat.get('seconds'), '.0f')} s, {q.split} accuracy by epoch {scores}; epoch "
+                  f"{qat.get('chosen_epoch')} kept; its trial's agreement is with the fake-quantized model it is "
+                  f"converted from.", ""]
     trials = [[t.label, t.calibration or "", str(len(t.float_layers or [])), format_value(t.val_accuracy, ".2%"),
                format_value(-(t.val_drop_pp or 0.0), "+.2f"), format_value(t.val_agreement, ".2%"),
-               format_value(t.p50_ms, ".3f"), "✓" if t.meets_budget else ""] for t in q.trials]
+               format_value(t.p50_ms, ".3f"), format_value(t.speedup_vs_float32, ".2f") + "×",
+               format_value(t.seconds, ".1f"), "✓" if t.meets_budget else ""] for t in q.trials]
     return lines + [markdown_table(("trial", "calibration", "float nodes", f"{q.split} accuracy", "Δ pp", "agreement",
-                                    "p50 ms", "in budget"), trials), ""]
+                                    "p50 ms", "vs float32", "seconds", "in budget"), trials), ""]
+
+
+def _fake_quant_section(report: ParityReport) -> list[str]:
+    """A QAT run: its int8 files against the fake-quantized model they were converted from, beside the first Δ."""
+    fake = report.fake_quant_reference
+    if not fake:
+        return []
+    rows = [[md(a.name), format_value(a.accuracy_delta_pp, "+.2f"), format_value(a.vs_fake_quant.get("accuracy_delta_pp"), "+.2f"),
+             format_value(a.vs_fake_quant.get("agreement"), ".2%")] for a in report.artifacts if a.vs_fake_quant]
+    return ["## Quantization-aware training", "",
+            f"This run was fine-tuned with fake quantization (`edgeship qat`); its int8 files are converted from "
+            f"`{md(fake.get('path'))}` (sha256 `{md(str(fake.get('sha256', ''))[:12])}`), which has "
+            f"{format_value(fake.get('accuracy'), '.2%')} test accuracy and agrees {format_value(fake.get('agreement_with_float'), '.2%')} "
+            f"with the float model. Δ pp above is against the float model you trained; here each file is also set "
+            f"against the fake-quantized one:", "",
+            markdown_table(("artifact", "Δ pp vs float", "Δ pp vs fake-quantized", "agreement with it"), rows), ""]
 
 
 def describe_cost(cost) -> list[str]:
@@ -306,6 +331,7 @@ def render_markdown(report: ParityReport, plot_name: str | None, layers_plot: st
     parts += _other_runtimes_section(report)
     parts += _npu_section(report)
     parts += _quantization_section(report, layers_plot)
+    parts += _fake_quant_section(report)
     parts += _speedup_section(report)
     parts += _readiness_section(report)
     parts += _target_sections(report)

@@ -87,6 +87,11 @@ def _drop(value, row: ParityRow, reference):
 
 
 def _agreement(value, row: ParityRow, reference):
+    """Top-1 agreement with the Keras model the file was converted from: for a quantization-aware run's files that
+    is the fake-quantized model (its fine-tune may change answers the float model gave; `--max-drop` judges that)."""
+    if row.vs_fake_quant and row.vs_fake_quant.get("agreement") is not None:
+        agreement = float(row.vs_fake_quant["agreement"])
+        return [f"top-1 agreement with the fake-quantized model {agreement:.4f} < {value:g}"] if agreement < value else []
     agreement = float(row.agreement)
     return [f"top-1 agreement {agreement:.4f} < {value:g}"] if agreement < value else []
 

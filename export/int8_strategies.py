@@ -67,7 +67,8 @@ class _Equalizing:
 
         twin = copy_job(self.job, qat_model=outcome.model, _workdir=None, _prepared_onnx=None)
         try:
-            return Candidate(Recipe(self.plain.method, quantization_aware=True), type(self).from_learned_ranges(twin))
+            return Candidate(Recipe(self.plain.method, quantization_aware=True), type(self).from_learned_ranges(twin),
+                             agrees_with=getattr(outcome, "val_top", None))
         finally:
             twin.cleanup()
 

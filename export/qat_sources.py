@@ -17,7 +17,7 @@ from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle
 
 logger = logging.getLogger("edgeship")
-LADDER_EPOCHS = 3  # the last rung's fine-tune (`edgeship qat --epochs` for more)
+LADDER_EPOCHS = 5  # the last rung's fine-tune (`edgeship qat --epochs` for more)
 
 
 def qat_record(bundle: Bundle) -> dict | None:
@@ -58,7 +58,10 @@ def ladder_trainer(manifest: SplitManifest, bundle: Bundle, model, job) -> Calla
             return None
         logger.info(f"int8 trial quantization-aware training: {LADDER_EPOCHS} epoch(s) on {len(train_split[1])} "
                     f"training images")
-        return quantization_aware(model, train_split, (job.val.images, job.val.labels), job.calibration,
-                                  epochs=LADDER_EPOCHS)
+        outcome = quantization_aware(model, train_split, (job.val.images, job.val.labels), job.calibration,
+                                     epochs=LADDER_EPOCHS)
+        # what the int8 file is held to agree with: the model it is converted from
+        outcome.val_top = outcome.model.predict(job.val.images, verbose=0).argmax(axis=1)
+        return outcome
 
     return train

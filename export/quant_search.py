@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
@@ -104,6 +104,8 @@ class Candidate:
     recipe: Recipe
     data: bytes
     io: str | None = None  # tflite input/output type, when it differs from the plain artifact's
+    agrees_with: np.ndarray | None = None  # top-1 per val image agreement is held to, when not the float model's
+    # (quantization-aware training: its fake-quantized model, which a fine-tune lets differ from the float one)
 
     @property
     def label(self) -> str:
@@ -210,7 +212,8 @@ def _refine(strategy: Int8Strategy, plain: bytes, val: ValidationSet, max_drop: 
     clock = [time.perf_counter()]  # each trial's seconds: making it (inside the strategy) and measuring it
 
     def attempt(candidate: Candidate) -> Trial:
-        accuracy, agreement, p50 = measure(strategy.backend, candidate.data, val, strategy.job.scratch_root)
+        against = val if candidate.agrees_with is None else replace(val, reference_top=candidate.agrees_with)
+        accuracy, agreement, p50 = measure(strategy.backend, candidate.data, against, strategy.job.scratch_root)
         drop = (val.reference_accuracy - accuracy) * 100.0
         trial = Trial(candidate, accuracy, agreement, drop, p50,
                       drop <= budget + 1e-9 and agreement >= MIN_AGREEMENT, time.perf_counter() - clock[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 from edgeship.core.integrity import trained_files
 from edgeship.core.layout import RunLayout, run_lock
 from edgeship.core.pixels import load_split
-from edgeship.core.qat import QAT_MODEL, QAT_PROVENANCE, TRAIN_MAX
+from edgeship.core.qat import EPOCHS, LEARNING_RATE, QAT_MODEL, QAT_PROVENANCE, TRAIN_MAX
 from edgeship.core.splits import SplitManifest
 from edgeship.core.tensorflow import load_keras_model
 from edgeship.core.errors import DatasetError
@@ -22,7 +22,7 @@ from edgeship.runtime.spec import Bundle
 CALIBRATION_MAX = 300  # export's default --calib-size: the ranges are seeded from the same images
 
 
-def qat_run(run: str | Path, out: str | Path, epochs: int = 3, learning_rate: float = 1e-4,
+def qat_run(run: str | Path, out: str | Path, epochs: int = EPOCHS, learning_rate: float = LEARNING_RATE,
             trust_code: bool = False, show_progress: bool = True) -> dict:
     """Fine-tune RUN's model with fake quantization into the new run OUT (bundle, split manifest and training
     records copied; no artifacts). Returns the provenance record written into OUT's bundle."""

@@ -58,6 +58,9 @@ RUNNABLE = {
     "edgeship export runs/outlier --formats tflite,tflite_int8,onnx,onnx_int8 --max-drop 0.5": (0,),
     "edgeship gate runs/outlier --min-speedup 1.2": (0, 1),
     "edgeship bench runs/outlier --threads 1 --profile": (0,),
+    "edgeship qat runs/outlier --out runs/outlier_qat": (0,),
+    "edgeship export runs/outlier_qat --formats tflite,tflite_int8,onnx,onnx_int8": (0,),
+    "edgeship gate runs/outlier_qat": (0, 1),
     "edgeship explore runs/outlier --write-only": (0,),
 }
 ELSEWHERE = {  # needs a board on the network; each is run against a real sshd or the emulated Pi by these tests

@@ -43,7 +43,7 @@ class FakeStrategy:
 
     def quantization_aware(self):
         self.qat_calls.append(True)
-        return Candidate(Recipe("min-max", quantization_aware=True), b"qat")
+        return Candidate(Recipe("min-max", quantization_aware=True), b"qat", agrees_with=np.full(100, 3))
 
     def float_model(self):
         return b"float32"
@@ -58,8 +58,10 @@ def val():
     return ValidationSet("val", np.zeros((100, 8, 8, 3), np.float32), labels, 0.90, labels.copy())
 
 
-def _refine(monkeypatch, figures, val):
+def _refine(monkeypatch, figures, val, seen=None):
     def measure(backend, data, val_set, scratch=None):
+        if seen is not None:
+            seen[data] = val_set.reference_top
         accuracy, p50 = figures[data]
         agreement = 1.0 - abs(0.90 - accuracy)  # within budget means agreeing, as on a real model
         return accuracy, agreement, p50
@@ -72,8 +74,11 @@ def _refine(monkeypatch, figures, val):
 def test_qat_is_the_last_rung_and_beats_a_slower_float_layer_variant(monkeypatch, val):
     figures = {b"plain": (0.80, 1.0), b"cle": (0.85, 1.0), b"16x8": (0.90, 30.0), b"float-layers": (0.90, 1.6),
                b"qat": (0.898, 1.0), b"float32": (0.90, FLOAT_MS)}
-    strategy, result = _refine(monkeypatch, figures, val)
+    seen = {}
+    strategy, result = _refine(monkeypatch, figures, val, seen)
     q = result.quantization
+    # the QAT file is held to agree with the fake-quantized model it came from, the others with the float model
+    assert (seen[b"qat"] == 3).all() and (seen[b"cle"] == val.reference_top).all()
     assert [t.label for t in q.trials] == ["plain", "equalized (CLE)", "16x8 (int16 activations)",
                                            "1 node(s) float", "quantization-aware training (QAT)"]
     assert strategy.qat_calls == [True] and result.data == b"qat"
