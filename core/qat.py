@@ -33,7 +33,10 @@ TRAIN_MAX = 2000  # training images held in memory for a fine-tune, every class 
 LEARNING_RATE = 5e-4
 EPOCHS = 3
 FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")  # layers a following BatchNormalization folds into
-PASS_THROUGH = ("Dropout", "Identity", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape")
+# ops whose int8 output must keep its input's scale in TFLite (PAD, MAX_POOL_2D, RESHAPE): a range of their own would
+# differ from the one the converter uses by rounding, a systematic one-step error in every value after them
+PASS_THROUGH = ("Dropout", "Identity", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape", "ZeroPadding2D",
+                "MaxPooling2D", "Cropping2D")
 
 
 def _nodes(model) -> list:
@@ -110,7 +113,7 @@ def _chains(model, consumers: dict) -> tuple[dict, set]:
     return chains, folded_away
 
 
-def _rebuild(model, inputs, made: list):
+def _rebuild(model, inputs, made: list, pixels: tuple[float, float] = (0.0, 255.0)):
     """MODEL's graph called on INPUTS with folded convolutions and fake quantization, Keras ops (MobileNetV3's
     `relu6(x + 3) / 6`) replayed with their constants; nested functional models are rebuilt in place. MADE collects
     (new FoldedConv, kernel, bias) to set once built."""
@@ -121,29 +124,43 @@ def _rebuild(model, inputs, made: list):
         layer = node.operation
         args, kwargs = node.arguments.fill_in(tensors)
         if isinstance(layer, keras.Model):
-            y = _rebuild(layer, args[0], made)
+            y = _rebuild(layer, args[0], made, pixels)
         elif layer.name in folded_away:
             y = args[0]
         elif layer.name in chains:
             y = _folded(layer, chains[layer.name], args[0], made)
         elif type(layer).__name__ == "Rescaling" and np.any(np.asarray(layer.offset) != 0):
-            y = _rescaling(layer, args[0])
+            y = _rescaling(layer, args[0], pixels)
         else:
             y = layer(*args, **kwargs)
         last = chains[layer.name][2] if layer.name in chains else layer
-        if not isinstance(layer, keras.Model) and layer.name not in folded_away and _quantize_after(last):
+        ranged = isinstance(y, keras.KerasTensor) and isinstance(y._keras_history.operation, FakeQuant)
+        if not (isinstance(layer, keras.Model) or ranged) and layer.name not in folded_away and _quantize_after(last):
             y = FakeQuant(name=f"fq_{last.name}")(y)
         tensors[id(node.outputs[0])] = y
     outputs = [tensors[id(t)] for t in model.outputs]
     return outputs[0] if len(outputs) == 1 else outputs
 
 
-def _rescaling(layer, x):
+def _rescaling(layer, x, pixels: tuple[float, float]):
     """`x * scale + offset` as two ops with a range between them: TFLite runs them as MUL and ADD, and without
-    that range the converter leaves both in float (a DEQUANTIZE at the model's input)."""
-    scale, offset = (np.asarray(v, np.float32) for v in (layer.scale, layer.offset))
-    y = FakeQuant(name=f"fq_{layer.name}_scaled")(ops.multiply(x, scale))
-    return ops.add(y, offset)
+    that range the converter leaves both in float (a DEQUANTIZE at the model's input). Both ranges are fixed from
+    the PIXELS range. The sum's is widened by a quarter step: MobileNet's `x / 127.5 - 1` puts every 0-255 pixel
+    exactly half-way between two int8 levels of [-1, 1], where TensorFlow's fake quantization and TFLite's kernels
+    round differently (the QAT file then disagreed with its Keras model on 1.4 % of test images, 0.6 % without)."""
+    config = {k: v for k, v in layer.get_config().items() if k not in ("name", "scale", "offset")}
+    scale, offset = (np.asarray(v, np.float64) for v in (layer.scale, layer.offset))
+    if scale.size > 1 or offset.size > 1:  # per channel: ranges from calibration (the caller adds the sum's)
+        scaled = keras.layers.Rescaling(layer.scale, offset=0.0, name=f"{layer.name}_scale", **config)(x)
+        return keras.layers.Rescaling(1.0, offset=layer.offset, name=f"{layer.name}_offset", **config)(
+            FakeQuant(name=f"fq_{layer.name}_scaled")(scaled))
+    low, high = sorted(float(v) * float(scale) for v in pixels)
+    step = (high - low) / 255.0
+    scaled = keras.layers.Rescaling(layer.scale, offset=0.0, name=f"{layer.name}_scale", **config)(x)
+    y = FakeQuant(low, high, fixed=True, name=f"fq_{layer.name}_scaled")(scaled)  # named layers: a Keras op's
+    y = keras.layers.Rescaling(1.0, offset=layer.offset, name=f"{layer.name}_offset", **config)(y)  # name may be taken
+    return FakeQuant(low + float(offset) - step / 4, high + float(offset) + step / 4, fixed=True,
+                     name=f"fq_{layer.name}")(y)
 
 
 def _folded(layer, chain, x, made: list):
@@ -174,14 +191,13 @@ def quantize_model(model, input_range: tuple[float, float] = (0.0, 255.0)):
     tensor with an int8 range (seed them with `calibrate`). INPUT_RANGE: the pixels the model takes."""
     inputs = keras.Input(model.input_shape[1:], name=model.inputs[0].name.split(":")[0] or "image")
     made: list = []
-    x = FakeQuant(*input_range, name="fq_input")(inputs)
-    outputs = _rebuild(model, x, made)
+    x = FakeQuant(*input_range, fixed=True, name="fq_input")(inputs)  # the pixels' range, never observed
+    outputs = _rebuild(model, x, made, input_range)
     for layer, kernel, bias in made:
         target = layer.inner.kernel
         target.assign(kernel)
         layer.inner.bias.assign(bias)
     qat = keras.Model(inputs, outputs, name=f"{model.name}_qat")
-    qat.get_layer("fq_input").seen.assign(1.0)  # the input range is the pixels', not observed
     return qat
 
 
@@ -191,7 +207,7 @@ def fake_quant_layers(model) -> list[FakeQuant]:
 
 def calibrate(model, batches: Iterable[np.ndarray]) -> None:
     """Seed every activation range with the min/max the float graph gives on BATCHES (calibration images)."""
-    layers = [q for q in fake_quant_layers(model) if q.name != "fq_input"]
+    layers = [q for q in fake_quant_layers(model) if not q.fixed]
     for layer in layers:
         layer.calibrating = True
     try:

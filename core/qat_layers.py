@@ -17,11 +17,12 @@ FUSED_ACTIVATIONS = {"relu": (0.0, None), "relu6": (0.0, 6.0), "linear": (None, 
 @keras.saving.register_keras_serializable(package="edgeship")
 class FakeQuant(keras.layers.Layer):
     """One activation tensor's int8 range. `calibrating`: widen the range to every batch seen (the seed);
-    training: follow each batch's min/max by a moving average; otherwise: the stored range."""
+    training: follow each batch's min/max by a moving average; otherwise: the stored range. A `fixed` range is
+    known in advance (the pixels', their normalization's) and never moves."""
 
-    def __init__(self, low: float = -6.0, high: float = 6.0, **kwargs):
+    def __init__(self, low: float = -6.0, high: float = 6.0, fixed: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.initial, self.calibrating = (float(low), float(high)), False
+        self.initial, self.calibrating, self.fixed = (float(low), float(high)), False, bool(fixed)
 
     def build(self, shape):
         self.low = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.initial[0]),
@@ -31,7 +32,7 @@ class FakeQuant(keras.layers.Layer):
         self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False, name="seen")
 
     def call(self, x, training=None):
-        if self.calibrating or training:
+        if (self.calibrating or training) and not self.fixed:
             low = ops.minimum(ops.min(x), 0.0)  # the range holds 0: zero padding is exact in int8
             high = ops.maximum(ops.max(x), 0.0)
             first = ops.equal(self.seen, 0.0)
@@ -50,7 +51,7 @@ class FakeQuant(keras.layers.Layer):
         return shape
 
     def get_config(self):
-        return {**super().get_config(), "low": self.initial[0], "high": self.initial[1]}
+        return {**super().get_config(), "low": self.initial[0], "high": self.initial[1], "fixed": self.fixed}
 
 
 @keras.saving.register_keras_serializable(package="edgeship")
