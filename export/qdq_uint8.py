@@ -39,4 +39,8 @@ def activations_to_uint8(model):
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and quantized_by(node.input[0]) in shifted:
             node.input[2] = shifted[quantized_by(node.input[0])]
+    used = {name for node in graph.node for name in node.input}
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:  # the int8 zero points nothing reads any more
+        graph.initializer.remove(init)
     return model

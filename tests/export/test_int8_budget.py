@@ -358,6 +358,9 @@ def test_outlier_command_refuses_bad_requests_in_one_line(outlier, tmp_path, cli
     assert taken.returncode == 2 and "already exists" in taken.stderr and "Traceback" not in taken.stderr
     made = cli("outlier", run, "--out", tmp_path / "y", "--batchnorm", "bn2", "--factor", "50", "--channel", "3")
     assert made.returncode == 0 and "channel 3 of bn2 scaled ×50, conv3's weights" in made.stdout
+    residual = cli("outlier", run, "--out", tmp_path / "z", "--residual")  # small_cnn has no residual Add
+    assert residual.returncode == 2 and "--residual needs a MobileNetV2-style network" in residual.stderr
+    assert "Traceback" not in residual.stderr and not (tmp_path / "z").exists()
 
 
 @pytest.mark.slow

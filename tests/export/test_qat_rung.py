@@ -112,3 +112,36 @@ def test_when_qat_also_misses_the_most_accurate_trial_is_kept_and_said(monkeypat
     strategy, result = _refine(monkeypatch, figures, val)
     assert strategy.qat_calls == [True] and result.data == b"float-layers"
     assert not result.quantization.met_budget and "no int8 variant" in result.warnings[0]
+
+
+@pytest.mark.slow
+def test_the_qat_rung_reads_no_test_image_and_records_its_fine_tune(run_copy, monkeypatch):
+    """A real export under --max-drop with every post-training rung made to miss: the last rung fine-tunes the
+    model with fake quantization and converts it; every image the choices loaded (train, calib, val) is listed,
+    and none is from the test split."""
+    import edgeship.core.pixels as pixels
+    import edgeship.export.exporter as exporter
+    from edgeship.core.splits import SplitManifest
+    from edgeship.export import export_run
+
+    loaded = []
+    real = pixels.load_pixels
+
+    def spy(paths, *args, **kwargs):
+        loaded.extend(str(p) for p in paths)
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(pixels, "load_pixels", spy)
+    monkeypatch.setattr(exporter, "load_pixels", spy)
+    monkeypatch.setattr(search, "MIN_AGREEMENT", 1.01)  # no trial can hold: every rung is climbed, QAT last
+    monkeypatch.setattr(search, "MAX_LAYER_GROUPS", 1)  # one float-layer trial is enough here
+    export_run(run_copy, ["tflite", "tflite_int8"], max_drop=0.5, show_progress=False)
+    test_paths = {str(r.path) for r in SplitManifest.read(run_copy / "bundle" / "splits.csv").select("test")}
+    assert loaded and not test_paths & set(loaded)
+    report = __import__("json").loads((run_copy / "report.json").read_text())
+    q = next(a for a in report["artifacts"] if a["name"] == "tflite_int8")["quantization"]
+    qat = q["trials"][-1]
+    assert qat["label"] == "quantization-aware training (QAT)" and qat["seconds"] > 0
+    assert qat["speedup_vs_float32"] == pytest.approx(q["cost"]["float32_p50_ms"] / qat["p50_ms"], rel=1e-2)
+    record = q["quantization_aware"]
+    assert record["epochs"] == len(record["val_accuracy_by_epoch"]) - 1 and record["train_images"] > 0
