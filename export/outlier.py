@@ -56,16 +56,26 @@ def add_outlier_channel(model, factor: float = 300.0, batchnorm: str | None = No
         raise UsageError("no BatchNormalization feeds a Conv2D or Dense through ReLU/pooling only: cannot add an "
                          "outlier channel (small_cnn has four)")
     layer, target = usable[0].batchnorm, usable[0].consumer
+    _scale_batchnorm(layer, channel, factor)
+    _scale_reader(target, channel, 1.0 / factor)
+    return OutlierChannel(layer.name, target.name, channel, float(factor))
+
+
+def _scale_batchnorm(layer, channel: int, factor: float) -> None:
+    """Channel CHANNEL of BatchNorm LAYER's output times FACTOR (gamma and beta)."""
     gamma, beta, mean, variance = (np.array(w) for w in layer.get_weights())
     if not 0 <= channel < gamma.shape[0]:
         raise UsageError(f"{layer.name} has {gamma.shape[0]} channels; channel {channel} does not exist")
     gamma[channel] *= factor
     beta[channel] *= factor
     layer.set_weights([gamma, beta, mean, variance])
-    weights = [np.array(w) for w in target.get_weights()]
-    weights[0][..., channel, :] /= factor  # Conv2D kernel (h, w, in, out), Dense kernel (in, out)
-    target.set_weights(weights)
-    return OutlierChannel(layer.name, target.name, channel, float(factor))
+
+
+def _scale_reader(layer, channel: int, factor: float) -> None:
+    """LAYER's weights for input channel CHANNEL times FACTOR: Conv2D kernel (h, w, in, out), Dense kernel (in, out)."""
+    weights = [np.array(w) for w in layer.get_weights()]
+    weights[0][..., channel, :] *= factor
+    layer.set_weights(weights)
 
 
 def add_residual_outlier(model, factor: float = 30.0, channel: int = 0) -> OutlierChannel:
@@ -81,16 +91,9 @@ def add_residual_outlier(model, factor: float = 30.0, channel: int = 0) -> Outli
         if (len(sources) == 2 and all(type(s).__name__ == "BatchNormalization" for s in sources)
                 and convs and all(type(r).__name__ == "Conv2D" for r in convs)):
             for bn in sources:
-                gamma, beta, mean, variance = (np.array(w) for w in bn.get_weights())
-                if not 0 <= channel < gamma.shape[0]:
-                    raise UsageError(f"{bn.name} has {gamma.shape[0]} channels; channel {channel} does not exist")
-                gamma[channel] *= factor
-                beta[channel] *= factor
-                bn.set_weights([gamma, beta, mean, variance])
+                _scale_batchnorm(bn, channel, factor)
             for conv in convs:
-                weights = [np.array(w) for w in conv.get_weights()]
-                weights[0][..., channel, :] /= factor
-                conv.set_weights(weights)
+                _scale_reader(conv, channel, 1.0 / factor)
             return OutlierChannel(" + ".join(s.name for s in sources), " and ".join(r.name for r in convs),
                                   channel, float(factor))
     raise UsageError("no residual Add of two BatchNorms read only by convolutions: --residual needs a MobileNetV2-"
