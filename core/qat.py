@@ -21,6 +21,7 @@ import numpy as np
 
 from edgeship.core.qat_layers import FUSED_ACTIVATIONS, FakeQuant, FoldedConv
 from edgeship.core.tfenv import import_keras
+from edgeship.runtime.progress import progress
 
 _, keras = import_keras()
 ops = keras.ops
@@ -219,7 +220,8 @@ def calibrate(model, batches: Iterable[np.ndarray]) -> None:
 
 
 def fine_tune(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], epochs: int = 3,
-              learning_rate: float = LEARNING_RATE, batch_size: int = 32, seed: int = 0) -> list[float]:
+              learning_rate: float = LEARNING_RATE, batch_size: int = 32, seed: int = 0,
+              show_progress: bool = False) -> list[float]:
     """Fine-tune the fake-quantized MODEL briefly at a low learning rate (the ranges follow by moving average) and
     keep the epoch with the best validation accuracy (epoch 0: the seeded model as it is). The test split is not
     an argument: nothing here can read it. The validation accuracy per epoch, from epoch 0."""
@@ -228,7 +230,7 @@ def fine_tune(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray
                   metrics=["accuracy"])
     scores = [_accuracy(model, val)]
     best, kept = scores[0], model.get_weights()
-    for _ in range(epochs):
+    for _ in progress(range(epochs), total=epochs, desc="QAT fine-tune", enabled=show_progress, unit="epoch"):
         model.fit(train[0], train[1], batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
         scores.append(_accuracy(model, val))
         if scores[-1] > best:
@@ -264,12 +266,13 @@ class QatOutcome:
 
 def quantization_aware(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                        calibration: np.ndarray, epochs: int = EPOCHS, learning_rate: float = LEARNING_RATE,
-                       input_range: tuple[float, float] = (0.0, 255.0), batch_size: int = 32) -> QatOutcome:
+                       input_range: tuple[float, float] = (0.0, 255.0), batch_size: int = 32,
+                       show_progress: bool = False) -> QatOutcome:
     """MODEL (left as it is) rewritten with fake quantization, its ranges seeded from CALIBRATION and fine-tuned
     on TRAIN for EPOCHS, keeping the epoch that did best on VAL. The test split is not an argument."""
     started = time.perf_counter()
     quantized = quantize_model(model, input_range)
     calibrate(quantized, (calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)))
-    scores = fine_tune(quantized, train, val, epochs, learning_rate, batch_size)
+    scores = fine_tune(quantized, train, val, epochs, learning_rate, batch_size, show_progress=show_progress)
     return QatOutcome(quantized, scores, int(np.argmax(scores)), epochs, learning_rate, int(len(calibration)),
                       int(len(train[1])), time.perf_counter() - started)

@@ -49,7 +49,8 @@ def qat_run(run: str | Path, out: str | Path, epochs: int = EPOCHS, learning_rat
         raise DatasetError(f"{manifest_path}: quantization-aware training needs training, calibration and "
                            f"validation images; re-run `edgeship train` with the default splits")
     low, high = bundle.info.input.value_range if bundle.info.input.value_range else (0.0, 255.0)
-    outcome = quantization_aware(model, train, val, calibration[0], epochs, learning_rate, (float(low), float(high)))
+    outcome = quantization_aware(model, train, val, calibration[0], epochs, learning_rate, (float(low), float(high)),
+                                 show_progress=show_progress)
     with run_lock(layout.root, "qat"):
         return _write(layout, bundle, out, outcome, model_path)
 
