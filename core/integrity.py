@@ -55,13 +55,16 @@ def report_problems(report: ParityReport, layout: RunLayout) -> list[str]:
             bundle.verify_artifact(layout.bundle, record)
         except IntegrityError as exc:
             problems.append(str(exc).split(": ", 1)[-1].split("; re-run")[0] + f" ({record.file})")
-    probs_file, probs_sha = report.reference.probs_file, report.reference.probs_sha256
-    if probs_file is not None:
-        path = layout.root / probs_file
+    fake = report.fake_quant_reference or {}  # a QAT run: the second reference's figures are bound to it too
+    for file, digest in ((report.reference.probs_file, report.reference.probs_sha256),
+                         (fake.get("path"), fake.get("sha256") if fake else None)):
+        if file is None:
+            continue
+        path = layout.root / file
         if not path.is_file():
-            problems.append(f"{probs_file} is missing")
-        elif sha256_file(path) != probs_sha:
-            problems.append(f"{probs_file} changed after the report was written")
+            problems.append(f"{file} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{file} changed after the report was written")
     reported = {row.name for row in report.artifacts}
     unmeasured = [n for n, r in records.items() if r.ok and n not in reported]
     if unmeasured:

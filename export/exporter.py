@@ -209,12 +209,15 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
             warnings.append("--io int8: MediaPipe's ImageClassifier accepts only uint8 or float32 input, so phone "
                             "apps cannot load model_int8.tflite; keep the default --io uint8 unless the target "
                             "needs int8")
+        qat_model = load_qat_model(layout.bundle, bundle, trust_code)
+        if qat_model is not None and max_drop is not None:
+            warnings.append("--max-drop: this run's int8 files come from quantization-aware training (`edgeship "
+                            "qat`), so the post-training ladder is not climbed on them; gate the run instead")
         for warning in warnings:
             logger.warning(warning)
         job = ConversionJob(model, bundle.info, calibration, int8_io,
                             keras_path=layout.bundle / (bundle.keras_model or "model.keras"),
-                            max_drop=max_drop, diagnose=diagnose, scratch_root=scratch,
-                            qat_model=load_qat_model(layout.bundle, bundle, trust_code))
+                            max_drop=max_drop, diagnose=diagnose, scratch_root=scratch, qat_model=qat_model)
         if any(f.int8_strategy is not None for f in chosen):
             job.val = _validation_set(manifest, bundle, model, show_progress)
             job.more_calibration = lambda: _calibration(manifest, bundle, MORE_CALIB, False)[0]

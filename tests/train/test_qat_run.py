@@ -104,3 +104,25 @@ def test_a_changed_qat_model_is_refused_in_one_line(qat_exported_run, tmp_path, 
     done = cli("export", run, "--formats", "tflite_int8")
     assert done.returncode == 2 and "model_qat.keras: changed since `edgeship qat` wrote it" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_gate_refuses_a_qat_run_whose_fake_quantized_model_changed_after_the_report(qat_exported_run, tmp_path,
+                                                                                     cli):
+    """The second Δ and the gate's agreement check come from model_qat.keras: the report binds them to its sha256."""
+    run = tmp_path / "run"
+    shutil.copytree(qat_exported_run, run)
+    assert cli("gate", run, "--max-drop", "100", "--min-agreement", "0").returncode == 0
+    with open(run / "bundle" / "model_qat.keras", "ab") as handle:
+        handle.write(b"\0")
+    done = cli("gate", run, "--max-drop", "100", "--min-agreement", "0")
+    assert done.returncode == 2 and "bundle/model_qat.keras changed after the report was written" in done.stderr
+
+
+def test_max_drop_on_a_qat_run_says_the_ladder_is_not_climbed(qat_exported_run, tmp_path, cli):
+    run = tmp_path / "run"
+    shutil.copytree(qat_exported_run, run)
+    done = cli("export", run, "--formats", "tflite_int8", "--max-drop", "0.5")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "come from quantization-aware training" in done.stderr
+    row = next(a for a in json.loads((run / "report.json").read_text())["artifacts"] if a["name"] == "tflite_int8")
+    assert row.get("quantization") is None and row["vs_fake_quant"]["agreement"] >= 0.97
