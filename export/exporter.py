@@ -209,10 +209,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
             warnings.append("--io int8: MediaPipe's ImageClassifier accepts only uint8 or float32 input, so phone "
                             "apps cannot load model_int8.tflite; keep the default --io uint8 unless the target "
                             "needs int8")
-        qat_model = load_qat_model(layout.bundle, bundle, trust_code)
-        if qat_model is not None and max_drop is not None:
-            warnings.append("--max-drop: this run's int8 files come from quantization-aware training (`edgeship "
-                            "qat`), so the post-training ladder is not climbed on them; gate the run instead")
+        qat_model = _qat_model(layout, bundle, trust_code, max_drop, warnings)
         for warning in warnings:
             logger.warning(warning)
         job = ConversionJob(model, bundle.info, calibration, int8_io,
@@ -239,6 +236,16 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
         return _report_parity(layout, bundle, model, manifest, show_progress, warnings + job.warnings,
                               trust_code, scratch, tuple(also_backends), made_here={r.name for r in converted if r.ok},
                               fake_quant=job.qat_model)
+
+
+def _qat_model(layout: RunLayout, bundle: Bundle, trust_code: bool, max_drop: float | None, warnings: list[str]):
+    """A QAT run's fake-quantized model (its int8 formats convert from it), else None; --max-drop is said not to
+    apply to those files."""
+    model = load_qat_model(layout.bundle, bundle, trust_code)
+    if model is not None and max_drop is not None:
+        warnings.append("--max-drop: this run's int8 files come from quantization-aware training (`edgeship qat`), "
+                        "so the post-training ladder is not climbed on them; gate the run instead")
+    return model
 
 
 def _remade_graphs(bundle: Bundle, chosen: list[ExportFormat]) -> list[ExportFormat]:
