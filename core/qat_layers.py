@@ -68,11 +68,8 @@ class FoldedConv(keras.layers.Layer):
     def build(self, shape):
         self.inner.build(shape)
 
-    def _kernel(self):
-        return self.inner.kernel
-
     def call(self, x):
-        kernel = self._kernel()
+        kernel = self.inner.kernel
         if self.kind == "Dense":  # per tensor, as TF-MOT does: the converter transposes a Dense kernel
             channel_axes, axis = None, None  # and refuses a per-channel axis through the transpose
         elif self.kind == "DepthwiseConv2D":  # (kh, kw, in, multiplier 1): one range per input channel

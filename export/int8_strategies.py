@@ -63,12 +63,10 @@ class _Equalizing:
         outcome = self.job.quantization_aware()
         if outcome is None:
             return None
-        from dataclasses import replace as copy_job
-
-        twin = copy_job(self.job, qat_model=outcome.model, _workdir=None, _prepared_onnx=None)
+        twin = replace(self.job, qat_model=outcome.model, _workdir=None, _prepared_onnx=None)
         try:
             return Candidate(Recipe(self.plain.method, quantization_aware=True), type(self).from_learned_ranges(twin),
-                             agrees_with=getattr(outcome, "val_top", None))
+                             agrees_with=outcome.val_top)
         finally:
             twin.cleanup()
 

@@ -10,13 +10,12 @@ import pytest
 
 
 def _split(run, name):
-    from edgeship.core.pixels import load_pixels
+    from edgeship.core.pixels import load_split
     from edgeship.core.splits import SplitManifest
     from edgeship.runtime.spec import Bundle
 
     info = Bundle.load(run / "bundle").info
-    rows = SplitManifest.read(run / "bundle" / "splits.csv").select(name)
-    return load_pixels([r.path for r in rows], info.input), np.array([info.labels.index(r.label) for r in rows])
+    return load_split(SplitManifest.read(run / "bundle" / "splits.csv"), info.labels, info.input, name)
 
 
 @pytest.fixture(scope="module")

@@ -126,3 +126,11 @@ def test_max_drop_on_a_qat_run_says_the_ladder_is_not_climbed(qat_exported_run, 
     assert "come from quantization-aware training" in done.stderr
     row = next(a for a in json.loads((run / "report.json").read_text())["artifacts"] if a["name"] == "tflite_int8")
     assert row.get("quantization") is None and row["vs_fake_quant"]["agreement"] >= 0.97
+
+
+def test_the_cli_defaults_are_core_qat_s():
+    """cli/qat.py writes the defaults out so that `edgeship qat --help` does not import TensorFlow: they must not drift."""
+    from edgeship.cli import qat as cli_qat
+    from edgeship.core import qat
+
+    assert (cli_qat.EPOCHS, cli_qat.LEARNING_RATE) == (qat.EPOCHS, qat.LEARNING_RATE)
