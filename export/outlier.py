@@ -11,15 +11,14 @@ conversion degrades: ×300 on the demo CNN costs tens of points in TFLite int8 a
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgeship.core.derived_run import check_new_run, write_derived_run
 from edgeship.core.keras_layers import leaf_layers
 from edgeship.core.layout import RunLayout
-from edgeship.core.splits import SplitManifest
 from edgeship.core.tensorflow import load_keras_model
 from edgeship.runtime.errors import UsageError
 from edgeship.runtime.fileio import sha256_file
@@ -103,12 +102,11 @@ def add_residual_outlier(model, factor: float = 30.0, channel: int = 0) -> Outli
 def outlier_run(run: str | Path, out: str | Path, factor: float = 300.0, trust_code: bool = False,
                 **where) -> OutlierChannel:
     """Copy RUN (bundle and training records, no exported artifacts or report) to OUT with an outlier channel
-    added to its model.keras; the bundle's provenance records the change and the new model's sha256.
+    added to its model.keras, written whole or not at all; the bundle's provenance records the change and the new
+    model's sha256.
     TRUST_CODE loads a model.keras that Keras' safe mode refuses (see core.tensorflow)."""
     layout = RunLayout.find(run)
-    out = Path(out)
-    if out.exists():
-        raise UsageError(f"{out}: already exists; give a new directory")
+    out = check_new_run(out)
     bundle = Bundle.load(layout.bundle)
     model = load_keras_model(layout.bundle / bundle.keras_model, trust_code, bundle)
     residual = where.pop("residual", False)
@@ -116,19 +114,12 @@ def outlier_run(run: str | Path, out: str | Path, factor: float = 300.0, trust_c
         raise UsageError("--residual picks the BatchNorms of the first residual Add itself; leave out --batchnorm")
     change = add_residual_outlier(model, factor, where.get("channel", 0)) if residual else add_outlier_channel(
         model, factor, **where)
-    new_bundle = out / layout.bundle.name
-    new_bundle.mkdir(parents=True)
-    if (layout.bundle / "labels.txt").is_file():
-        shutil.copy2(layout.bundle / "labels.txt", new_bundle / "labels.txt")
-    if layout.training.is_dir():
-        shutil.copytree(layout.training, out / layout.training.name)
-    # the same images in the same splits, their paths made relative to the new manifest's folder
-    split_sha = SplitManifest.read(layout.bundle / bundle.split_manifest).write(new_bundle / bundle.split_manifest)
-    model_path = new_bundle / bundle.keras_model
-    model.save(model_path)
-    bundle.artifacts = []  # nothing exported from the new model yet
-    bundle.provenance["model_sha256"] = sha256_file(model_path)
-    bundle.provenance.setdefault("split", {})["sha256"] = split_sha
-    bundle.provenance["modified"] = change.describe()
-    bundle.save(out / layout.bundle.name)
+
+    def fill(new_bundle: Path) -> None:
+        model_path = new_bundle / bundle.keras_model
+        model.save(model_path)
+        bundle.provenance["model_sha256"] = sha256_file(model_path)
+        bundle.provenance["modified"] = change.describe()
+
+    write_derived_run(layout, bundle, out, fill)
     return change

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from edgeship.core.derived_run import check_new_run, write_derived_run
 from edgeship.core.integrity import trained_files
 from edgeship.core.layout import RunLayout, run_lock
 from edgeship.core.pixels import load_split
@@ -30,9 +31,7 @@ def qat_run(run: str | Path, out: str | Path, epochs: int = EPOCHS, learning_rat
 
     if epochs < 0:
         raise UsageError(f"--epochs must be 0 or more, got {epochs}")
-    layout, out = RunLayout.find(run), Path(out)
-    if out.exists():
-        raise UsageError(f"{out}: already exists; give a new directory")
+    layout, out = RunLayout.find(run), check_new_run(out)
     bundle = Bundle.load(layout.bundle)
     if bundle.info.task != "multiclass":
         raise UsageError(f"{layout.bundle}: quantization-aware training handles multiclass (softmax) models; this "
@@ -57,24 +56,15 @@ def qat_run(run: str | Path, out: str | Path, epochs: int = EPOCHS, learning_rat
 
 def _write(layout: RunLayout, bundle: Bundle, out: Path, outcome, model_path: Path) -> dict:
     """OUT with the float model and split manifest as they were, the fake-quantized model beside them, and the
-    provenance saying which run it was fine-tuned from; written under a temporary name, then renamed."""
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    new_bundle = staging / layout.bundle.name
-    new_bundle.mkdir(parents=True)
-    shutil.copy2(model_path, new_bundle / model_path.name)
-    for extra in ("labels.txt",):
-        if (layout.bundle / extra).is_file():
-            shutil.copy2(layout.bundle / extra, new_bundle / extra)
-    if layout.training.is_dir():
-        shutil.copytree(layout.training, staging / layout.training.name)
-    split_sha = SplitManifest.read(layout.bundle / bundle.split_manifest).write(new_bundle / bundle.split_manifest)
-    outcome.model.save(new_bundle / QAT_MODEL)
-    record = {"from_run": str(layout.root), "from_model_sha256": sha256_file(model_path), "model": QAT_MODEL,
-              "model_sha256": sha256_file(new_bundle / QAT_MODEL), **outcome.to_json()}
-    bundle.artifacts = []  # nothing exported from the new run yet
-    bundle.provenance.setdefault("split", {})["sha256"] = split_sha
-    bundle.provenance[QAT_PROVENANCE] = record
-    bundle.save(new_bundle)
-    staging.rename(out)
+    provenance saying which run it was fine-tuned from (written whole or not at all)."""
+    record: dict = {}
+
+    def fill(new_bundle: Path) -> None:
+        shutil.copy2(model_path, new_bundle / model_path.name)
+        outcome.model.save(new_bundle / QAT_MODEL)
+        record.update({"from_run": str(layout.root), "from_model_sha256": sha256_file(model_path),
+                       "model": QAT_MODEL, "model_sha256": sha256_file(new_bundle / QAT_MODEL), **outcome.to_json()})
+        bundle.provenance[QAT_PROVENANCE] = record
+
+    write_derived_run(layout, bundle, out, fill)
     return record
