@@ -38,7 +38,7 @@ def write_derived_run(layout: RunLayout, bundle: Bundle, out: Path, fill: Callab
             if (layout.bundle / name).is_file():
                 shutil.copy2(layout.bundle / name, new_bundle / name)
         if layout.training.is_dir():
-            shutil.copytree(layout.training, staging / layout.training.name, symlinks=True)
+            shutil.copytree(layout.training, staging / layout.training.name)
         manifest = SplitManifest.read(layout.bundle / bundle.split_manifest)
         split_sha = manifest.write(new_bundle / bundle.split_manifest)
         bundle.artifacts = []  # nothing exported from the new model yet
