@@ -30,7 +30,7 @@ def write_derived_run(layout: RunLayout, bundle: Bundle, out: Path, fill: Callab
     the new folder) copied, BUNDLE saved with no artifacts. FILL(new bundle folder) writes the model files and
     updates BUNDLE's provenance before it is saved. Nothing appears at OUT unless every step succeeded."""
     staging = out.with_name(f".{out.name}.partial")  # a sibling: the manifest's relative paths hold after the rename
-    shutil.rmtree(staging, ignore_errors=True)
+    _remove(staging)
     try:
         new_bundle = staging / layout.bundle.name
         new_bundle.mkdir(parents=True)
@@ -47,4 +47,12 @@ def write_derived_run(layout: RunLayout, bundle: Bundle, out: Path, fill: Callab
         bundle.save(new_bundle)
         staging.rename(check_new_run(out))
     finally:
+        _remove(staging)
+
+
+def _remove(staging: Path) -> None:
+    """A left-over staging folder, or a link in its place, removed without following the link anywhere."""
+    if staging.is_symlink() or staging.is_file():
+        staging.unlink()
+    else:
         shutil.rmtree(staging, ignore_errors=True)

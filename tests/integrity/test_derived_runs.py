@@ -63,3 +63,14 @@ def test_something_already_at_out_is_refused_and_left_as_it_was(trained_run, tmp
         outlier_run(trained_run, out, factor=10.0)
     assert out.is_symlink() or out.read_text() == "notes"
     assert not target.exists() or list(target.iterdir()) == []
+
+
+def test_a_link_where_the_staging_folder_goes_is_removed_not_written_through(trained_run, tmp_path):
+    users = tmp_path / "users_folder"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    os.symlink(users, tmp_path / ".outlier.partial")
+    outlier_run(trained_run, tmp_path / "outlier", factor=10.0)
+    assert sorted(p.name for p in users.iterdir()) == ["notes.txt"] and (users / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "outlier" / "bundle" / "model.keras").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outlier", "users_folder"]
