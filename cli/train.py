@@ -73,6 +73,14 @@ def add_arguments(p) -> None:
                         "digits and many product photos); standard-no-flip; or e.g. rotation=0.1,zoom=0.2,contrast=0.1")
     p.add_argument("--preview-augmentation", metavar="PNG", help="write an augmentation preview grid and exit")
     p.add_argument("--max-per-class", type=positive_int, help="use at most N images per class (seeded subset)")
+    p.add_argument("--val-fraction", dest="val", type=number(float, 0.0, 1.0, high_open=True, what="a fraction in [0, 1)"),
+                   default=default["val"],
+                   help=f"share of each class kept apart for validation, where epochs and int8 variants are chosen: "
+                        f"--max-drop cannot tell apart less than one image (default {default['val']})")
+    p.add_argument("--test-fraction", dest="test", default=default["test"],
+                   type=number(float, 0.0, 1.0, low_open=True, high_open=True, what="a fraction in (0, 1)"),
+                   help=f"share of each class kept apart for the test split, which only measures (default "
+                        f"{default['test']})")
     p.add_argument("--calib-fraction", dest="calib", type=number(float, 0.0, 1.0, high_open=True, what="a fraction in [0, 1)"),
                    default=default["calib"], help="share of the training pool kept apart for int8 calibration "
                                                   f"(default {default['calib']})")

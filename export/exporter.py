@@ -216,7 +216,7 @@ def export_run(run: str | Path, formats: Sequence[str] | None = None, calib_size
                             keras_path=layout.bundle / (bundle.keras_model or "model.keras"),
                             max_drop=max_drop, diagnose=diagnose, scratch_root=scratch, qat_model=qat_model)
         if any(f.int8_strategy is not None for f in chosen):
-            job.val = _validation_set(manifest, bundle, model, show_progress)
+            job.val = _validation_set(manifest, bundle, model, show_progress, max_drop, job.warnings)
             job.more_calibration = lambda: _calibration(manifest, bundle, MORE_CALIB, False)[0]
             job.qat_trainer = ladder_trainer(manifest, bundle, model, job) if max_drop is not None else None
         converted = []
@@ -269,8 +269,10 @@ MORE_CALIB = 1000  # "more calibration images": the calib split up to this many
 VAL_MAX = 500  # validation images held for int8 checks (75 MB at 224 px): a Food-101 val split would be 1.5 GB
 
 
-def _validation_set(manifest: SplitManifest, bundle: Bundle, model, show_progress: bool) -> ValidationSet | None:
-    """The val split (else calib) with the Keras model's accuracy on it: where int8 choices are made."""
+def _validation_set(manifest: SplitManifest, bundle: Bundle, model, show_progress: bool, max_drop: float | None = None,
+                    warnings: list[str] | None = None) -> ValidationSet | None:
+    """The val split (else calib) with the Keras model's accuracy on it: where int8 choices are made. A MAX_DROP
+    finer than one of its images is said in WARNINGS: such a budget lets no image go."""
     for split in ("val", "calib"):
         paths, labels = manifest.paths_and_indices(split, bundle.info.labels)
         if len(paths) > VAL_MAX:  # drawn evenly from every class, in bounded memory
@@ -279,8 +281,21 @@ def _validation_set(manifest: SplitManifest, bundle: Bundle, model, show_progres
         if len(paths):
             images = load_pixels(paths, bundle.info.input, f"load {split} images", show_progress)
             top = reference_predictor(model, bundle.info).predict_proba(images).argmax(axis=1)
+            coarse = budget_finer_than_one_image(max_drop, split, len(labels))
+            if coarse and warnings is not None:
+                warnings.append(coarse)
+                logger.warning(coarse)
             return ValidationSet(split, images, labels, float(np.mean(top == labels)), top)
     return None
+
+
+def budget_finer_than_one_image(max_drop: float | None, split: str, images: int) -> str | None:
+    """What to tell a user whose --max-drop is below one validation image (then it lets no image go), else None."""
+    if max_drop is None or not images or max_drop >= 100.0 / images:
+        return None
+    return (f"--max-drop {max_drop:g}: one of the {images} {split} images is {100.0 / images:.2f} pp, so the budget "
+            f"lets no {split} image go; keep more apart (`edgeship train --val-fraction 0.2`, then export again) or "
+            f"give a budget of at least {100.0 / images:.2f}")
 
 
 @contextmanager

@@ -95,6 +95,24 @@ def test_calibration_split_can_be_enlarged(small_digits):
     assert larger >= 3 * default
 
 
+def test_validation_and_test_splits_can_be_resized(small_digits, cli):
+    from edgeship.cli.train import config_from
+    from edgeship.core.dataset import scan_folder
+    from edgeship.core.splits import make_splits
+
+    args = parse_arguments(["train", str(small_digits), "--out", "RUN", "--val-fraction", "0.3", "--test-fraction",
+                            "0.25"])
+    splits = config_from(args).data.splits
+    assert (splits.val, splits.test) == (0.3, 0.25)
+    dataset = scan_folder(small_digits, show_progress=False)
+    default, larger = make_splits(dataset).counts(), make_splits(dataset, splits).counts()
+    assert larger["val"] >= 2 * default["val"] and larger["test"] > default["test"]
+    for bad in (["--val-fraction", "1.5"], ["--test-fraction", "0"], ["--val-fraction", "0.5", "--test-fraction",
+                                                                        "0.5"]):
+        done = cli("train", small_digits, "--out", "RUN", *bad)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3, bad
+
+
 def test_the_no_flip_preset_never_mirrors():
     from edgeship.train.augment import STANDARD, AugmentConfig
 

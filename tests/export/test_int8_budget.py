@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from edgeship.core.records import ParityReport
 from edgeship.runtime.fileio import sha256_file
+from edgeship.export.exporter import budget_finer_than_one_image
 from edgeship.export.outlier import outlier_run
 
 FACTOR = 300.0
@@ -296,6 +297,18 @@ def test_max_drop_search_passes_the_gate_and_never_reads_the_test_split(outlier,
         artifact = rows[name]["path"]
         assert _graph_digest(honest / artifact) == _graph_digest(poisoned / artifact), name
     assert "## Quantization" in (honest / "report.md").read_text()
+    # 0.5 pp is finer than one of the 60 validation images (1.67 pp): the report says so, and how to fix it
+    n_val = rows["tflite_int8"]["quantization"]["n_images"]
+    warnings = json.loads((honest / "report.json").read_text())["warnings"]
+    assert 100 / n_val > 0.5 and budget_finer_than_one_image(0.5, "val", n_val) in warnings
+
+
+def test_a_budget_finer_than_one_validation_image_is_named_with_the_fix():
+    said = budget_finer_than_one_image(0.5, "val", 179)
+    assert "0.56 pp" in said and "179 val images" in said and "--val-fraction" in said
+    assert budget_finer_than_one_image(0.56, "val", 179) is None  # one image fits: nothing to say
+    assert budget_finer_than_one_image(0.5, "val", 200) is None
+    assert budget_finer_than_one_image(None, "val", 179) is None  # no --max-drop
 
 
 def test_speedup_figures_and_the_min_speedup_gate(exported_run, cli):
