@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .arguments import add_trust_flag, non_negative_int, number
 
-EPOCHS, LEARNING_RATE = 3, 5e-4  # core.qat's defaults, written here so `--help` does not import TensorFlow
+EPOCHS, LEARNING_RATE = 5, 2e-4  # core.qat's defaults, written here so `--help` does not import TensorFlow
 
 NAME = "qat"
 HELP = ("fine-tune a run with fake quantization (BatchNorm folded, per-channel int8 weights, learned activation "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgeship.core.pixels import load_split
-from edgeship.core.qat import QAT_PROVENANCE, TRAIN_MAX
+from edgeship.core.qat import EPOCHS, QAT_PROVENANCE, TRAIN_MAX
 from edgeship.core.splits import SplitManifest
 from edgeship.core.tensorflow import load_keras_model
 from edgeship.runtime.errors import IntegrityError
@@ -17,7 +17,6 @@ from edgeship.runtime.fileio import sha256_file
 from edgeship.runtime.spec import MANIFEST_NAME, Bundle
 
 logger = logging.getLogger("edgeship")
-LADDER_EPOCHS = 5  # the last rung's fine-tune (`edgeship qat --epochs` for more)
 
 
 def qat_record(bundle: Bundle) -> dict | None:
@@ -56,10 +55,10 @@ def ladder_trainer(manifest: SplitManifest, bundle: Bundle, model, job) -> Calla
         if train_split is None or job.val is None or job.calibration is None:
             logger.warning("quantization-aware training skipped: the run has no training split to fine-tune on")
             return None
-        logger.info(f"int8 trial quantization-aware training: {LADDER_EPOCHS} epoch(s) on {len(train_split[1])} "
+        logger.info(f"int8 trial quantization-aware training: {EPOCHS} epoch(s) on {len(train_split[1])} "
                     f"training images")
         outcome = quantization_aware(model, train_split, (job.val.images, job.val.labels), job.calibration,
-                                     epochs=LADDER_EPOCHS)
+                                     epochs=EPOCHS)
         # what the int8 file is held to agree with: the model it is converted from
         outcome.val_top = outcome.model.predict(job.val.images, verbose=0).argmax(axis=1)
         return outcome

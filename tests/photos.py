@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
+# the first six are colour photographs; the last four (three grey textures and a retina) make a ten-class set whose
+# small crops are harder to tell apart
+SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "brick", "grass",
+           "gravel", "retina")
 SUFFIXES = (".jpg", ".png", ".jpeg", ".webp")
 
 
@@ -23,8 +26,9 @@ def source_photo(name: str) -> np.ndarray:
 
 
 def write_photo_folder(root: Path, classes: int = 6, per_class: tuple[int, int] = (40, 58), seed: int = 0,
-                       long_side: tuple[int, int] = (100, 320)) -> Path:
-    """ROOT/<class>/<n><suffix>: CLASSES classes of PER_CLASS (low, high) crops each, long sides in LONG_SIDE px."""
+                       long_side: tuple[int, int] = (100, 320), crop_share: tuple[float, float] = (0.35, 0.8)) -> Path:
+    """ROOT/<class>/<n><suffix>: CLASSES classes of PER_CLASS (low, high) crops each, long sides in LONG_SIDE px; a
+    crop's side is CROP_SHARE (low, high) of the photo's shorter side."""
     rng = np.random.default_rng(seed)
     root = Path(root)
     for name in SOURCES[:classes]:
@@ -33,7 +37,7 @@ def write_photo_folder(root: Path, classes: int = 6, per_class: tuple[int, int] 
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(int(rng.integers(per_class[0], per_class[1] + 1))):
-            side = int(rng.uniform(0.35, 0.8) * min(height, width))
+            side = int(rng.uniform(*crop_share) * min(height, width))
             aspect = rng.uniform(0.75, 1.33)
             crop_h, crop_w = min(height, int(side * aspect)), min(width, side)
             top, left = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))

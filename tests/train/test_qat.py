@@ -66,13 +66,18 @@ def test_the_int8_file_uses_the_learned_ranges_and_answers_as_the_fake_quantized
 
 def test_fine_tuning_keeps_the_best_validation_epoch_and_the_model_loads_safely(qat, trained_run, tmp_path):
     from edgeship.core.tfenv import import_keras
-    from edgeship.core.qat import fine_tune
+    from edgeship.core.qat import LEARNING_RATE, fine_tune
 
     _, keras = import_keras()
     _, quantized = qat
     train, val = _split(trained_run, "train"), _split(trained_run, "val")
     scores = fine_tune(quantized, train, val, epochs=2, batch_size=16)
     assert len(scores) == 3
+    optimizer = quantized.optimizer  # the rate fell from LEARNING_RATE to zero over the two epochs' steps
+    assert int(optimizer.iterations) == 2 * -(-len(train[1]) // 16)
+    assert float(optimizer.learning_rate) < 1e-3 * LEARNING_RATE
+    schedule = optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["initial_learning_rate"] == pytest.approx(LEARNING_RATE) and schedule["alpha"] == 0
     assert np.mean(quantized.predict(val[0], verbose=0).argmax(1) == val[1]) == max(scores)
     quantized.save(tmp_path / "qat.keras")
     loaded = keras.saving.load_model(tmp_path / "qat.keras")  # safe mode: registered layers, no code from the file
