@@ -306,6 +306,10 @@ def test_max_drop_search_passes_the_gate_and_never_reads_the_test_split(outlier,
 def test_a_budget_finer_than_one_validation_image_is_named_with_the_fix():
     said = budget_finer_than_one_image(0.5, "val", 179)
     assert "0.56 pp" in said and "179 val images" in said and "--val-fraction" in said
+    assert "at least 200 val images" in said and "at least 0.56" in said  # 200 images: one is 0.5 pp
+    assert "at least 334 val images" in budget_finer_than_one_image(0.3, "val", 179)
+    past_the_cap = budget_finer_than_one_image(0.1, "val", 500)  # 1,000 images would do, but checks hold 500
+    assert "--val-fraction" not in past_the_cap and "at least 0.20" in past_the_cap and "500" in past_the_cap
     assert budget_finer_than_one_image(0.56, "val", 179) is None  # one image fits: nothing to say
     assert budget_finer_than_one_image(0.5, "val", 200) is None
     assert budget_finer_than_one_image(None, "val", 179) is None  # no --max-drop

@@ -60,3 +60,50 @@ def test_uint8_activations_give_the_same_outputs_and_leave_weights_int8():
     # round to the next level
     np.testing.assert_array_equal(_run(moved, x, optimized=False), _run(_qdq_model(), x, optimized=False))
     assert np.abs(_run(moved, x) - before).max() <= 0.2 + 1e-6 and np.mean(_run(moved, x) != before) < 0.02
+
+
+def _normalizing_model():
+    """image -> Q(int8) -> DQ -> Mul(DQ(int8 1/127.5)) -> Q -> DQ -> Add(DQ(int8 -1)) -> Q -> DQ -> output, the input
+    normalization as tf2onnx writes it from a QAT TFLite file, sharing one initializer as a value and a zero point."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array(1.0, np.float32), "s_in"),
+             numpy_helper.from_array(np.array(-128, np.int8), "minus_128"),
+             numpy_helper.from_array(np.array(127, np.int8), "c_127"),
+             numpy_helper.from_array(np.array(1 / 127.5 / 255, np.float32), "s_scale"),
+             numpy_helper.from_array(np.array(2 / 255, np.float32), "s_mul"),
+             numpy_helper.from_array(np.array(1 / 255, np.float32), "s_offset"),
+             numpy_helper.from_array(np.array(2 / 255, np.float32), "s_add"),
+             numpy_helper.from_array(np.array(0, np.int8), "z_add")]
+    nodes = [helper.make_node("QuantizeLinear", ["image", "s_in", "minus_128"], ["q_in"]),
+             helper.make_node("DequantizeLinear", ["q_in", "s_in", "minus_128"], ["x"]),
+             helper.make_node("DequantizeLinear", ["c_127", "s_scale", "minus_128"], ["scale"]),
+             helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+             helper.make_node("QuantizeLinear", ["scaled", "s_mul", "minus_128"], ["q_scaled"]),
+             helper.make_node("DequantizeLinear", ["q_scaled", "s_mul", "minus_128"], ["scaled_dq"]),
+             helper.make_node("DequantizeLinear", ["minus_128", "s_offset", "c_127"], ["offset"]),  # (-128 - 127) / 255
+             helper.make_node("Add", ["scaled_dq", "offset"], ["shifted"]),
+             helper.make_node("QuantizeLinear", ["shifted", "s_add", "z_add"], ["q_out"]),
+             helper.make_node("DequantizeLinear", ["q_out", "s_add", "z_add"], ["out"])]
+    graph = helper.make_graph(nodes, "normalize", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 4, 4, 3])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 4, 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_constants_beside_uint8_activations_move_too_so_the_normalization_runs_in_int8(tmp_path):
+    """Left int8 beside uint8 activations, the normalization's constants keep ONNX Runtime from fusing Mul and Add
+    (they ran in float); moved to uint8 they fuse into QLinearMul/QLinearAdd and every output stays the same."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgeship.export.qdq_uint8 import activations_to_uint8
+
+    x = np.arange(48, dtype=np.float32).reshape(1, 4, 4, 3) * 5.0  # pixels 0-235
+    moved = activations_to_uint8(_normalizing_model())
+    np.testing.assert_array_equal(_run(moved, x, optimized=False), _run(_normalizing_model(), x, optimized=False))
+    np.testing.assert_allclose(_run(moved, x, optimized=False), x / 127.5 - 1, atol=2 / 255)  # within a step of it
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(moved.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    kinds = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
+    assert "QLinearMul" in kinds and "QLinearAdd" in kinds and not {"Mul", "Add"} & set(kinds), kinds
