@@ -37,7 +37,7 @@ demo-sweep: $(STAMP)
 # half the suite waits on subprocesses, imports and sleeps, not on both cores.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # The documentation site in site/: the reference pages are generated from the CLI parser and the JSON Schemas first,
 # and any warning (a broken link, a page missing from the nav) fails the build. `make test` builds it too.

@@ -77,6 +77,11 @@ ELSEWHERE = {  # needs a board on the network; each is run against a real sshd o
     "edgeship sweep /nfs/photos --out /nfs/sweeps/pi4 --target ssh://pi@raspberrypi --max-latency 20ms --max-size 4MB "
     "--storage postgresql://sweeper:PASSWORD@db.lan/sweeps":
         "test_sweep.py (two workers on a PostgreSQL server the test starts; the emulated Pi as a target)",
+    # minutes of training on 3,000 photo crops (docs/guides/int8.md's QAT figures): the same backbone, weights file,
+    # split flags and residual outlier run there on 6 classes of crops for a few epochs
+    "edgeship train photos10 --out runs/p96 --backbone mobilenet_v2 --image-size 96 --weights coral_mnv2.weights.h5 \\":
+        "test_pretrained_backbone.py",
+    "edgeship outlier runs/p96 --out runs/outlier --residual --factor 30": "test_pretrained_backbone.py",
     # serves until Ctrl+C and opens a browser: run with --no-browser and a headless Chromium there
     "edgeship explore runs/outlier --artifact tflite_int8": "test_explore.py (headless Chromium)",
 }

@@ -49,9 +49,19 @@ def test_a_pretrained_mobilenet_v2_fine_tuned_on_photos_passes_the_default_expor
         return subprocess.run([sys.executable, "-m", "edgeship", *map(str, args)], capture_output=True, text=True,
                               timeout=900)
 
-    trained = edgeship("train", photos, "--out", run, "--backbone", "mobilenet_v2", "--weights", weights,
-                       "--image-size", "96", "--epochs", "8", "--batch-size", "16")
+    trained = edgeship("train", photos, "--out", run, "--backbone", "mobilenet_v2", "--image-size", "96", "--weights",
+                       weights, "--epochs", "8", "--fine-tune-epochs", "1", "--fine-tune-layers", "80",
+                       "--val-fraction", "0.2", "--test-fraction", "0.2", "--batch-size", "16")  # the int8 guide's flags
     assert trained.returncode == 0, trained.stderr[-2000:]
+    record = json.loads((run / "training" / "report.json").read_text())
+    assert record["training"]["epochs_per_phase"]["phase2"] == 1 and record["training"]["fine_tuned_layers"] > 0
+    counts = record["split_counts"]
+    assert counts["val"] == pytest.approx(0.2 * sum(counts.values()), abs=6)  # stratified per class, rounded
+    # the int8 guide's damage: channel 0 ×30 on both branches of the first residual Add, the float model unchanged
+    outlier = edgeship("outlier", run, "--out", tmp_path / "outlier", "--residual", "--factor", "30")
+    assert outlier.returncode == 0 and "scaled ×30" in outlier.stdout, outlier.stderr[-2000:]
+    assert "block_2_expand" in outlier.stdout and "float model unchanged" in outlier.stdout
+    assert (tmp_path / "outlier" / "bundle" / "model.keras").read_bytes() != (run / "bundle" / "model.keras").read_bytes()
     exported = edgeship("export", run)  # the default set
     assert exported.returncode == 0, exported.stderr[-2000:]
     gate = edgeship("gate", run, "--min-accuracy", "0.9")
