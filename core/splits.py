@@ -55,6 +55,7 @@ class SplitManifest:
     def paths_and_indices(self, split: str, labels: tuple[str, ...]) -> tuple[list[Path], np.ndarray]:
         index = {label: i for i, label in enumerate(labels)}
         rows = self.select(split)
+        _check_reachable(rows, split)
         unknown = sorted({row.label for row in rows} - set(index))
         if unknown:
             raise DatasetError(f"split manifest has labels the model does not know: {', '.join(unknown)}")
@@ -96,6 +97,17 @@ class SplitManifest:
             path = Path(record[0])
             rows.append(SplitRow(path if path.is_absolute() else (csv_path.parent / path).resolve(), record[1], record[2]))
         return cls(rows)
+
+
+def _check_reachable(rows: list[SplitRow], split: str, sample: int = 3) -> None:
+    """One line naming the cause when none of a split's first images exists: the manifest's paths are relative to
+    the bundle, so a run copied to a folder at another depth than its data finds nothing, and each image's own
+    "no such file" would not say why."""
+    if not rows or any(row.path.exists() for row in rows[:sample]):
+        return
+    raise DatasetError(f"{rows[0].path}: no such file, nor the next {min(sample, len(rows)) - 1} {split} image(s) of "
+                       f"the split manifest, whose paths are relative to the bundle: was the run moved or copied away "
+                       f"from its images? Put it back at the same place relative to them, or train again")
 
 
 def stratified_indices(labels, count: int) -> np.ndarray:

@@ -200,3 +200,26 @@ def test_a_reader_that_stops_reading_gets_no_traceback():
     process.stdout.close()  # the reader is gone before edgeship writes a line
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141 and "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+def test_a_run_copied_away_from_its_images_says_so_in_one_line(exported_run, tmp_path, cli):
+    """The split manifest's paths are relative to the bundle: a run copied one folder deeper than it was trained
+    finds none of its images, and the error says that rather than one image's "no such file"."""
+    from edgeship.core.errors import DatasetError
+    from edgeship.core.splits import SplitManifest, SplitRow
+
+    copy = tmp_path / "deeper" / exported_run.name
+    shutil.copytree(exported_run, copy)
+    done = cli("gate", copy, "--remeasure")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert "was the run moved or copied away from its images?" in line and "test image(s)" in line
+    manifest = SplitManifest.read(copy / "bundle" / "splits.csv")
+    labels = tuple(dict.fromkeys(row.label for row in manifest.rows))
+    assert not manifest.select("val")[0].path.exists()
+    with pytest.raises(DatasetError, match="no such file, nor the next 2 val"):
+        manifest.paths_and_indices("val", labels)
+    # one image missing among present ones is that image's own error later, not this one
+    present = SplitManifest.read(exported_run / "bundle" / "splits.csv").select("test")[0]
+    one_gone = SplitManifest([SplitRow(tmp_path / "gone.png", present.label, "test"), present])
+    assert one_gone.paths_and_indices("test", labels)[0] == [tmp_path / "gone.png", present.path]
