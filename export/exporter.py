@@ -293,14 +293,16 @@ def _validation_set(manifest: SplitManifest, bundle: Bundle, model, show_progres
 def budget_finer_than_one_image(max_drop: float | None, split: str, images: int) -> str | None:
     """What to tell a user whose --max-drop is below one validation image (then it lets no image go), else None:
     how many images would let one go, or, past the VAL_MAX the checks hold, the smallest budget that can."""
-    if max_drop is None or not images or max_drop >= 100.0 / images:
+    one_image = 100.0 / images if images else 0.0
+    if max_drop is None or max_drop >= one_image:
         return None
     needed = math.ceil(100.0 / max_drop - 1e-9)
-    fix = (f"keep at least {needed} {split} images apart (`edgeship train --val-fraction`, then export again) or give "
-           f"a budget of at least {100.0 / images:.2f}" if needed <= VAL_MAX else
-           f"give a budget of at least {100.0 / VAL_MAX:.2f} (int8 checks hold at most "
-           f"{VAL_MAX} {split} images)")
-    return (f"--max-drop {max_drop:g}: one of the {images} {split} images is {100.0 / images:.2f} pp, so the budget "
+    if needed <= VAL_MAX:
+        fix = (f"keep at least {needed} {split} images apart (`edgeship train --val-fraction`, then export again) "
+               f"or give a budget of at least {one_image:.2f}")
+    else:
+        fix = f"give a budget of at least {100.0 / VAL_MAX:.2f} (int8 checks hold at most {VAL_MAX} {split} images)"
+    return (f"--max-drop {max_drop:g}: one of the {images} {split} images is {one_image:.2f} pp, so the budget "
             f"lets no {split} image go; {fix}")
 
 

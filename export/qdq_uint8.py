@@ -55,7 +55,7 @@ def _elementwise_constants_to_uint8(graph, constants: dict) -> None:
     """Each DequantizeLinear of an int8 constant read only by Add/Mul/Sub, on new uint8 initializers holding c + 128
     and z + 128: (c + 128 - (z + 128)) * s is the same value. New names, because tf2onnx shares initializers by value
     (one -128 may be another node's zero point)."""
-    from onnx import numpy_helper
+    from onnx import TensorProto, numpy_helper
 
     readers: dict[str, list] = {}
     for node in graph.node:
@@ -64,12 +64,13 @@ def _elementwise_constants_to_uint8(graph, constants: dict) -> None:
     for index, node in enumerate(graph.node):
         if node.op_type != "DequantizeLinear" or len(node.input) < 3:
             continue
-        if not all(name in constants for name in (node.input[0], node.input[2])):
+        if not all(reader.op_type in ELEMENTWISE for reader in readers.get(node.output[0], [])):
+            continue  # a weight's DequantizeLinear (read by Conv, MatMul, ...): not decoded at all
+        if not all(name in constants and constants[name].data_type == TensorProto.INT8
+                   for name in (node.input[0], node.input[2])):
             continue
         values, zero = (numpy_helper.to_array(constants[name]) for name in (node.input[0], node.input[2]))
-        if values.dtype != np.int8 or zero.dtype != np.int8 or zero.size != 1:
-            continue
-        if not all(reader.op_type in ELEMENTWISE for reader in readers.get(node.output[0], [])):
+        if zero.size != 1:
             continue
         for slot, array in ((0, values), (2, zero)):
             name = f"{node.input[slot]}_uint8_constant_{index}"
